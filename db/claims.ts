@@ -1,0 +1,59 @@
+/**
+ * How an authenticated identity becomes Postgres settings for one transaction:
+ * `role` (from an allowlist, never from the caller verbatim), and the claims as
+ * `jwt.claims.*`. The server, the CLI and the tests all go through this, so the
+ * settings a policy sees are the same whichever door the request came in by.
+ */
+export const ROLE_LEVELS = ["USER", "ORG_ADMIN", "TENANT_ADMIN", "SUPER_ADMIN"] as const;
+export type RoleLevel = (typeof ROLE_LEVELS)[number];
+
+/** The `roles` claim's values and the Postgres role each selects. Nothing else is accepted. */
+export const PG_ROLE_FOR: Record<RoleLevel, string> = {
+  USER: "authhub_user",
+  ORG_ADMIN: "authhub_org_admin",
+  TENANT_ADMIN: "authhub_tenant_admin",
+  SUPER_ADMIN: "authhub_super_admin",
+};
+export const ANONYMOUS_ROLE = "authhub_anonymous";
+
+export interface Identity {
+  userId: string;
+  tenantId: string;
+  orgId?: string | null;
+  /** The highest level named in the token's `roles` claim. */
+  level: RoleLevel;
+  sessionId?: string | null;
+  tokenId?: string | null;
+  issuer?: string | null;
+}
+
+export const isRoleLevel = (v: unknown): v is RoleLevel => typeof v === "string" && (ROLE_LEVELS as readonly string[]).includes(v);
+
+/** The highest known level among `roles`, or null when none is known. */
+export function highestLevel(roles: readonly unknown[]): RoleLevel | null {
+  let best: RoleLevel | null = null;
+  for (const r of roles) {
+    if (isRoleLevel(r) && (best === null || ROLE_LEVELS.indexOf(r) > ROLE_LEVELS.indexOf(best))) best = r;
+  }
+  return best;
+}
+
+export function pgSettingsFor(identity: Identity | null, traceId?: string): Record<string, string> {
+  const settings: Record<string, string> = {};
+  if (traceId) settings["authhub.trace_id"] = traceId;
+  if (!identity) {
+    settings.role = ANONYMOUS_ROLE;
+    return settings;
+  }
+  settings.role = PG_ROLE_FOR[identity.level];
+  settings["jwt.claims.sub"] = identity.userId;
+  settings["jwt.claims.tenant_id"] = identity.tenantId;
+  settings["jwt.claims.roles"] = JSON.stringify([identity.level]);
+  if (identity.orgId) settings["jwt.claims.org_id"] = identity.orgId;
+  if (identity.sessionId) settings["jwt.claims.sid"] = identity.sessionId;
+  if (identity.tokenId) settings["jwt.claims.jti"] = identity.tokenId;
+  if (identity.issuer) settings["jwt.claims.iss"] = identity.issuer;
+  return settings;
+}
+
+export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

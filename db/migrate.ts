@@ -1,0 +1,38 @@
+/**
+ * Applies the committed graphile-migrate migrations programmatically, with the
+ * same settings the DBA's `.gmrc` describes, and tells whether a database is
+ * current (for /readyz).
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Logger, migrate } from "graphile-migrate";
+
+export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "migrations");
+
+export type LogFn = (level: string, message: string) => void;
+
+export async function runMigrations(ownerUrl: string, log: LogFn = () => undefined): Promise<void> {
+  const logger = new Logger(() => (level, message) => log(level, `[migrate] ${message}`));
+  await migrate({
+    connectionString: ownerUrl,
+    migrationsFolder: MIGRATIONS_DIR,
+    afterReset: ["!afterReset.sql"],
+    logger,
+  });
+  // graphile-migrate keeps its pool for a moment after returning; let it close
+  // before anyone stops the cluster or clones the database.
+  await new Promise((resolve) => setTimeout(resolve, 250));
+}
+
+/** The hash of the newest committed migration shipped with this code. */
+export function latestCommittedHash(): string | null {
+  const dir = path.join(MIGRATIONS_DIR, "committed");
+  const files = readdirSync(dir)
+    .filter((f) => /^\d+(-[-_a-zA-Z0-9]*)?\.sql$/.test(f))
+    .sort();
+  const last = files.at(-1);
+  if (!last) return null;
+  const match = /^--! Hash: (\S+)$/m.exec(readFileSync(path.join(dir, last), "utf8"));
+  return match?.[1] ?? null;
+}

@@ -1,0 +1,137 @@
+/**
+ * The HTTP application: small install steps in a fixed order, each owning what
+ * it creates and returning how to release it. makeApp() does not listen; the
+ * caller (server/main.ts, tests) decides where.
+ */
+import express, { type NextFunction, type Request, type Response } from "express";
+import http from "node:http";
+import type pg from "pg";
+import { postgraphile } from "postgraphile";
+import { grafserv } from "postgraphile/grafserv/express/v4";
+import { latestCommittedHash } from "../db/migrate.js";
+import { authenticate } from "./auth/authenticate.js";
+import { TokenVerifier } from "./auth/verify.js";
+import type { Config } from "./config.js";
+import { AppError, toAppError } from "./errors.js";
+import { makePreset } from "./graphql/preset.js";
+import type { Logger } from "./logger.js";
+import { requestState } from "./requestState.js";
+import { newTraceId, traceIdFrom } from "./trace.js";
+import type { JSONWebKeySet } from "jose";
+
+export interface AppDeps {
+  config: Config;
+  /** Pool logged in as authhub_authenticator: the only connection request paths use. */
+  authPool: pg.Pool;
+  logger: Logger;
+}
+
+export interface App {
+  app: express.Express;
+  server: http.Server;
+  /** Releases what makeApp created (not the pool it was given). */
+  release(): Promise<void>;
+}
+
+function installRequestContext(app: express.Express, logger: Logger) {
+  app.disable("x-powered-by");
+  app.set("trust proxy", false);
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const started = process.hrtime.bigint();
+    const state = requestState(req);
+    state.traceId = traceIdFrom(req.get("x-trace-id")) ?? newTraceId();
+    res.setHeader("X-Trace-Id", state.traceId);
+    res.on("finish", () => {
+      logger.info("request", {
+        trace_id: state.traceId,
+        method: req.method,
+        path: req.path,
+        status: res.statusCode,
+        duration_ms: Number((process.hrtime.bigint() - started) / 1000n) / 1000,
+        via: state.via,
+        ...(state.identity ? { user_id: state.identity.userId, tenant_id: state.identity.tenantId } : {}),
+      });
+    });
+    next();
+  });
+}
+
+function installHealth(app: express.Express, authPool: pg.Pool) {
+  const expected = latestCommittedHash();
+  app.get("/healthz", (_req, res) => {
+    res.json({ status: "ok" });
+  });
+  app.get("/readyz", async (_req, res) => {
+    let database = false;
+    let migrations = false;
+    try {
+      const { rows } = await authPool.query<{ hash: string | null }>("select authhub_private.current_migration_hash() as hash");
+      database = true;
+      migrations = rows[0]?.hash === expected;
+    } catch {
+      database = false;
+    }
+    const ready = database && migrations;
+    res.status(ready ? 200 : 503).json({ status: ready ? "ready" : "unavailable", checks: { database, migrations } });
+  });
+}
+
+async function loadOwnKeys(authPool: pg.Pool): Promise<JSONWebKeySet> {
+  const { rows } = await authPool.query<{ jwk: JSONWebKeySet["keys"][number] }>(
+    "select authhub_private.public_signing_keys() as jwk",
+  );
+  return { keys: rows.map((r) => r.jwk) };
+}
+
+async function installGraphQL(app: express.Express, server: http.Server, deps: AppDeps) {
+  const verifier = new TokenVerifier({
+    issuer: deps.config.issuer,
+    trustedIssuers: deps.config.trustedIssuers,
+    loadOwnKeys: () => loadOwnKeys(deps.authPool),
+  });
+  app.use("/graphql", authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret }));
+  const pgl = postgraphile(makePreset(deps.config, deps.authPool, deps.logger));
+  const serv = pgl.createServ(grafserv);
+  await serv.addTo(app, server, false);
+  return async () => {
+    await pgl.release();
+  };
+}
+
+function installErrors(app: express.Express, logger: Logger) {
+  app.use((_req: Request, _res: Response, next: NextFunction) => {
+    next(new AppError("not_found", "No such endpoint."));
+  });
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const bodyTooLarge = (err as { type?: string }).type === "entity.too.large";
+    const error = bodyTooLarge ? new AppError("payload_too_large", "The request body is too large.") : toAppError(err);
+    if (error.code === "internal") {
+      logger.error("unhandled error", { trace_id: requestState(req).traceId, err });
+    }
+    if (error.code === "unauthenticated") res.setHeader("WWW-Authenticate", 'Bearer error="invalid_token"');
+    if (res.headersSent) return;
+    res.status(error.status);
+    // GraphQL clients read `errors`; everyone else reads DESIGN.md §9's `error`.
+    if (req.path.startsWith("/graphql")) {
+      res.json({ errors: [{ message: error.message, extensions: { code: error.code } }] });
+    } else {
+      res.json(error.toJSON());
+    }
+  });
+}
+
+export async function makeApp(deps: AppDeps): Promise<App> {
+  const app = express();
+  const server = http.createServer(app);
+  installRequestContext(app, deps.logger);
+  installHealth(app, deps.authPool);
+  const releaseGraphQL = await installGraphQL(app, server, deps);
+  installErrors(app, deps.logger);
+  return {
+    app,
+    server,
+    async release() {
+      await releaseGraphQL();
+    },
+  };
+}

@@ -1,0 +1,138 @@
+/**
+ * Access-token verification (DESIGN.md §5): AuthHub's own ES256 keys, read from
+ * the database, plus the JWKS of each configured trusted issuer. The token's
+ * unverified `iss` only chooses which key set and rules apply; the signature,
+ * algorithm allowlist, issuer, audience and expiry are then all enforced, and
+ * the claims are checked for shape before anything reaches SQL.
+ */
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeJwt,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from "jose";
+import { highestLevel, UUID_RE, type Identity } from "../../db/claims.js";
+import type { TrustedIssuer } from "../config.js";
+import { AppError } from "../errors.js";
+import { ALG, AUDIENCE } from "./signingKeys.js";
+
+/** Asymmetric algorithms only: never `none`, never HS* (a public key must not become an HMAC secret). */
+const TRUSTED_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
+
+/** Reads AuthHub's published public keys; reloaded on an unknown kid (at most every 10 s) and every 5 minutes. */
+export type OwnKeysLoader = () => Promise<JSONWebKeySet>;
+
+interface KeySetRule {
+  keys: JWTVerifyGetKey;
+  issuer: string;
+  audience: string;
+  algorithms: string[];
+}
+
+export class TokenVerifier {
+  private readonly ownIssuer: string;
+  private readonly loadOwnKeys: OwnKeysLoader;
+  private ownKeySet: JWTVerifyGetKey | null = null;
+  private ownKids = new Set<string>();
+  private ownLoadedAt = 0;
+  private readonly trusted = new Map<string, KeySetRule>();
+
+  constructor(options: { issuer: string; loadOwnKeys: OwnKeysLoader; trustedIssuers: TrustedIssuer[] }) {
+    this.ownIssuer = options.issuer;
+    this.loadOwnKeys = options.loadOwnKeys;
+    for (const t of options.trustedIssuers) {
+      this.trusted.set(t.issuer, {
+        keys: createRemoteJWKSet(new URL(t.jwksUri), { cooldownDuration: 30_000, cacheMaxAge: 600_000, timeoutDuration: 5_000 }),
+        issuer: t.issuer,
+        audience: t.audience ?? AUDIENCE,
+        algorithms: TRUSTED_ALGORITHMS,
+      });
+    }
+  }
+
+  private async ownKeys(kid: string | undefined): Promise<JWTVerifyGetKey> {
+    const age = Date.now() - this.ownLoadedAt;
+    const unknownKid = kid !== undefined && !this.ownKids.has(kid);
+    if (!this.ownKeySet || age > 300_000 || (unknownKid && age > 10_000)) {
+      const jwks = await this.loadOwnKeys();
+      this.ownKeySet = createLocalJWKSet(jwks);
+      this.ownKids = new Set(jwks.keys.map((k) => k.kid).filter((k): k is string => typeof k === "string"));
+      this.ownLoadedAt = Date.now();
+    }
+    return this.ownKeySet;
+  }
+
+  /** The identity a bearer token proves, or an `unauthenticated` error saying only what a client can fix. */
+  async verify(token: string): Promise<Identity> {
+    let unverified: JWTPayload;
+    let kid: string | undefined;
+    try {
+      unverified = decodeJwt(token);
+      const header = JSON.parse(Buffer.from(token.split(".")[0]!, "base64url").toString("utf8")) as { kid?: unknown };
+      kid = typeof header.kid === "string" ? header.kid : undefined;
+    } catch {
+      throw unauthenticated("The bearer token is malformed.");
+    }
+    const iss = unverified.iss;
+    let rule: KeySetRule | undefined;
+    if (iss === this.ownIssuer) {
+      rule = { keys: await this.ownKeys(kid), issuer: this.ownIssuer, audience: AUDIENCE, algorithms: [ALG] };
+    } else if (typeof iss === "string") {
+      rule = this.trusted.get(iss);
+    }
+    if (!rule) throw unauthenticated("The token's issuer is not trusted.");
+
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, rule.keys, {
+        issuer: rule.issuer,
+        audience: rule.audience,
+        algorithms: rule.algorithms,
+        requiredClaims: ["exp", "iat", "sub"],
+        clockTolerance: 5,
+      }));
+    } catch (cause) {
+      const code = (cause as { code?: string }).code;
+      const message =
+        code === "ERR_JWT_EXPIRED"
+          ? "The token has expired."
+          : code === "ERR_JWT_CLAIM_VALIDATION_FAILED"
+            ? "The token is not meant for AuthHub or is missing required claims."
+            : "The token's signature could not be verified.";
+      throw unauthenticated(message, cause);
+    }
+    return identityFromClaims(payload);
+  }
+}
+
+function unauthenticated(message: string, cause?: unknown): AppError {
+  return new AppError("unauthenticated", message, { cause });
+}
+
+const optionalString = (v: unknown, max: number): string | null =>
+  typeof v === "string" && v.length > 0 && v.length <= max ? v : null;
+
+/** Only these claims are read; any other claim (`role`, a setting name…) is ignored. */
+export function identityFromClaims(payload: JWTPayload): Identity {
+  const { sub, tenant_id: tenantId, org_id: orgId, roles } = payload as Record<string, unknown>;
+  if (typeof sub !== "string" || !UUID_RE.test(sub)) throw unauthenticated("The token's subject is not an AuthHub user id.");
+  if (typeof tenantId !== "string" || !UUID_RE.test(tenantId)) throw unauthenticated("The token carries no valid tenant_id.");
+  if (orgId !== undefined && orgId !== null && (typeof orgId !== "string" || !UUID_RE.test(orgId))) {
+    throw unauthenticated("The token's org_id is not valid.");
+  }
+  if (!Array.isArray(roles) || roles.length === 0 || roles.length > 10) throw unauthenticated("The token carries no roles.");
+  const level = highestLevel(roles);
+  if (!level) throw unauthenticated("The token's roles are not recognised.");
+  return {
+    userId: sub.toLowerCase(),
+    tenantId: tenantId.toLowerCase(),
+    orgId: typeof orgId === "string" ? orgId.toLowerCase() : null,
+    level,
+    sessionId: optionalString(payload.sid, 200),
+    tokenId: optionalString(payload.jti, 200),
+    issuer: optionalString(payload.iss, 500),
+  };
+}

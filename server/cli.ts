@@ -1,0 +1,195 @@
+/**
+ * The operator CLI (DESIGN.md §10): `npx authhub <command>`. It works with the
+ * same database as `npm start` (the embedded one in AUTHHUB_DATA_DIR, running or
+ * not, or DATABASE_URL) and acts as the owner: it is the operator's trust root.
+ * `--json` prints one JSON object on stdout; errors go to stderr with exit 1.
+ */
+import "./env.js";
+import { parseArgs } from "node:util";
+import pg from "pg";
+import { isRoleLevel, type Identity, type RoleLevel } from "../db/claims.js";
+import { prepareDatabase, type DatabaseHandle } from "../db/database.js";
+import { loadMasterKey } from "./auth/masterKey.js";
+import { loadActiveSigningKey, mintAccessToken } from "./auth/signingKeys.js";
+import { readConfig, type Config } from "./config.js";
+import { toAppError } from "./errors.js";
+
+const USAGE = `Usage: npx authhub <command> [options]
+
+Commands:
+  migrate                                   apply pending migrations
+  bootstrap --tenant <slug> --admin-email <email> [--name <name>] [--super-admin]
+                                            create a tenant and its first admin (idempotent)
+  token --tenant <slug> --email <email> [--org <slug>] [--ttl <seconds>]
+                                            mint a short-lived access token for that user
+
+Options:
+  --json    print one JSON object on stdout
+  --help    show this help
+`;
+
+class UsageError extends Error {}
+
+interface Output {
+  json: boolean;
+  /** What a person reads; the JSON object is printed instead with --json. */
+  print(human: string, machine: Record<string, unknown>): void;
+}
+
+type Command = (ctx: { config: Config; db: DatabaseHandle; owner: pg.Pool; values: Record<string, unknown>; out: Output }) => Promise<void>;
+
+function required(values: Record<string, unknown>, name: string): string {
+  const v = values[name];
+  if (typeof v !== "string" || v.trim() === "") throw new UsageError(`--${name} is required`);
+  return v.trim();
+}
+
+const commands: Record<string, Command> = {
+  async migrate({ out }) {
+    // prepareDatabase has applied the migrations already.
+    out.print("Migrations are up to date.", { status: "ok" });
+  },
+
+  async bootstrap({ owner, values, out }) {
+    const slug = required(values, "tenant");
+    const email = required(values, "admin-email");
+    const name = typeof values.name === "string" ? values.name : slug;
+    const level: RoleLevel = values["super-admin"] ? "SUPER_ADMIN" : "TENANT_ADMIN";
+    const client = await owner.connect();
+    try {
+      await client.query("begin");
+      const tenant = await client.query<{ id: string; slug: string; created: boolean }>(
+        `with inserted as (
+           insert into authhub.tenants (slug, name) values ($1, $2)
+           on conflict (slug) do nothing
+           returning id, slug, true as created
+         )
+         select * from inserted
+         union all
+         select id, slug, false from authhub.tenants where slug = $1 and not exists (select 1 from inserted)`,
+        [slug, name],
+      );
+      const t = tenant.rows[0]!;
+      // An existing user is promoted, never demoted.
+      const user = await client.query<{ id: string; email: string; level: RoleLevel }>(
+        `insert into authhub.users (tenant_id, email, level) values ($1, $2, $3)
+         on conflict (tenant_id, email) do update
+           set level = greatest(authhub.users.level, excluded.level), status = 'active'
+         returning id, email, level`,
+        [t.id, email, level],
+      );
+      await client.query("commit");
+      const u = user.rows[0]!;
+      out.print(
+        `${t.created ? "Created" : "Found"} tenant ${t.slug} (${t.id}); ${u.email} is ${u.level} (${u.id}).\n` +
+          `Next: npx authhub token --tenant ${t.slug} --email ${u.email}`,
+        { tenant: { id: t.id, slug: t.slug, created: t.created }, user: u },
+      );
+    } catch (err) {
+      await client.query("rollback").catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  },
+
+  async token({ config, owner, values, out }) {
+    const slug = required(values, "tenant");
+    const email = required(values, "email");
+    const orgSlug = typeof values.org === "string" ? values.org : null;
+    const ttl = values.ttl === undefined ? config.accessTokenTtlSeconds : Number(values.ttl);
+    if (!Number.isInteger(ttl) || ttl < 60 || ttl > 86_400) throw new UsageError("--ttl must be a whole number of seconds between 60 and 86400");
+    const { rows } = await owner.query<{
+      tenant_id: string;
+      user_id: string;
+      level: RoleLevel;
+      org_id: string | null;
+      org_level: RoleLevel | null;
+      any_org_admin: boolean;
+    }>(
+      `select u.tenant_id, u.id as user_id, u.level,
+              o.id as org_id, m.level as org_level,
+              exists (select 1 from authhub.memberships am
+                      where am.tenant_id = u.tenant_id and am.user_id = u.id and am.level = 'ORG_ADMIN') as any_org_admin
+       from authhub.tenants t
+       join authhub.users u on u.tenant_id = t.id and u.email = lower($2)
+       left join authhub.organizations o on o.tenant_id = t.id and o.slug = $3
+       left join authhub.memberships m on m.tenant_id = t.id and m.organization_id = o.id and m.user_id = u.id
+       where t.slug = $1 and t.status = 'active' and u.status = 'active'`,
+      [slug, email, orgSlug],
+    );
+    const row = rows[0];
+    if (!row) throw new UsageError(`No active user ${email} in an active tenant ${slug}.`);
+    if (orgSlug !== null && (row.org_id === null || row.org_level === null)) {
+      throw new UsageError(`${email} is not a member of organization ${orgSlug} in ${slug}.`);
+    }
+    // The token names the highest level the database grants; SQL re-checks it on every request.
+    const orgAdmin = orgSlug !== null ? row.org_level === "ORG_ADMIN" : row.any_org_admin;
+    const level: RoleLevel = row.level !== "USER" ? row.level : orgAdmin ? "ORG_ADMIN" : "USER";
+    if (!isRoleLevel(level)) throw new Error(`unexpected level ${String(level)}`);
+    const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (m) => process.stderr.write(`warning: ${m}\n`));
+    const key = await loadActiveSigningKey(owner, masterKey);
+    const identity: Identity = { userId: row.user_id, tenantId: row.tenant_id, orgId: row.org_id, level };
+    const { token, expiresAt } = await mintAccessToken(key, identity, { issuer: config.issuer, ttlSeconds: ttl });
+    out.print(token, { token, expires_at: expiresAt.toISOString(), roles: [level], tenant_id: row.tenant_id, user_id: row.user_id, org_id: row.org_id });
+  },
+};
+
+export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let json = argv.includes("--json");
+  const write = (s: string) => process.stdout.write(s.endsWith("\n") ? s : s + "\n");
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+        tenant: { type: "string" },
+        "admin-email": { type: "string" },
+        name: { type: "string" },
+        "super-admin": { type: "boolean" },
+        email: { type: "string" },
+        org: { type: "string" },
+        ttl: { type: "string" },
+      },
+    });
+    json = values.json === true;
+    const name = positionals[0];
+    if (values.help || !name) {
+      write(USAGE);
+      return values.help ? 0 : 2;
+    }
+    const command = commands[name];
+    if (!command || positionals.length > 1) throw new UsageError(`Unknown command: ${positionals.join(" ")}`);
+    const config = readConfig(env);
+    const db = await prepareDatabase(config, {
+      whenRunning: "share",
+      migrate: true,
+      log: (level, msg) => {
+        if (level === "error" || level === "warning") process.stderr.write(msg + "\n");
+      },
+    });
+    const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
+    try {
+      await command({
+        config,
+        db,
+        owner,
+        values,
+        out: { json, print: (human, machine) => write(json ? JSON.stringify(machine) : human) },
+      });
+    } finally {
+      await owner.end();
+      await db.stop();
+    }
+    return 0;
+  } catch (err) {
+    const usage = err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    const message = usage ? (err as Error).message : toAppError(err).code === "internal" ? (err as Error).message : toAppError(err).message;
+    if (json) process.stderr.write(JSON.stringify({ error: { code: usage ? "invalid_input" : toAppError(err).code, message } }) + "\n");
+    else process.stderr.write(`authhub: ${message}\n${usage ? "\n" + USAGE : ""}`);
+    return usage ? 2 : 1;
+  }
+}

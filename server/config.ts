@@ -1,0 +1,162 @@
+/**
+ * Every environment variable AuthHub reads, read and validated once. Anything
+ * unknown-but-prefixed or invalid fails fast with a message naming the variable.
+ * README.md documents each one with its default.
+ */
+import path from "node:path";
+
+export type Env = "development" | "test" | "production";
+
+export interface TrustedIssuer {
+  issuer: string;
+  jwksUri: string;
+  audience?: string;
+}
+
+export interface Config {
+  env: Env;
+  port: number;
+  host: string;
+  dataDir: string;
+  /** Owner connection (migrations, CLI, worker). Null: use the embedded cluster. */
+  databaseUrl: string | null;
+  /** The server's login role (authhub_authenticator). Null: derived from databaseUrl. */
+  authDatabaseUrl: string | null;
+  /** Superuser or CREATEROLE connection used to create roles and the database. */
+  rootDatabaseUrl: string | null;
+  masterKey: string | null;
+  issuer: string;
+  trustedIssuers: TrustedIssuer[];
+  gatewaySecret: string | null;
+  accessTokenTtlSeconds: number;
+  graphql: {
+    maxDepth: number;
+    maxPageSize: number;
+    defaultPageSize: number;
+    maxRequestBytes: number;
+  };
+  logLevel: "debug" | "info" | "warn" | "error" | "silent";
+  runWorker: boolean;
+}
+
+export class ConfigError extends Error {
+  constructor(variable: string, problem: string) {
+    super(`Invalid configuration: ${variable} ${problem}`);
+    this.name = "ConfigError";
+  }
+}
+
+type Source = Record<string, string | undefined>;
+
+function str(env: Source, name: string): string | null {
+  const v = env[name];
+  return v === undefined || v.trim() === "" ? null : v.trim();
+}
+
+function int(env: Source, name: string, fallback: number, min: number, max: number): number {
+  const raw = str(env, name);
+  if (raw === null) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function oneOf<T extends string>(env: Source, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = str(env, name);
+  if (raw === null) return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `must be one of ${allowed.join(", ")}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+function postgresUrl(env: Source, name: string): string | null {
+  const raw = str(env, name);
+  if (raw === null) return null;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, "is not a URL (expected postgres://user:password@host:port/database)");
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new ConfigError(name, "must start with postgres:// or postgresql://");
+  }
+  return raw;
+}
+
+function trustedIssuers(env: Source): TrustedIssuer[] {
+  const raw = str(env, "AUTHHUB_TRUSTED_ISSUERS");
+  if (raw === null) return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ConfigError("AUTHHUB_TRUSTED_ISSUERS", "is not valid JSON");
+  }
+  if (!Array.isArray(parsed)) throw new ConfigError("AUTHHUB_TRUSTED_ISSUERS", "must be a JSON array");
+  return parsed.map((item: unknown, i: number) => {
+    const where = `AUTHHUB_TRUSTED_ISSUERS[${i}]`;
+    if (typeof item !== "object" || item === null) throw new ConfigError(where, "must be an object");
+    const { issuer, jwksUri, audience, ...rest } = item as Record<string, unknown>;
+    if (Object.keys(rest).length > 0) throw new ConfigError(where, `has unknown keys: ${Object.keys(rest).join(", ")}`);
+    if (typeof issuer !== "string" || issuer === "") throw new ConfigError(`${where}.issuer`, "must be a non-empty string");
+    if (typeof jwksUri !== "string") throw new ConfigError(`${where}.jwksUri`, "must be a URL");
+    try {
+      const u = new URL(jwksUri);
+      if (u.protocol !== "https:" && u.protocol !== "http:") throw new Error();
+    } catch {
+      throw new ConfigError(`${where}.jwksUri`, "must be an http(s) URL");
+    }
+    if (audience !== undefined && (typeof audience !== "string" || audience === "")) {
+      throw new ConfigError(`${where}.audience`, "must be a non-empty string when given");
+    }
+    return { issuer, jwksUri, ...(audience ? { audience } : {}) };
+  });
+}
+
+export function readConfig(env: Source = process.env): Config {
+  const nodeEnv = oneOf(env, "NODE_ENV", ["development", "test", "production"] as const, "development");
+  const port = int(env, "PORT", 4000, 0, 65535);
+  const host = str(env, "HOST") ?? "127.0.0.1";
+  const databaseUrl = postgresUrl(env, "DATABASE_URL");
+  const masterKey = str(env, "AUTHHUB_MASTER_KEY");
+  if (nodeEnv === "production") {
+    if (!masterKey) throw new ConfigError("AUTHHUB_MASTER_KEY", "is required when NODE_ENV=production");
+    if (!databaseUrl) throw new ConfigError("DATABASE_URL", "is required when NODE_ENV=production (the embedded database is for development)");
+  }
+  const defaultPage = int(env, "AUTHHUB_GRAPHQL_DEFAULT_PAGE_SIZE", 50, 1, 1000);
+  const maxPage = int(env, "AUTHHUB_GRAPHQL_MAX_PAGE_SIZE", 100, 1, 1000);
+  if (defaultPage > maxPage) {
+    throw new ConfigError("AUTHHUB_GRAPHQL_DEFAULT_PAGE_SIZE", `must not exceed AUTHHUB_GRAPHQL_MAX_PAGE_SIZE (${maxPage})`);
+  }
+  const issuer = str(env, "AUTHHUB_ISSUER") ?? `http://${host}:${port}`;
+  try {
+    new URL(issuer);
+  } catch {
+    throw new ConfigError("AUTHHUB_ISSUER", "must be a URL");
+  }
+  return {
+    env: nodeEnv,
+    port,
+    host,
+    dataDir: path.resolve(str(env, "AUTHHUB_DATA_DIR") ?? ".authhub"),
+    databaseUrl,
+    authDatabaseUrl: postgresUrl(env, "AUTH_DATABASE_URL"),
+    rootDatabaseUrl: postgresUrl(env, "ROOT_DATABASE_URL"),
+    masterKey,
+    issuer,
+    trustedIssuers: trustedIssuers(env),
+    gatewaySecret: str(env, "AUTHHUB_GATEWAY_SECRET"),
+    accessTokenTtlSeconds: int(env, "AUTHHUB_ACCESS_TOKEN_TTL", 900, 60, 86400),
+    graphql: {
+      maxDepth: int(env, "AUTHHUB_GRAPHQL_MAX_DEPTH", 10, 2, 50),
+      maxPageSize: maxPage,
+      defaultPageSize: defaultPage,
+      maxRequestBytes: int(env, "AUTHHUB_MAX_REQUEST_BYTES", 100_000, 1_000, 10_000_000),
+    },
+    logLevel: oneOf(env, "LOG_LEVEL", ["debug", "info", "warn", "error", "silent"] as const, nodeEnv === "test" ? "silent" : "info"),
+    runWorker: oneOf(env, "AUTHHUB_WORKER", ["inline", "off"] as const, "inline") === "inline",
+  };
+}

@@ -1,0 +1,184 @@
+/**
+ * The one place where failures become public errors (DESIGN.md §9): a stable
+ * code, a safe message, an HTTP status and, for invalid input, the fields at
+ * fault. SQLSTATEs raised by the database (custom `AH…` codes and the standard
+ * constraint classes) are mapped here for GraphQL and REST alike. docs/errors.md
+ * lists every code.
+ */
+
+export type ErrorCode =
+  | "unauthenticated"
+  | "forbidden"
+  | "not_found"
+  | "invalid_input"
+  | "conflict"
+  | "payload_too_large"
+  | "query_too_deep"
+  | "rate_limited"
+  | "unavailable"
+  | "internal";
+
+const STATUS: Record<ErrorCode, number> = {
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  invalid_input: 400,
+  conflict: 409,
+  payload_too_large: 413,
+  query_too_deep: 400,
+  rate_limited: 429,
+  unavailable: 503,
+  internal: 500,
+};
+
+export interface FieldProblem {
+  field: string;
+  message: string;
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details?: FieldProblem[];
+
+  constructor(code: ErrorCode, message: string, options?: { details?: FieldProblem[]; cause?: unknown }) {
+    super(message, { cause: options?.cause });
+    this.name = "AppError";
+    this.code = code;
+    this.status = STATUS[code];
+    if (options?.details) this.details = options.details;
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string; details?: FieldProblem[] } } {
+    return { error: { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) } };
+  }
+}
+
+/** What node-postgres exposes of a server error. */
+interface PgErrorFields {
+  code?: unknown;
+  constraint?: unknown;
+  column?: unknown;
+  table?: unknown;
+  dataType?: unknown;
+  message?: unknown;
+  severity?: unknown;
+}
+
+/** Named checks (constraints and domain checks) → the public field and message. */
+const CHECKS: Record<string, FieldProblem> = {
+  slug_format: { field: "slug", message: "must be 1-63 lowercase letters, digits or inner hyphens" },
+  display_text_format: { field: "name", message: "must be 1-200 characters with no control characters or surrounding spaces" },
+  email_format: { field: "email", message: "must be a valid e-mail address of at most 320 characters" },
+  https_url_format: { field: "logoUrl", message: "must be an absolute https:// URL of at most 2048 characters" },
+  hex_color_format: { field: "primaryColor", message: "must be a colour as #RRGGBB" },
+  hostname_format: { field: "allowedDomains", message: "must be lowercase DNS names such as example.com" },
+  external_id_format: { field: "externalId", message: "must be 1-255 characters without spaces" },
+  tenants_allowed_domains_size: { field: "allowedDomains", message: "must list at most 50 domains" },
+  users_level_tenant_wide: { field: "level", message: "must be USER, TENANT_ADMIN or SUPER_ADMIN" },
+  memberships_level_org_wide: { field: "level", message: "must be USER or ORG_ADMIN" },
+  organizations_parent_not_self: { field: "parentId", message: "cannot be the organization itself" },
+};
+
+/** Unique keys → the field a duplicate was found in. */
+const UNIQUE: Record<string, string> = {
+  tenants_slug_key: "slug",
+  users_email_key: "email",
+  users_external_id_key: "externalId",
+  organizations_slug_key: "slug",
+  memberships_pkey: "userId",
+};
+
+/** Foreign keys → the field whose reference does not exist (or is another tenant's, which looks the same). */
+const REFERENCES: Record<string, string> = {
+  organizations_parent_fkey: "parentId",
+  memberships_organization_fkey: "organizationId",
+  memberships_user_fkey: "userId",
+  organizations_tenant_id_fkey: "tenantId",
+  users_tenant_id_fkey: "tenantId",
+  memberships_tenant_id_fkey: "tenantId",
+};
+
+const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+function pgFields(err: unknown): PgErrorFields | null {
+  if (typeof err !== "object" || err === null) return null;
+  const e = err as PgErrorFields;
+  return typeof e.code === "string" && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === "string" ? e : null;
+}
+
+/**
+ * A database error as a public error, or null when the error did not come from
+ * the database. Messages never include SQL text or internal names.
+ */
+export function fromDatabaseError(err: unknown): AppError | null {
+  const e = pgFields(err);
+  if (!e) return null;
+  const code = e.code as string;
+  const constraint = typeof e.constraint === "string" ? e.constraint : undefined;
+  const column = typeof e.column === "string" ? camel(e.column) : undefined;
+  const raw = typeof e.message === "string" ? e.message : "";
+  switch (code) {
+    // AuthHub's own SQLSTATEs: the message was written to be shown.
+    case "AH401":
+      return new AppError("unauthenticated", raw, { cause: err });
+    case "AH403":
+      return new AppError("forbidden", raw, { cause: err });
+    case "AH404":
+      return new AppError("not_found", raw, { cause: err });
+    case "AH409":
+      return new AppError("conflict", raw, { cause: err });
+    case "AH422":
+      return new AppError("invalid_input", raw, { cause: err, ...(column ? { details: [{ field: column, message: raw }] } : {}) });
+    case "42501": // insufficient_privilege, including "new row violates row-level security policy"
+      return new AppError("forbidden", "You are not allowed to do this.", { cause: err });
+    case "23505": {
+      const field = (constraint && UNIQUE[constraint]) ?? "id";
+      return new AppError("conflict", `Another record already has this ${field}.`, {
+        cause: err,
+        details: [{ field, message: "is already taken" }],
+      });
+    }
+    case "23503": {
+      // Raised both when a reference is missing and when a referenced row still has dependants.
+      if (/still referenced|update or delete on table/.test(raw)) {
+        return new AppError("conflict", "This record is still referenced by others; remove those first.", { cause: err });
+      }
+      const field = (constraint && REFERENCES[constraint]) ?? "id";
+      return new AppError("invalid_input", `The referenced ${field} does not exist.`, {
+        cause: err,
+        details: [{ field, message: "does not exist" }],
+      });
+    }
+    case "23514": {
+      const known = constraint ? CHECKS[constraint] : undefined;
+      const problem = known ?? { field: column ?? "input", message: "is not valid" };
+      return new AppError("invalid_input", `Invalid ${problem.field}: ${problem.message}.`, { cause: err, details: [problem] });
+    }
+    case "23502":
+      return new AppError("invalid_input", `${column ?? "A required field"} is required.`, {
+        cause: err,
+        details: [{ field: column ?? "input", message: "is required" }],
+      });
+    case "22001":
+    case "22003":
+    case "22007":
+    case "22008":
+    case "22P02":
+    case "22023":
+      return new AppError("invalid_input", "A value has the wrong format or is out of range.", { cause: err });
+    case "40001":
+    case "40P01":
+      return new AppError("conflict", "The change collided with another one; retry it.", { cause: err });
+    case "57014":
+      return new AppError("unavailable", "The request took too long and was cancelled.", { cause: err });
+    default:
+      return null;
+  }
+}
+
+/** Any thrown value as a public error: known ones keep their code, the rest are `internal`. */
+export function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  return fromDatabaseError(err) ?? new AppError("internal", "An internal error occurred.", { cause: err });
+}

@@ -1,0 +1,89 @@
+/**
+ * The PostGraphile V5 preset: amber, simplified inflection and aggregates over
+ * the `authhub` schema, with AuthHub's limits, error masking and per-request
+ * Postgres settings. Authentication happened before this (server/auth); here
+ * the request's identity only becomes `pgSettings`.
+ */
+import { PgAggregatesPreset } from "@graphile/pg-aggregates";
+import { PgSimplifyInflectionPreset } from "@graphile/simplify-inflection";
+import { randomUUID } from "node:crypto";
+import type pg from "pg";
+import { makePgService } from "postgraphile/adaptors/pg";
+import { SafeError } from "postgraphile/grafast";
+import { GraphQLError } from "postgraphile/graphql";
+import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
+import { pgSettingsFor } from "../../db/claims.js";
+import type { Config } from "../config.js";
+import { AppError, fromDatabaseError } from "../errors.js";
+import type { Logger } from "../logger.js";
+import { requestState } from "../requestState.js";
+import { DepthLimitPlugin, PageSizePlugin } from "./limits.js";
+
+export function makeMaskError(config: Config, logger: Logger) {
+  const development = config.env !== "production";
+  return (error: GraphQLError): GraphQLError => {
+    const original = error.originalError;
+    // Parse/validation errors and errors already written for clients pass through.
+    if (!original || original instanceof GraphQLError) return error;
+    const known = original instanceof AppError ? original : fromDatabaseError(original);
+    const rebuild = (message: string, extensions: Record<string, unknown>) =>
+      new GraphQLError(message, { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path, extensions });
+    if (known) {
+      return rebuild(known.message, { code: known.code, ...(known.details ? { details: known.details } : {}) });
+    }
+    if (original instanceof SafeError) {
+      return rebuild(original.message, { code: "invalid_input", ...(original.extensions ?? {}) });
+    }
+    const errorId = randomUUID();
+    logger.error("graphql: unexpected error", { errorId, err: original, path: error.path });
+    return rebuild(
+      "An internal error occurred.",
+      development ? { code: "internal", errorId, debug: original.message } : { code: "internal", errorId },
+    );
+  };
+}
+
+export function makePreset(config: Config, pool: pg.Pool, logger: Logger): GraphileConfig.Preset {
+  const development = config.env === "development";
+  return {
+    extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PgAggregatesPreset],
+    plugins: [
+      DepthLimitPlugin(config.graphql.maxDepth),
+      PageSizePlugin({ max: config.graphql.maxPageSize, default: config.graphql.defaultPageSize }),
+    ],
+    pgServices: [
+      makePgService({
+        pool,
+        schemas: ["authhub"],
+        // The schema shows what the most powerful request role may do; each
+        // request's own role and RLS then decide what it actually gets.
+        pgSettingsForIntrospection: { role: "authhub_super_admin" },
+        pubsub: false,
+      }),
+    ],
+    grafast: {
+      explain: development,
+      context(requestContext) {
+        const req = requestContext.expressv4?.req ?? requestContext.node?.req;
+        const state = req ? requestState(req) : null;
+        // No state means the request skipped authentication: treat it as anonymous.
+        return { pgSettings: pgSettingsFor(state?.identity ?? null, state?.traceId) };
+      },
+    },
+    grafserv: {
+      graphqlPath: "/graphql",
+      graphiql: development,
+      graphiqlOnGraphQLGET: development,
+      graphiqlPath: "/graphiql",
+      graphqlOverGET: false,
+      websockets: false,
+      maxRequestLength: config.graphql.maxRequestBytes,
+      maskError: makeMaskError(config, logger),
+    },
+    schema: {
+      // Rows are found by `node(id:)` and by primary key; no table is ordered
+      // or filtered by a column without an index (amber's default).
+      pgForbidSetofFunctionsToReturnNull: true,
+    },
+  };
+}

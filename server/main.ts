@@ -1,0 +1,117 @@
+/**
+ * `npm start`: database (embedded unless DATABASE_URL), migrations, signing key,
+ * HTTP server and worker in one process, then an ordered shutdown on
+ * SIGTERM/SIGINT: stop accepting, finish in-flight requests, stop the worker,
+ * close the pools, stop the embedded Postgres last.
+ *
+ * In containers and under process managers run this file directly
+ * (`node --import tsx server/main.ts`): `npm` does not forward every signal.
+ */
+import "./env.js";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type http from "node:http";
+import path from "node:path";
+import pg from "pg";
+import { prepareDatabase } from "../db/database.js";
+import { startWorker } from "../worker/runner.js";
+import { makeApp } from "./app.js";
+import { loadMasterKey } from "./auth/masterKey.js";
+import { ensureActiveSigningKey } from "./auth/signingKeys.js";
+import { ConfigError, readConfig } from "./config.js";
+import { makeLogger } from "./logger.js";
+import { onShutdownSignal, type ShutdownStep } from "./shutdown.js";
+
+/** One server per embedded data directory: a second would fight over the cluster. */
+function acquireServerLock(dataDir: string): () => void {
+  const file = path.join(dataDir, "server.pid");
+  if (existsSync(file)) {
+    const pid = Number(readFileSync(file, "utf8").trim());
+    let alive = false;
+    try {
+      if (pid > 0 && pid !== process.pid) {
+        process.kill(pid, 0);
+        alive = true;
+      }
+    } catch {
+      alive = false;
+    }
+    if (alive) {
+      throw new Error(`AuthHub is already running on ${dataDir} (pid ${pid}). Stop it first, or delete ${file} if that process is not AuthHub.`);
+    }
+  }
+  writeFileSync(file, String(process.pid));
+  return () => rmSync(file, { force: true });
+}
+
+function closeHttpServer(server: http.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    // Stop accepting; idle keep-alive sockets close now, busy ones when their response ends.
+    server.close((err) => (err ? reject(err) : resolve()));
+    server.closeIdleConnections();
+    setTimeout(() => server.closeAllConnections(), graceMs).unref();
+  });
+}
+
+async function main() {
+  const config = readConfig();
+  const logger = makeLogger(config.logLevel, { service: "authhub" });
+  const steps: ShutdownStep[] = [];
+  if (config.databaseUrl === null) mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
+  const unlock = config.databaseUrl === null ? acquireServerLock(config.dataDir) : () => undefined;
+
+  const db = await prepareDatabase(config, {
+    whenRunning: "own",
+    migrate: true,
+    log: (level, msg) => (level === "error" ? logger.error(msg) : logger.info(msg)),
+  });
+  const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (msg) => logger.warn(msg));
+  const ownerPool = new pg.Pool({ connectionString: db.ownerUrl, max: 5 });
+  ownerPool.on("error", (err) => logger.error("owner pool error", { err }));
+  ownerPool.on("connect", (client) => client.on("error", (err) => logger.error("owner connection error", { err })));
+  const authPool = new pg.Pool({ connectionString: db.authUrl, max: 20 });
+  authPool.on("error", (err) => logger.error("authenticator pool error", { err }));
+  await ensureActiveSigningKey(ownerPool, masterKey);
+
+  const { server, release } = await makeApp({ config, authPool, logger });
+  const worker = config.runWorker ? await startWorker({ ownerPool, logger }) : null;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : config.port;
+  const base = `http://${config.host}:${port}`;
+  logger.info("AuthHub is ready", { graphql: `${base}/graphql`, env: config.env, embedded_database: db.embedded !== null });
+  process.stderr.write(
+    [
+      "",
+      `  AuthHub is running (${config.env}).`,
+      `  GraphQL:   ${base}/graphql${config.env === "development" ? `   (GraphiQL: ${base}/graphiql)` : ""}`,
+      `  Health:    ${base}/healthz   ${base}/readyz`,
+      "",
+      "  First token, from another terminal:",
+      "    npx authhub bootstrap --tenant acme --admin-email admin@example.com",
+      "    npx authhub token --tenant acme --email admin@example.com",
+      `    curl -H "Authorization: Bearer <token>" -H 'Content-Type: application/json' \\`,
+      `         -d '{"query":"{ currentUser { email level } }"}' ${base}/graphql`,
+      "",
+    ].join("\n") + "\n",
+  );
+
+  steps.push(
+    ["http server", () => closeHttpServer(server, 10_000)],
+    ["graphql", release],
+    ...(worker ? ([["worker", () => worker.stop()]] as ShutdownStep[]) : []),
+    ["authenticator pool", () => authPool.end()],
+    ["owner pool", () => ownerPool.end()],
+    ["database", () => db.stop()],
+    ["lock", async () => unlock()],
+  );
+  onShutdownSignal(logger, steps);
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof ConfigError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+  process.stderr.write(`AuthHub failed to start: ${message}\n`);
+  process.exit(1);
+});

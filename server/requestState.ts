@@ -1,0 +1,25 @@
+/**
+ * What the server learns about a request before handing it on: its trace id and
+ * the authenticated identity (null: anonymous). Kept beside the request object,
+ * so every layer (GraphQL context, logs, REST handlers) reads the same thing.
+ */
+import type { IncomingMessage } from "node:http";
+import type { Identity } from "../db/claims.js";
+
+export interface RequestState {
+  traceId: string;
+  identity: Identity | null;
+  /** How the identity was established, for logs. */
+  via: "anonymous" | "bearer" | "gateway";
+}
+
+const states = new WeakMap<IncomingMessage, RequestState>();
+
+export function requestState(req: IncomingMessage): RequestState {
+  let state = states.get(req);
+  if (!state) {
+    state = { traceId: "", identity: null, via: "anonymous" };
+    states.set(req, state);
+  }
+  return state;
+}

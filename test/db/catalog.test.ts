@@ -1,0 +1,138 @@
+/**
+ * Structural guarantees read from the catalog, so a new table, role or function
+ * cannot quietly skip them: forced RLS everywhere, tenant keys that lead every
+ * key, runtime roles without special powers, column-level write grants only,
+ * nothing granted to PUBLIC, pinned search_path on every definer function.
+ */
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+
+const SCHEMAS = ["authhub", "authhub_private"];
+const RUNTIME_ROLES = [
+  "authhub_authenticator",
+  "authhub_anonymous",
+  "authhub_user",
+  "authhub_org_admin",
+  "authhub_tenant_admin",
+  "authhub_super_admin",
+  "authhub_api_client",
+  "authhub_worker",
+];
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db.close();
+});
+
+test("every table in the exposed and private schemas has RLS enabled and forced", async () => {
+  const { rows } = await db.owner.query<{ name: string; enabled: boolean; forced: boolean }>(
+    `select n.nspname || '.' || c.relname as name, c.relrowsecurity as enabled, c.relforcerowsecurity as forced
+     from pg_class c join pg_namespace n on n.oid = c.relnamespace
+     where n.nspname = any($1) and c.relkind in ('r', 'p')
+     order by 1`,
+    [SCHEMAS],
+  );
+  expect(rows.length).toBeGreaterThanOrEqual(5);
+  expect(rows.filter((r) => !r.enabled || !r.forced).map((r) => r.name)).toEqual([]);
+});
+
+test("every tenant-scoped table leads its primary key and unique keys with tenant_id", async () => {
+  const { rows } = await db.owner.query<{ name: string; constraint: string; first_column: string }>(
+    `select c.conrelid::regclass::text as name, c.conname as constraint, a.attname as first_column
+     from pg_constraint c
+     join pg_attribute a on a.attrelid = c.conrelid and a.attnum = c.conkey[1]
+     join pg_namespace n on n.oid = (select relnamespace from pg_class where oid = c.conrelid)
+     where n.nspname = any($1) and c.contype in ('p', 'u')
+       and exists (select 1 from pg_attribute t where t.attrelid = c.conrelid and t.attname = 'tenant_id' and not t.attisdropped)`,
+    [SCHEMAS],
+  );
+  expect(rows.length).toBeGreaterThanOrEqual(6);
+  expect(rows.filter((r) => r.first_column !== "tenant_id")).toEqual([]);
+});
+
+test("every foreign key between tenant-scoped tables includes tenant_id on both sides", async () => {
+  const { rows } = await db.owner.query<{ constraint: string; from_cols: string[]; to_cols: string[] }>(
+    `select c.conname as constraint,
+            array(select attname from pg_attribute where attrelid = c.conrelid and attnum = any(c.conkey)) as from_cols,
+            array(select attname from pg_attribute where attrelid = c.confrelid and attnum = any(c.confkey)) as to_cols
+     from pg_constraint c
+     join pg_class r on r.oid = c.confrelid join pg_namespace n on n.oid = r.relnamespace
+     where c.contype = 'f' and n.nspname = any($1)
+       and exists (select 1 from pg_attribute t where t.attrelid = c.confrelid and t.attname = 'tenant_id' and not t.attisdropped)`,
+    [SCHEMAS],
+  );
+  expect(rows.length).toBeGreaterThanOrEqual(3);
+  expect(rows.filter((r) => !r.from_cols.includes("tenant_id") || !r.to_cols.includes("tenant_id"))).toEqual([]);
+});
+
+test("no runtime role is superuser, BYPASSRLS, able to create roles, or the owner of anything", async () => {
+  const { rows } = await db.owner.query<{ rolname: string; rolsuper: boolean; rolbypassrls: boolean; rolcreaterole: boolean }>(
+    "select rolname, rolsuper, rolbypassrls, rolcreaterole from pg_roles where rolname = any($1)",
+    [RUNTIME_ROLES],
+  );
+  expect(rows.map((r) => r.rolname).sort()).toEqual([...RUNTIME_ROLES].sort());
+  expect(rows.filter((r) => r.rolsuper || r.rolbypassrls || r.rolcreaterole)).toEqual([]);
+  const owned = await db.owner.query(
+    `select c.relname from pg_class c join pg_roles r on r.oid = c.relowner where r.rolname = any($1)
+     union all
+     select p.proname from pg_proc p join pg_roles r on r.oid = p.proowner where r.rolname = any($1)
+     union all
+     select n.nspname from pg_namespace n join pg_roles r on r.oid = n.nspowner where r.rolname = any($1)`,
+    [RUNTIME_ROLES],
+  );
+  expect(owned.rows).toEqual([]);
+  // The owner itself is no superuser either: FORCE RLS binds it.
+  const ownerRole = await db.owner.query("select rolsuper, rolbypassrls from pg_roles where rolname = 'authhub_owner'");
+  expect(ownerRole.rows[0]).toEqual({ rolsuper: false, rolbypassrls: false });
+});
+
+test("the authenticator has no rights of its own and cannot inherit any", async () => {
+  const { rows } = await db.owner.query("select rolinherit from pg_roles where rolname = 'authhub_authenticator'");
+  expect(rows[0]).toEqual({ rolinherit: false });
+  const tables = await db.owner.query(
+    `select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+     where n.nspname = any($1) and c.relkind = 'r' and has_table_privilege('authhub_authenticator', c.oid, 'select')`,
+    [SCHEMAS],
+  );
+  expect(tables.rows).toEqual([]);
+});
+
+test("request roles write through column grants only: no table-wide INSERT or UPDATE", async () => {
+  const { rows } = await db.owner.query(
+    `select c.relname, g.privilege_type, r.rolname
+     from pg_class c join pg_namespace n on n.oid = c.relnamespace,
+          aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) g
+     join pg_roles r on r.oid = g.grantee
+     where n.nspname = any($1) and c.relkind = 'r'
+       and g.privilege_type in ('INSERT', 'UPDATE') and r.rolname = any($2)`,
+    [SCHEMAS, RUNTIME_ROLES],
+  );
+  expect(rows).toEqual([]);
+});
+
+test("nothing in AuthHub's schemas is granted to PUBLIC", async () => {
+  const { rows } = await db.owner.query(
+    `select 'table ' || c.relname as what from pg_class c join pg_namespace n on n.oid = c.relnamespace,
+            aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) g
+     where n.nspname = any($1) and g.grantee = 0
+     union all
+     select 'function ' || p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace,
+            aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g
+     where n.nspname = any($1) and g.grantee = 0`,
+    [SCHEMAS],
+  );
+  expect(rows).toEqual([]);
+});
+
+test("every SECURITY DEFINER function pins its search_path", async () => {
+  const { rows } = await db.owner.query<{ name: string; config: string[] | null }>(
+    `select n.nspname || '.' || p.proname as name, p.proconfig as config
+     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+     where n.nspname = any($1) and p.prosecdef`,
+    [SCHEMAS],
+  );
+  expect(rows.length).toBeGreaterThanOrEqual(8);
+  expect(rows.filter((r) => !(r.config ?? []).some((c) => c.startsWith("search_path=")))).toEqual([]);
+});

@@ -1,0 +1,100 @@
+/**
+ * A fresh database per test file, cloned from the migrated template, with pools
+ * for the owner (fixtures and control queries) and for the authenticator (every
+ * act as a request role goes through it, as the server's requests do).
+ */
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { pgSettingsFor, type Identity } from "../../db/claims.js";
+import { AUTHENTICATOR_ROLE, OWNER_ROLE, withCredentials } from "../../db/setup.js";
+
+export interface TestDatabase {
+  name: string;
+  ownerUrl: string;
+  authUrl: string;
+  /** authhub_owner: fixtures and control queries ("the row exists"). */
+  owner: pg.Pool;
+  /** authhub_authenticator: acting as request roles. */
+  auth: pg.Pool;
+  close(): Promise<void>;
+}
+
+function env(name: string): string {
+  const v = process.env[name];
+  if (v === undefined) throw new Error(`${name} is not set: run the tests through jest (npm test)`);
+  return v;
+}
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const rootUrl = env("AUTHHUB_TEST_ROOT_URL");
+  const template = env("AUTHHUB_TEST_TEMPLATE");
+  const name = `authhub_test_${randomBytes(6).toString("hex")}`;
+  const root = new pg.Client({ connectionString: rootUrl });
+  await root.connect();
+  try {
+    await root.query(`create database ${pg.escapeIdentifier(name)} template ${pg.escapeIdentifier(template)} owner ${OWNER_ROLE}`);
+    await root.query(`grant connect on database ${pg.escapeIdentifier(name)} to ${AUTHENTICATOR_ROLE}`);
+  } finally {
+    await root.end();
+  }
+  const ownerUrl = withCredentials(rootUrl, OWNER_ROLE, env("AUTHHUB_TEST_OWNER_PASSWORD") || null, name);
+  const authUrl = withCredentials(rootUrl, AUTHENTICATOR_ROLE, env("AUTHHUB_TEST_AUTH_PASSWORD") || null, name);
+  const owner = new pg.Pool({ connectionString: ownerUrl, max: 3 });
+  const auth = new pg.Pool({ connectionString: authUrl, max: 5 });
+  return {
+    name,
+    ownerUrl,
+    authUrl,
+    owner,
+    auth,
+    async close() {
+      await Promise.all([owner.end(), auth.end()]);
+      const r = new pg.Client({ connectionString: rootUrl });
+      await r.connect();
+      await r.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
+      await r.end();
+    },
+  };
+}
+
+/** Who a test acts as: an identity as the server would derive it from a token, or anonymous. */
+export type Actor = Identity | "anonymous";
+
+/**
+ * Runs `fn` as `actor` inside a transaction that is always rolled back, with the
+ * settings the server would set (db/claims.ts), on the authenticator's connection.
+ */
+export async function asActor<T>(db: TestDatabase, actor: Actor, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await db.auth.connect();
+  try {
+    await client.query("begin");
+    const settings = pgSettingsFor(actor === "anonymous" ? null : actor, "test-trace-0001");
+    await client.query("select set_config(key, value, true) from json_each_text($1::json)", [JSON.stringify(settings)]);
+    return await fn(client);
+  } finally {
+    await client.query("rollback").catch(() => undefined);
+    client.release();
+  }
+}
+
+/** The SQLSTATE a statement fails with (null when it succeeds), leaving the transaction usable. */
+export async function sqlErrorCode(client: pg.PoolClient, sql: string, params: unknown[] = []): Promise<string | null> {
+  await client.query("savepoint attempt");
+  try {
+    await client.query(sql, params);
+    await client.query("release savepoint attempt");
+    return null;
+  } catch (err) {
+    await client.query("rollback to savepoint attempt");
+    return (err as { code?: string }).code ?? "unknown";
+  }
+}
+
+/** Rows a statement affects/returns, leaving the transaction usable; throws on error. */
+export async function rowsOf<R extends pg.QueryResultRow = Record<string, unknown>>(
+  client: pg.PoolClient,
+  sql: string,
+  params: unknown[] = [],
+): Promise<R[]> {
+  return (await client.query<R>(sql, params)).rows;
+}

@@ -1,0 +1,24 @@
+/**
+ * `npm run worker`: the worker alone, for scaling jobs out separately from the
+ * HTTP servers. Same configuration and database as `npm start`.
+ */
+import "../server/env.js";
+import pg from "pg";
+import { prepareDatabase } from "../db/database.js";
+import { readConfig } from "../server/config.js";
+import { makeLogger } from "../server/logger.js";
+import { onShutdownSignal } from "../server/shutdown.js";
+import { startWorker } from "./runner.js";
+
+const config = readConfig();
+const logger = makeLogger(config.logLevel, { service: "authhub-worker" });
+const db = await prepareDatabase(config, { whenRunning: "share", migrate: true, log: (level, msg) => logger.info(msg, { level }) });
+const ownerPool = new pg.Pool({ connectionString: db.ownerUrl, max: 5 });
+ownerPool.on("error", (err) => logger.error("owner pool error", { err }));
+ownerPool.on("connect", (client) => client.on("error", (err) => logger.error("owner connection error", { err })));
+const worker = await startWorker({ ownerPool, logger });
+onShutdownSignal(logger, [
+  ["worker", () => worker.stop()],
+  ["owner pool", () => ownerPool.end()],
+  ["database", () => db.stop()],
+]);

@@ -1,0 +1,43 @@
+/**
+ * The graphile-worker runner, in-process under `npm start` or alone under
+ * `npm run worker`. It connects as the owner (graphile-worker manages its own
+ * schema and needs LISTEN, so it bypasses PgBouncer); each job switches to
+ * authhub_worker before touching AuthHub's tables.
+ */
+import { Logger as WorkerLogger, run, type Runner } from "graphile-worker";
+import type pg from "pg";
+import type { Logger } from "../server/logger.js";
+import { tasks } from "./tasks/index.js";
+
+export interface WorkerHandle {
+  /** Waits for running jobs to finish (graceful), then releases the runner. */
+  stop(): Promise<void>;
+}
+
+export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger; concurrency?: number }): Promise<WorkerHandle> {
+  const log = options.logger.child({ component: "worker" });
+  const logger = new WorkerLogger((scope) => (level, message, meta) => {
+    const fields = { ...scope, ...(meta ?? {}) } as Record<string, unknown>;
+    if (level === "error") log.error(message, fields);
+    else if (level === "warning") log.warn(message, fields);
+    else if (level === "info") log.info(message, fields);
+    else log.debug(message, fields);
+  });
+  const runner: Runner = await run({
+    pgPool: options.ownerPool,
+    taskList: tasks,
+    concurrency: options.concurrency ?? 4,
+    // Shutdown is ordered by the process (server/main.ts), not by the worker.
+    noHandleSignals: true,
+    // Scheduled tasks arrive with their issues; until then no crontab file is read.
+    crontab: "",
+    pollInterval: 2000,
+    logger,
+  });
+  log.info("worker started", { tasks: Object.keys(tasks) });
+  return {
+    async stop() {
+      await runner.stop();
+    },
+  };
+}
