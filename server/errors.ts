@@ -150,6 +150,8 @@ export function fromDatabaseError(err: unknown): AppError | null {
         details: [{ field, message: "does not exist" }],
       });
     }
+    case "23001": // restrict_violation: the row still has dependants (e.g. child organizations)
+      return new AppError("conflict", "This record is still referenced by others; remove those first.", { cause: err });
     case "23514": {
       const known = constraint ? CHECKS[constraint] : undefined;
       const problem = known ?? { field: column ?? "input", message: "is not valid" };

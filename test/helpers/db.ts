@@ -77,17 +77,29 @@ export async function asActor<T>(db: TestDatabase, actor: Actor, fn: (client: pg
   }
 }
 
-/** The SQLSTATE a statement fails with (null when it succeeds), leaving the transaction usable. */
-export async function sqlErrorCode(client: pg.PoolClient, sql: string, params: unknown[] = []): Promise<string | null> {
+/**
+ * Runs one statement inside a savepoint, so that a refusal leaves the
+ * transaction usable: the rows it affected, or the SQLSTATE it failed with.
+ */
+export async function attemptQuery(
+  client: pg.PoolClient,
+  sql: string,
+  params: unknown[] = [],
+): Promise<{ rowCount: number; code: null } | { rowCount: null; code: string }> {
   await client.query("savepoint attempt");
   try {
-    await client.query(sql, params);
+    const result = await client.query(sql, params);
     await client.query("release savepoint attempt");
-    return null;
+    return { rowCount: result.rowCount ?? 0, code: null };
   } catch (err) {
     await client.query("rollback to savepoint attempt");
-    return (err as { code?: string }).code ?? "unknown";
+    return { rowCount: null, code: (err as { code?: string }).code ?? "unknown" };
   }
+}
+
+/** The SQLSTATE a statement fails with (null when it succeeds), leaving the transaction usable. */
+export async function sqlErrorCode(client: pg.PoolClient, sql: string, params: unknown[] = []): Promise<string | null> {
+  return (await attemptQuery(client, sql, params)).code;
 }
 
 /** Rows a statement affects/returns, leaving the transaction usable; throws on error. */
