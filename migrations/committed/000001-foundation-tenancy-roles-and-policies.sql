@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:7bffc9a38631ac25d4b8d04d603736dd723bddf7
+--! Hash: sha1:622e4569b5bf7d8b9705ff045d51c8e497d3f099
 --! Message: foundation: tenancy, roles and policies
 
 --! split: 001-reset.sql
@@ -217,6 +217,10 @@ create table authhub.users (
 );
 alter table authhub.users enable row level security;
 alter table authhub.users force row level security;
+
+-- Listing a tenant's admins, and GraphQL's grouped counts by level and status.
+create index users_level_idx on authhub.users (tenant_id, level);
+create index users_status_idx on authhub.users (tenant_id, status);
 
 create function authhub_private.tg_users__normalize_email() returns trigger
   language plpgsql volatile

@@ -1,0 +1,37 @@
+/**
+ * The real HTTP app on a test database: the authenticator pool, a signing key
+ * created under a throwaway master key, and a way to mint tokens exactly as
+ * `npx authhub token` does.
+ */
+import { randomBytes } from "node:crypto";
+import type { Identity } from "../../db/claims.js";
+import { makeApp, type App } from "../../server/app.js";
+import { parseMasterKey } from "../../server/auth/masterKey.js";
+import { loadActiveSigningKey, mintAccessToken, type SigningKey } from "../../server/auth/signingKeys.js";
+import { readConfig, type Config } from "../../server/config.js";
+import { makeLogger } from "../../server/logger.js";
+import type { TestDatabase } from "./db.js";
+
+export const TEST_ISSUER = "http://authhub.test";
+
+export interface TestServer extends App {
+  config: Config;
+  key: SigningKey;
+  mint(identity: Identity, options?: { ttlSeconds?: number }): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(db: TestDatabase, env: Record<string, string> = {}): Promise<TestServer> {
+  const config = readConfig({ NODE_ENV: "test", AUTHHUB_ISSUER: TEST_ISSUER, LOG_LEVEL: "silent", ...env });
+  const masterKey = parseMasterKey(randomBytes(32).toString("base64"));
+  const key = await loadActiveSigningKey(db.owner, masterKey);
+  const app = await makeApp({ config, authPool: db.auth, logger: makeLogger(config.logLevel) });
+  return {
+    ...app,
+    config,
+    key,
+    mint: async (identity, options) =>
+      (await mintAccessToken(key, identity, { issuer: TEST_ISSUER, ttlSeconds: options?.ttlSeconds ?? 300 })).token,
+    close: () => app.release(),
+  };
+}
