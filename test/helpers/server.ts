@@ -21,9 +21,16 @@ export interface TestServer extends App {
   close(): Promise<void>;
 }
 
+/** One master key per test database: the signing key stored in it is encrypted under it. */
+const masterKeys = new WeakMap<TestDatabase, ReturnType<typeof parseMasterKey>>();
+
 export async function startTestServer(db: TestDatabase, env: Record<string, string> = {}): Promise<TestServer> {
   const config = readConfig({ NODE_ENV: "test", AUTHHUB_ISSUER: TEST_ISSUER, LOG_LEVEL: "silent", ...env });
-  const masterKey = parseMasterKey(randomBytes(32).toString("base64"));
+  let masterKey = masterKeys.get(db);
+  if (!masterKey) {
+    masterKey = parseMasterKey(randomBytes(32).toString("base64"));
+    masterKeys.set(db, masterKey);
+  }
   const key = await loadActiveSigningKey(db.owner, masterKey);
   const app = await makeApp({ config, authPool: db.auth, logger: makeLogger(config.logLevel) });
   return {
