@@ -28,7 +28,7 @@ export async function startTestServer(db: TestDatabase, env: Record<string, stri
   const config = readConfig({ NODE_ENV: "test", AUTHHUB_ISSUER: TEST_ISSUER, LOG_LEVEL: "silent", ...env });
   let masterKey = masterKeys.get(db);
   if (!masterKey) {
-    masterKey = parseMasterKey(randomBytes(32).toString("base64"));
+    masterKey = parseMasterKey(env.AUTHHUB_MASTER_KEY ?? randomBytes(32).toString("base64"));
     masterKeys.set(db, masterKey);
   }
   const key = await loadActiveSigningKey(db.owner, masterKey);

@@ -1,0 +1,138 @@
+/**
+ * The operator CLI against a real database: migrate, bootstrap (idempotent,
+ * promotes, validates), and token, whose output the server accepts.
+ */
+import { jest } from "@jest/globals";
+import { randomBytes } from "node:crypto";
+import request from "supertest";
+import { runCli } from "../../server/cli.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { startTestServer, TEST_ISSUER, type TestServer } from "../helpers/server.js";
+
+let db: TestDatabase;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  env = {
+    NODE_ENV: "test",
+    DATABASE_URL: db.ownerUrl,
+    AUTHHUB_MASTER_KEY: randomBytes(32).toString("base64"),
+    AUTHHUB_ISSUER: TEST_ISSUER,
+  };
+});
+afterAll(async () => {
+  await db.close();
+});
+
+/** Runs the CLI, capturing what it writes. */
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const out = jest.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+    stdout += chunk.toString();
+    return true;
+  });
+  const err = jest.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
+    stderr += chunk.toString();
+    return true;
+  });
+  try {
+    const code = await runCli(args, env);
+    return { code, stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+test("migrate reports an up-to-date database", async () => {
+  const r = await cli("migrate", "--json");
+  expect(r).toMatchObject({ code: 0 });
+  expect(JSON.parse(r.stdout)).toEqual({ status: "ok" });
+});
+
+test("bootstrap creates a tenant and its admin, and is idempotent", async () => {
+  const first = await cli("bootstrap", "--tenant", "acme", "--admin-email", "Admin@Acme.test", "--json");
+  expect(first.code).toBe(0);
+  const created = JSON.parse(first.stdout);
+  expect(created).toMatchObject({ tenant: { slug: "acme", created: true }, user: { email: "admin@acme.test", level: "TENANT_ADMIN" } });
+  const again = JSON.parse((await cli("bootstrap", "--tenant", "acme", "--admin-email", "admin@acme.test", "--json")).stdout);
+  expect(again).toMatchObject({ tenant: { id: created.tenant.id, created: false }, user: { id: created.user.id } });
+  const { rows } = await db.owner.query("select count(*)::int as n from authhub.users where tenant_id = $1", [created.tenant.id]);
+  expect(rows[0].n).toBe(1);
+});
+
+test("bootstrap --super-admin promotes, and never demotes", async () => {
+  await cli("bootstrap", "--tenant", "ops", "--admin-email", "root@ops.test", "--super-admin");
+  const r = JSON.parse((await cli("bootstrap", "--tenant", "ops", "--admin-email", "root@ops.test", "--json")).stdout);
+  expect(r.user.level).toBe("SUPER_ADMIN");
+});
+
+test("bad input is refused with a clear message and changes nothing", async () => {
+  const r = await cli("bootstrap", "--tenant", "Not A Slug", "--admin-email", "x@y.test", "--json");
+  expect(r.code).toBe(1);
+  expect(JSON.parse(r.stderr)).toEqual({ error: { code: "invalid_input", message: expect.stringMatching(/slug/) } });
+  const { rowCount } = await db.owner.query("select 1 from authhub.users where email = 'x@y.test'");
+  expect(rowCount).toBe(0);
+  const usage = await cli("bootstrap", "--tenant", "acme");
+  expect(usage.code).toBe(2);
+  expect(usage.stderr).toMatch(/--admin-email is required/);
+  expect((await cli("frobnicate")).code).toBe(2);
+});
+
+describe("token", () => {
+  let srv: TestServer;
+  beforeAll(async () => {
+    srv = await startTestServer(db, { AUTHHUB_MASTER_KEY: env.AUTHHUB_MASTER_KEY! });
+  });
+  afterAll(async () => {
+    await srv.close();
+  });
+
+  test("mints a short-lived token the server accepts, with roles from the database", async () => {
+    const r = await cli("token", "--tenant", "acme", "--email", "ADMIN@acme.test", "--json");
+    expect(r.code).toBe(0);
+    const { token, roles, expires_at: expiresAt } = JSON.parse(r.stdout);
+    expect(roles).toEqual(["TENANT_ADMIN"]);
+    expect(new Date(expiresAt).getTime() - Date.now()).toBeLessThanOrEqual(900_000);
+    const res = await request(srv.app)
+      .post("/graphql")
+      .set("Authorization", `Bearer ${token}`)
+      .send({ query: `{ currentUser { email level } currentTenant { slug } }` });
+    expect(res.body.data).toEqual({ currentUser: { email: "admin@acme.test", level: "TENANT_ADMIN" }, currentTenant: { slug: "acme" } });
+  });
+
+  test("--org selects the active organization and the membership's level", async () => {
+    const { rows } = await db.owner.query<{ id: string; tenant_id: string }>(
+      "select u.id, u.tenant_id from authhub.users u join authhub.tenants t on t.id = u.tenant_id where t.slug = 'acme'",
+    );
+    const admin = rows[0]!;
+    const org = await db.owner.query<{ id: string }>(
+      "insert into authhub.organizations (tenant_id, slug, name) values ($1, 'sales', 'Sales') returning id",
+      [admin.tenant_id],
+    );
+    const user = await db.owner.query<{ id: string }>(
+      "insert into authhub.users (tenant_id, email) values ($1, 'lead@acme.test') returning id",
+      [admin.tenant_id],
+    );
+    await db.owner.query("insert into authhub.memberships (tenant_id, organization_id, user_id, level) values ($1, $2, $3, 'ORG_ADMIN')", [
+      admin.tenant_id,
+      org.rows[0]!.id,
+      user.rows[0]!.id,
+    ]);
+    const r = JSON.parse((await cli("token", "--tenant", "acme", "--email", "lead@acme.test", "--org", "sales", "--json")).stdout);
+    expect(r).toMatchObject({ roles: ["ORG_ADMIN"], org_id: org.rows[0]!.id });
+    const missing = await cli("token", "--tenant", "acme", "--email", "lead@acme.test", "--org", "nowhere");
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/not a member/);
+  });
+
+  test("refuses unknown and suspended users without minting anything", async () => {
+    expect((await cli("token", "--tenant", "acme", "--email", "nobody@acme.test")).code).toBe(2);
+    await db.owner.query("update authhub.users set status = 'suspended' where email = 'lead@acme.test'");
+    const r = await cli("token", "--tenant", "acme", "--email", "lead@acme.test", "--json");
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+  });
+});

@@ -1,0 +1,135 @@
+/**
+ * `npm start` as a user runs it: a fresh data directory, embedded Postgres,
+ * migrations, server and worker; the CLI next to it on the same database; a
+ * graceful SIGTERM that stops Postgres last; a restart that reuses the data;
+ * and a restart after SIGKILL that takes over the orphaned postmaster.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { runCli } from "../../server/cli.js";
+import { jest } from "@jest/globals";
+
+jest.setTimeout(90_000);
+
+let dataDir: string;
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(os.tmpdir(), "authhub-start-"));
+});
+afterAll(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+interface Running {
+  child: ChildProcess;
+  base: string;
+  lines: () => Record<string, unknown>[];
+  exited: Promise<number | null>;
+}
+
+function env(): NodeJS.ProcessEnv {
+  const e: NodeJS.ProcessEnv = { ...process.env, AUTHHUB_DATA_DIR: dataDir, PORT: "0", NODE_ENV: "development", LOG_LEVEL: "info" };
+  for (const k of ["DATABASE_URL", "ROOT_DATABASE_URL", "AUTH_DATABASE_URL", "AUTHHUB_MASTER_KEY"]) delete e[k];
+  return e;
+}
+
+async function start(): Promise<Running> {
+  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], { env: env(), stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (err += d));
+  const lines = () =>
+    out
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const base = await new Promise<string>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const ready = lines().find((l) => l.msg === "AuthHub is ready");
+      if (ready) {
+        clearInterval(timer);
+        resolve(String(ready.graphql).replace(/\/graphql$/, ""));
+      }
+    }, 50);
+    void exited.then((code) => {
+      clearInterval(timer);
+      reject(new Error(`server exited (${code}) before it was ready:\n${out}\n${err}`));
+    });
+  });
+  return { child, base, lines, exited };
+}
+
+async function stop(r: Running, signal: NodeJS.Signals = "SIGTERM") {
+  r.child.kill(signal);
+  return r.exited;
+}
+
+const pgRunning = () => existsSync(path.join(dataDir, "pg", "postmaster.pid"));
+
+test("boot, serve, use the CLI alongside, and shut down in order", async () => {
+  const first = await start();
+  expect((await fetch(`${first.base}/readyz`)).status).toBe(200);
+
+  // The CLI shares the running embedded database.
+  const quiet = jest.spyOn(process.stdout, "write").mockImplementation(() => true);
+  let token = "";
+  try {
+    const cliEnv = env();
+    expect(await runCli(["bootstrap", "--tenant", "acme", "--admin-email", "admin@acme.test"], cliEnv)).toBe(0);
+    const write = process.stdout.write as unknown as jest.Mock;
+    write.mockClear();
+    expect(await runCli(["token", "--tenant", "acme", "--email", "admin@acme.test", "--json"], cliEnv)).toBe(0);
+    token = JSON.parse(String(write.mock.calls[0]![0])).token;
+  } finally {
+    quiet.mockRestore();
+  }
+  const res = await fetch(`${first.base}/graphql`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query: "{ currentUser { email level } }" }),
+  });
+  expect((await res.json()).data).toEqual({ currentUser: { email: "admin@acme.test", level: "TENANT_ADMIN" } });
+  expect(pgRunning()).toBe(true);
+
+  expect(await stop(first)).toBe(0);
+  const order = first
+    .lines()
+    .map((l) => String(l.msg))
+    .filter((m) => m.startsWith("shutdown: "));
+  expect(order).toEqual([
+    "shutdown: http server stopped",
+    "shutdown: graphql stopped",
+    "shutdown: worker stopped",
+    "shutdown: authenticator pool stopped",
+    "shutdown: owner pool stopped",
+    "shutdown: database stopped",
+    "shutdown: lock stopped",
+  ]);
+  expect(pgRunning()).toBe(false);
+});
+
+test("a second start reuses the data; after a SIGKILL the next start takes over the orphaned postmaster", async () => {
+  const second = await start();
+  const ask = async (base: string) => {
+    const r = await fetch(`${base}/graphql`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ query: '{ tenantBranding(slug: "acme") { slug } }' }),
+    });
+    return (await r.json()).data;
+  };
+  expect(await ask(second.base)).toEqual({ tenantBranding: { slug: "acme" } });
+
+  await stop(second, "SIGKILL");
+  expect(pgRunning()).toBe(true); // the orphan
+
+  const third = await start();
+  expect(third.lines().some((l) => String(l.msg).includes("taking it over"))).toBe(true);
+  expect(await ask(third.base)).toEqual({ tenantBranding: { slug: "acme" } });
+  expect(await stop(third)).toBe(0);
+  expect(pgRunning()).toBe(false);
+});
