@@ -1,0 +1,287 @@
+/**
+ * `npm run bench`: every ratio is measured side by side in one run, on one
+ * database (a throwaway embedded cluster, or BENCH_DATABASE_URL as superuser),
+ * with rounds interleaved so machine noise hits both sides alike. Results are
+ * printed as a table and saved under bench/results/.
+ *
+ * Foundation (issue 2):
+ *  1. RLS cost: a tenant admin's first page of 20 users under RLS, vs the same
+ *     SQL as the owner with an explicit tenant filter (policy `true`), in the same
+ *     transaction shape (begin; set_config…; select; commit). Target ≥ 0.85.
+ *  2. Scale: p50 of (1) on a 100k-user tenant ÷ on a 1k-user tenant. Target ≤ 1.5.
+ *  3. GraphQL overhead: that page through /graphql over HTTP, vs an HTTP endpoint
+ *     on the same server running the SQL PostGraphile generated for it (captured
+ *     from its explain output) in the same transaction shape. Target ≥ 0.35.
+ */
+import "../server/env.js";
+import express from "express";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { pgSettingsFor, type Identity } from "../db/claims.js";
+import { startEmbeddedPostgres } from "../db/embedded.js";
+import { runMigrations } from "../db/migrate.js";
+import { AUTHENTICATOR_ROLE, ensureRolesAndDatabase, OWNER_ROLE, withCredentials } from "../db/setup.js";
+import { makeApp } from "../server/app.js";
+import { parseMasterKey } from "../server/auth/masterKey.js";
+import { loadActiveSigningKey, mintAccessToken } from "../server/auth/signingKeys.js";
+import { readConfig } from "../server/config.js";
+import { makeLogger } from "../server/logger.js";
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const QUERIES_PER_ROUND = Number(process.env.BENCH_QUERIES ?? 400);
+const HTTP_PER_ROUND = Number(process.env.BENCH_HTTP_REQUESTS ?? 300);
+const HTTP_CONCURRENCY = 4;
+
+interface Sample {
+  ms: number[];
+  totalMs: number;
+  count: number;
+}
+const emptySample = (): Sample => ({ ms: [], totalMs: 0, count: 0 });
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+};
+const throughput = (s: Sample) => (s.count / s.totalMs) * 1000;
+
+async function timeSequential(n: number, fn: () => Promise<unknown>, into: Sample) {
+  const started = performance.now();
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn();
+    into.ms.push(performance.now() - t);
+  }
+  into.totalMs += performance.now() - started;
+  into.count += n;
+}
+
+async function timeConcurrent(n: number, concurrency: number, fn: () => Promise<unknown>, into: Sample) {
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        next++;
+        const t = performance.now();
+        await fn();
+        into.ms.push(performance.now() - t);
+      }
+    }),
+  );
+  into.totalMs += performance.now() - started;
+  into.count += n;
+}
+
+/** One transaction as the server runs it: settings, the statement, commit. */
+async function inTransaction(client: pg.PoolClient, settings: Record<string, string>, sql: string, params: unknown[]) {
+  await client.query("begin");
+  await client.query("select set_config(key, value, true) from json_each_text($1::json)", [JSON.stringify(settings)]);
+  const r = await client.query(sql, params);
+  await client.query("commit");
+  return r.rows;
+}
+
+async function main() {
+  let stopCluster: () => Promise<void> = async () => undefined;
+  let dir: string | null = null;
+  let rootUrl = process.env.BENCH_DATABASE_URL || null;
+  let ownerPassword: string | null = null;
+  let authPassword: string | null = null;
+  if (!rootUrl) {
+    dir = await mkdtemp(path.join(os.tmpdir(), "authhub-bench-"));
+    const cluster = await startEmbeddedPostgres({ dir, durable: false, whenRunning: "own" });
+    rootUrl = cluster.rootUrl;
+    stopCluster = () => cluster.stop();
+    ownerPassword = randomBytes(18).toString("base64url");
+    authPassword = randomBytes(18).toString("base64url");
+  }
+  const database = `authhub_bench_${process.pid}`;
+  await ensureRolesAndDatabase({ rootUrl, database, ownerPassword, authenticatorPassword: authPassword });
+  const ownerUrl = withCredentials(rootUrl, OWNER_ROLE, ownerPassword, database);
+  const authUrl = withCredentials(rootUrl, AUTHENTICATOR_ROLE, authPassword, database);
+  await runMigrations(ownerUrl);
+  const owner = new pg.Pool({ connectionString: ownerUrl, max: 4 });
+  const auth = new pg.Pool({ connectionString: authUrl, max: 8 });
+
+  try {
+    process.stderr.write("seeding a 1k-user and a 100k-user tenant…\n");
+    const seed = async (slug: string, users: number) => {
+      const t = (await owner.query<{ id: string }>("insert into authhub.tenants (slug, name) values ($1, $2) returning id", [slug, slug])).rows[0]!.id;
+      await owner.query(
+        `insert into authhub.users (tenant_id, email, display_name, level)
+         select $1, 'user' || g || '@' || $2::text || '.test', 'User ' || g, case when g = 1 then 'TENANT_ADMIN' else 'USER' end::authhub.role_level
+         from generate_series(1, $3) g`,
+        [t, slug, users],
+      );
+      const admin = (await owner.query<{ id: string }>("select id from authhub.users where tenant_id = $1 and level = 'TENANT_ADMIN'", [t])).rows[0]!.id;
+      return { tenantId: t, adminId: admin };
+    };
+    const small = await seed("small", 1_000);
+    const large = await seed("large", 100_000);
+    await owner.query("analyze");
+
+    const identityOf = (t: { tenantId: string; adminId: string }): Identity => ({ userId: t.adminId, tenantId: t.tenantId, level: "TENANT_ADMIN" });
+    const PAGE_RLS = "select id, email, display_name, level from authhub.users order by tenant_id, id limit 20";
+    const PAGE_EXPLICIT = "select id, email, display_name, level from authhub.users where tenant_id = $1 order by tenant_id, id limit 20";
+
+    // Sanity: both sides return the same rows.
+    const rlsClient = await auth.connect();
+    const ownerClient = await owner.connect();
+    const settingsSmall = pgSettingsFor(identityOf(small), "bench");
+    const { role: _role, ...ownerSettingsSmall } = settingsSmall;
+    const a = await inTransaction(rlsClient, settingsSmall, PAGE_RLS, []);
+    const b = await inTransaction(ownerClient, ownerSettingsSmall, PAGE_EXPLICIT, [small.tenantId]);
+    if (JSON.stringify(a) !== JSON.stringify(b) || a.length !== 20) throw new Error("RLS and explicit queries disagree");
+    const plan = (await rlsClient.query(`begin; select set_config(key, value, true) from json_each_text('${JSON.stringify(settingsSmall)}'::json); explain ${PAGE_RLS}`)) as unknown as pg.QueryResult[];
+    await rlsClient.query("rollback");
+    const planText = plan.at(-1)!.rows.map((r) => r["QUERY PLAN"]).join("\n");
+
+    const rls = emptySample();
+    const explicit = emptySample();
+    const rlsLarge = emptySample();
+    const settingsLarge = pgSettingsFor(identityOf(large), "bench");
+    for (let round = 0; round < ROUNDS; round++) {
+      await timeSequential(QUERIES_PER_ROUND, () => inTransaction(ownerClient, ownerSettingsSmall, PAGE_EXPLICIT, [small.tenantId]), explicit);
+      await timeSequential(QUERIES_PER_ROUND, () => inTransaction(rlsClient, settingsSmall, PAGE_RLS, []), rls);
+      await timeSequential(QUERIES_PER_ROUND, () => inTransaction(rlsClient, settingsLarge, PAGE_RLS, []), rlsLarge);
+    }
+    rlsClient.release();
+    ownerClient.release();
+
+    // GraphQL over HTTP vs the SQL it generates, over HTTP, on one server.
+    const masterKey = parseMasterKey(randomBytes(32).toString("base64"));
+    const key = await loadActiveSigningKey(owner, masterKey);
+    const token = (await mintAccessToken(key, identityOf(small), { issuer: "http://bench.authhub", ttlSeconds: 3600 })).token;
+    const query = "{ users(first: 20) { nodes { rowId email displayName level } } }";
+    // Capture the SQL with a development-mode instance (explain on).
+    const devApp = await makeApp({
+      config: readConfig({ NODE_ENV: "development", AUTHHUB_ISSUER: "http://bench.authhub", LOG_LEVEL: "silent" }),
+      authPool: auth,
+      logger: makeLogger("silent"),
+    });
+    const devServer = devApp.server.listen(0, "127.0.0.1");
+    await new Promise((r) => devServer.once("listening", r));
+    const devUrl = `http://127.0.0.1:${(devServer.address() as AddressInfo).port}/graphql`;
+    const explained = (await (
+      await fetch(devUrl, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}`, "X-GraphQL-Explain": "sql" },
+        body: JSON.stringify({ query }),
+      })
+    ).json()) as { data: unknown; extensions: { explain: { operations: { type: string; query?: string }[] } } };
+    await new Promise((r) => devServer.close(r));
+    await devApp.release();
+    const generatedSql = explained.extensions.explain.operations.find((o) => o.type === "sql")!.query!;
+
+    const config = readConfig({ NODE_ENV: "production", DATABASE_URL: ownerUrl, AUTHHUB_MASTER_KEY: randomBytes(32).toString("base64"), AUTHHUB_ISSUER: "http://bench.authhub", LOG_LEVEL: "silent" });
+    const app = await makeApp({ config, authPool: auth, logger: makeLogger("silent") });
+    // The baseline route: same server, same pool, same settings and transaction, the generated SQL, JSON out.
+    const raw = express.Router();
+    raw.post("/bench/raw", async (_req, res) => {
+      const client = await auth.connect();
+      try {
+        res.json({ data: await inTransaction(client, settingsSmall, generatedSql, []) });
+      } finally {
+        client.release();
+      }
+    });
+    const outer = express();
+    outer.use(raw);
+    outer.use(app.app);
+    const server = http.createServer(outer);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const viaGraphQL = () =>
+      fetch(`${base}/graphql`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query }),
+      }).then(async (r) => {
+        const body = (await r.json()) as { data?: { users: { nodes: unknown[] } } };
+        if (body.data?.users.nodes.length !== 20) throw new Error(`unexpected GraphQL answer ${JSON.stringify(body)}`);
+      });
+    const viaRaw = () =>
+      fetch(`${base}/bench/raw`, { method: "POST" }).then(async (r) => {
+        const body = (await r.json()) as { data: unknown[] };
+        if (body.data.length !== 21 && body.data.length !== 20) throw new Error("unexpected raw answer");
+      });
+    await timeConcurrent(50, HTTP_CONCURRENCY, viaGraphQL, emptySample());
+    await timeConcurrent(50, HTTP_CONCURRENCY, viaRaw, emptySample());
+    const gqlSample = emptySample();
+    const rawSample = emptySample();
+    for (let round = 0; round < ROUNDS; round++) {
+      await timeConcurrent(HTTP_PER_ROUND, HTTP_CONCURRENCY, viaRaw, rawSample);
+      await timeConcurrent(HTTP_PER_ROUND, HTTP_CONCURRENCY, viaGraphQL, gqlSample);
+    }
+    await new Promise((r) => server.close(r));
+    await app.release();
+
+    const rows = [
+      {
+        benchmark: "RLS cost: tenant admin, 20 users (RLS ÷ explicit filter, throughput)",
+        ratio: throughput(rls) / throughput(explicit),
+        target: "≥ 0.85",
+        pass: throughput(rls) / throughput(explicit) >= 0.85,
+        detail: `RLS ${throughput(rls).toFixed(0)}/s p50 ${pct(rls.ms, 50).toFixed(3)} ms; explicit ${throughput(explicit).toFixed(0)}/s p50 ${pct(explicit.ms, 50).toFixed(3)} ms`,
+      },
+      {
+        benchmark: "Scale: p50 on 100k-user tenant ÷ p50 on 1k-user tenant",
+        ratio: pct(rlsLarge.ms, 50) / pct(rls.ms, 50),
+        target: "≤ 1.5",
+        pass: pct(rlsLarge.ms, 50) / pct(rls.ms, 50) <= 1.5,
+        detail: `100k p50 ${pct(rlsLarge.ms, 50).toFixed(3)} ms; 1k p50 ${pct(rls.ms, 50).toFixed(3)} ms`,
+      },
+      {
+        benchmark: "GraphQL overhead: /graphql ÷ generated SQL over HTTP (throughput)",
+        ratio: throughput(gqlSample) / throughput(rawSample),
+        target: "≥ 0.35",
+        pass: throughput(gqlSample) / throughput(rawSample) >= 0.35,
+        detail: `GraphQL ${throughput(gqlSample).toFixed(0)}/s p50 ${pct(gqlSample.ms, 50).toFixed(2)} ms p99 ${pct(gqlSample.ms, 99).toFixed(2)} ms; raw ${throughput(rawSample).toFixed(0)}/s p50 ${pct(rawSample.ms, 50).toFixed(2)} ms p99 ${pct(rawSample.ms, 99).toFixed(2)} ms`,
+      },
+    ];
+    console.log("\nAuthHub benchmarks (foundation)\n");
+    console.table(rows.map((r) => ({ benchmark: r.benchmark, ratio: r.ratio.toFixed(3), target: r.target, pass: r.pass ? "yes" : "NO" })));
+    for (const r of rows) console.log(`- ${r.benchmark}: ${r.detail}`);
+    console.log(`\nPlan of the RLS page (1k tenant):\n${planText}\n`);
+    const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "results");
+    mkdirSync(resultsDir, { recursive: true });
+    const file = path.join(resultsDir, `foundation-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+    writeFileSync(
+      file,
+      JSON.stringify(
+        {
+          when: new Date().toISOString(),
+          machine: { cpus: os.cpus().length, node: process.version, postgres: (await owner.query("show server_version")).rows[0].server_version },
+          settings: { ROUNDS, QUERIES_PER_ROUND, HTTP_PER_ROUND, HTTP_CONCURRENCY },
+          results: rows,
+          generatedSql,
+          plan: planText,
+        },
+        null,
+        2,
+      ),
+    );
+    console.log(`saved ${path.relative(process.cwd(), file)}`);
+  } finally {
+    await owner.end();
+    await auth.end();
+    const root = new pg.Client({ connectionString: rootUrl });
+    await root.connect();
+    await root.query(`drop database if exists ${pg.escapeIdentifier(database)} with (force)`);
+    await root.end();
+    await stopCluster();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
