@@ -17,7 +17,6 @@ import "../server/env.js";
 import express from "express";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
@@ -25,7 +24,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { pgSettingsFor, type Identity } from "../db/claims.js";
-import { startEmbeddedPostgres } from "../db/embedded.js";
+import { startScratchCluster } from "../db/scratch.js";
 import { runMigrations } from "../db/migrate.js";
 import { AUTHENTICATOR_ROLE, ensureRolesAndDatabase, OWNER_ROLE, withCredentials } from "../db/setup.js";
 import { makeApp } from "../server/app.js";
@@ -89,19 +88,8 @@ async function inTransaction(client: pg.PoolClient, settings: Record<string, str
 }
 
 async function main() {
-  let stopCluster: () => Promise<void> = async () => undefined;
-  let dir: string | null = null;
-  let rootUrl = process.env.BENCH_DATABASE_URL || null;
-  let ownerPassword: string | null = null;
-  let authPassword: string | null = null;
-  if (!rootUrl) {
-    dir = await mkdtemp(path.join(os.tmpdir(), "authhub-bench-"));
-    const cluster = await startEmbeddedPostgres({ dir, durable: false, whenRunning: "own" });
-    rootUrl = cluster.rootUrl;
-    stopCluster = () => cluster.stop();
-    ownerPassword = randomBytes(18).toString("base64url");
-    authPassword = randomBytes(18).toString("base64url");
-  }
+  const cluster = await startScratchCluster(process.env.BENCH_DATABASE_URL || null, "authhub-bench-");
+  const { rootUrl, ownerPassword, authenticatorPassword: authPassword } = cluster;
   const database = `authhub_bench_${process.pid}`;
   await ensureRolesAndDatabase({ rootUrl, database, ownerPassword, authenticatorPassword: authPassword });
   const ownerUrl = withCredentials(rootUrl, OWNER_ROLE, ownerPassword, database);
@@ -276,8 +264,7 @@ async function main() {
     await root.connect();
     await root.query(`drop database if exists ${pg.escapeIdentifier(database)} with (force)`);
     await root.end();
-    await stopCluster();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await cluster.stop();
   }
 }
 

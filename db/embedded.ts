@@ -10,7 +10,7 @@
  * The data directory remembers its port and superuser password (cluster.json,
  * mode 600), so a restart, the CLI and a second `npm start` find it again.
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
@@ -231,9 +231,4 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
       });
     },
   };
-}
-
-/** Spawned detached so a test can SIGKILL "a previous run" and leave its postmaster behind. */
-export function spawnDetached(command: string, args: string[], env: NodeJS.ProcessEnv) {
-  return spawn(command, args, { env, detached: true, stdio: "ignore" });
 }

@@ -4,18 +4,15 @@
  * the visible rows, so every row not named is a proven denial; the control
  * test shows as owner that all of them exist.
  */
-import { asActor, createTestDatabase, sqlErrorCode, type Actor, type TestDatabase } from "../helpers/db.js";
-import { cast, seedFixtures, type Fixtures } from "../helpers/fixtures.js";
+import { asActor, sqlErrorCode, type Actor, type TestDatabase } from "../helpers/db.js";
+import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
 
 let db: TestDatabase;
 let f: Fixtures;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  f = await seedFixtures(db);
-});
-afterAll(async () => {
-  await db.close();
+useFixtureDatabase((database, fixtures) => {
+  db = database;
+  f = fixtures;
 });
 
 const visible = (actor: Actor, sql: string) =>

@@ -4,18 +4,15 @@
  * its SQLSTATE or by affecting no row, and each "no row" is backed by a control
  * query as owner proving the target exists.
  */
-import { asActor, attemptQuery, createTestDatabase, rowsOf, type Actor, type TestDatabase } from "../helpers/db.js";
-import { cast, seedFixtures, type Fixtures } from "../helpers/fixtures.js";
+import { asActor, attemptQuery, rowsOf, type Actor, type TestDatabase } from "../helpers/db.js";
+import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
 
 let db: TestDatabase;
 let f: Fixtures;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  f = await seedFixtures(db);
-});
-afterAll(async () => {
-  await db.close();
+useFixtureDatabase((database, fixtures) => {
+  db = database;
+  f = fixtures;
 });
 
 /** Rows affected, or the SQLSTATE when the statement is refused. */

@@ -11,7 +11,7 @@
  * has superAdmin (SUPER_ADMIN).
  */
 import type { Identity, RoleLevel } from "../../db/claims.js";
-import type { TestDatabase } from "./db.js";
+import { createTestDatabase, type TestDatabase } from "./db.js";
 
 export interface TenantFixture {
   id: string;
@@ -91,4 +91,19 @@ export function cast(f: Fixtures, t: TenantFixture) {
     suspended: identity(t, t.users.suspended, "USER"),
     superAdmin: identity(f.a, f.superAdmin, "SUPER_ADMIN"),
   };
+}
+
+/**
+ * For a test file: a fresh database with the fixtures seeded before its tests,
+ * dropped after them. `ready` receives both once they exist.
+ */
+export function useFixtureDatabase(ready: (db: TestDatabase, f: Fixtures) => void | Promise<void>): void {
+  let db: TestDatabase | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await ready(db, await seedFixtures(db));
+  });
+  afterAll(async () => {
+    await db?.close();
+  });
 }
