@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:622e4569b5bf7d8b9705ff045d51c8e497d3f099
+--! Hash: sha1:5b07b575f836d3e512701599633d3828d3e68240
 --! Message: foundation: tenancy, roles and policies
 
 --! split: 001-reset.sql
@@ -359,39 +359,51 @@ comment on constraint memberships_user_fkey on authhub.memberships is
 -- statement, so row conditions stay plain index conditions on tenant_id.
 
 -- The caller's tenant-wide level, or null when the caller is unknown, suspended,
--- or in a suspended tenant (BR-006). One primary-key lookup.
+-- or in a suspended tenant (BR-006). One primary-key lookup. PL/pgSQL rather than
+-- SQL so that its plan is cached per session: a definer SQL function is never
+-- inlined and would be planned again on every statement that calls it.
 create function authhub_private.current_user_level() returns authhub.role_level
-  language sql stable security definer
+  language plpgsql stable security definer
   set search_path = pg_catalog, pg_temp
 as $$
-  select u.level
-  from authhub.users u
-  join authhub.tenants t on t.id = u.tenant_id
-  where u.tenant_id = authhub.current_tenant_id()
-    and u.id = authhub.current_user_id()
-    and u.status = 'active'
-    and t.status = 'active'
+begin
+  return (
+    select u.level
+    from authhub.users u
+    join authhub.tenants t on t.id = u.tenant_id
+    where u.tenant_id = authhub.current_tenant_id()
+      and u.id = authhub.current_user_id()
+      and u.status = 'active'
+      and t.status = 'active'
+  );
+end;
 $$;
 
 create function authhub_private.is_active_user() returns boolean
-  language sql stable security definer
+  language plpgsql stable security definer
   set search_path = pg_catalog, pg_temp
 as $$
-  select authhub_private.current_user_level() is not null
+begin
+  return authhub_private.current_user_level() is not null;
+end;
 $$;
 
 create function authhub_private.is_tenant_admin() returns boolean
-  language sql stable security definer
+  language plpgsql stable security definer
   set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce(authhub_private.current_user_level() >= 'TENANT_ADMIN', false)
+begin
+  return coalesce(authhub_private.current_user_level() >= 'TENANT_ADMIN', false);
+end;
 $$;
 
 create function authhub_private.is_super_admin() returns boolean
-  language sql stable security definer
+  language plpgsql stable security definer
   set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce(authhub_private.current_user_level() = 'SUPER_ADMIN', false)
+begin
+  return coalesce(authhub_private.current_user_level() = 'SUPER_ADMIN', false);
+end;
 $$;
 
 -- Organizations the caller is a member of, at any level (BR-005).
