@@ -7,7 +7,7 @@
 import "./env.js";
 import { parseArgs } from "node:util";
 import pg from "pg";
-import { isRoleLevel, type Identity, type RoleLevel } from "../db/claims.js";
+import type { Identity, RoleLevel } from "../db/claims.js";
 import { prepareDatabase, type DatabaseHandle } from "../db/database.js";
 import { loadMasterKey } from "./auth/masterKey.js";
 import { loadActiveSigningKey, mintAccessToken } from "./auth/signingKeys.js";
@@ -126,7 +126,6 @@ const commands: Record<string, Command> = {
     // The token names the highest level the database grants; SQL re-checks it on every request.
     const orgAdmin = orgSlug !== null ? row.org_level === "ORG_ADMIN" : row.any_org_admin;
     const level: RoleLevel = row.level !== "USER" ? row.level : orgAdmin ? "ORG_ADMIN" : "USER";
-    if (!isRoleLevel(level)) throw new Error(`unexpected level ${String(level)}`);
     const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (m) => process.stderr.write(`warning: ${m}\n`));
     const key = await loadActiveSigningKey(owner, masterKey);
     const identity: Identity = { userId: row.user_id, tenantId: row.tenant_id, orgId: row.org_id, level };
@@ -186,9 +185,12 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
     }
     return 0;
   } catch (err) {
-    const usage = err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-    const message = usage ? (err as Error).message : toAppError(err).code === "internal" ? (err as Error).message : toAppError(err).message;
-    if (json) process.stderr.write(JSON.stringify({ error: { code: usage ? "invalid_input" : toAppError(err).code, message } }) + "\n");
+    const usage = err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS") === true;
+    // Operators see the cause of an internal failure; known errors keep their public wording.
+    const known = toAppError(err);
+    const code = usage ? "invalid_input" : known.code;
+    const message = usage || known.code === "internal" ? (err as Error).message : known.message;
+    if (json) process.stderr.write(JSON.stringify({ error: { code, message } }) + "\n");
     else process.stderr.write(`authhub: ${message}\n${usage ? "\n" + USAGE : ""}`);
     return usage ? 2 : 1;
   }

@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:5b07b575f836d3e512701599633d3828d3e68240
+--! Hash: sha1:7dbd42af912be7aaae6c3160714f556bbfdff777
 --! Message: foundation: tenancy, roles and policies
 
 --! split: 001-reset.sql
@@ -459,6 +459,7 @@ create function authhub_private.organization_parent_id(tenant_id uuid, id uuid) 
 as $$
   select o.parent_id from authhub.organizations o
   where o.tenant_id = organization_parent_id.tenant_id and o.id = organization_parent_id.id
+    and o.tenant_id = authhub.current_tenant_id()
 $$;
 
 grant execute on function

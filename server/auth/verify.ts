@@ -9,6 +9,7 @@ import {
   createLocalJWKSet,
   createRemoteJWKSet,
   decodeJwt,
+  decodeProtectedHeader,
   jwtVerify,
   type JSONWebKeySet,
   type JWTPayload,
@@ -71,8 +72,7 @@ export class TokenVerifier {
     let kid: string | undefined;
     try {
       unverified = decodeJwt(token);
-      const header = JSON.parse(Buffer.from(token.split(".")[0]!, "base64url").toString("utf8")) as { kid?: unknown };
-      kid = typeof header.kid === "string" ? header.kid : undefined;
+      kid = decodeProtectedHeader(token).kid;
     } catch {
       throw unauthenticated("The bearer token is malformed.");
     }

@@ -260,6 +260,21 @@ describe("operations", () => {
     expect(ready.body).toEqual({ status: "ready", checks: { database: true, migrations: true } });
   });
 
+  test("/readyz answers 503 when the database's migrations are not the ones this code ships", async () => {
+    const { rows } = await db.owner.query<{ hash: string }>("select hash from graphile_migrate.migrations order by filename desc limit 1");
+    await db.owner.query(
+      "insert into graphile_migrate.migrations (hash, previous_hash, filename, date) values ('sha1:from-the-future', $1, '999999.sql', now())",
+      [rows[0]!.hash],
+    );
+    try {
+      const res = await request(srv.app).get("/readyz");
+      expect(res.status).toBe(503);
+      expect(res.body).toEqual({ status: "unavailable", checks: { database: true, migrations: false } });
+    } finally {
+      await db.owner.query("delete from graphile_migrate.migrations where filename = '999999.sql'");
+    }
+  });
+
   test("unknown paths answer the standard error body", async () => {
     const res = await request(srv.app).get("/nope");
     expect(res.status).toBe(404);

@@ -5,7 +5,7 @@
  * and a restart after SIGKILL that takes over the orphaned postmaster.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -18,7 +18,19 @@ let dataDir: string;
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "authhub-start-"));
 });
+const children: ChildProcess[] = [];
 afterAll(async () => {
+  // A failed test must not leave a server or a postmaster behind.
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  const pidFile = path.join(dataDir, "pg", "postmaster.pid");
+  if (existsSync(pidFile)) {
+    const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
+    try {
+      process.kill(pid, "SIGQUIT");
+    } catch {
+      // already gone
+    }
+  }
   await rm(dataDir, { recursive: true, force: true });
 });
 
@@ -37,6 +49,7 @@ function env(): NodeJS.ProcessEnv {
 
 async function start(): Promise<Running> {
   const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], { env: env(), stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
   let out = "";
   let err = "";
   child.stdout!.on("data", (d) => (out += d));
@@ -94,6 +107,13 @@ test("boot, serve, use the CLI alongside, and shut down in order", async () => {
   });
   expect((await res.json()).data).toEqual({ currentUser: { email: "admin@acme.test", level: "TENANT_ADMIN" } });
   expect(pgRunning()).toBe(true);
+  // One structured log line per request, with its trace id.
+  let logged: Record<string, unknown> | undefined;
+  for (let i = 0; i < 100 && !logged; i++) {
+    logged = first.lines().find((l) => l.msg === "request" && l.path === "/graphql");
+    if (!logged) await new Promise((r) => setTimeout(r, 20));
+  }
+  expect(logged).toMatchObject({ level: "info", method: "POST", status: 200, via: "bearer", trace_id: expect.stringMatching(/^[0-9a-f]{32}$/) });
 
   expect(await stop(first)).toBe(0);
   const order = first
