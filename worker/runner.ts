@@ -30,7 +30,7 @@ export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger;
     // Shutdown is ordered by the process (server/main.ts), not by the worker.
     noHandleSignals: true,
     // Scheduled tasks arrive with their issues; until then no crontab file is read.
-    crontab: "",
+    parsedCronItems: [],
     pollInterval: 2000,
     logger,
   });
