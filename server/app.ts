@@ -88,6 +88,13 @@ async function installGraphQL(app: express.Express, server: http.Server, deps: A
     issuer: deps.config.issuer,
     trustedIssuers: deps.config.trustedIssuers,
     loadOwnKeys: () => loadOwnKeys(deps.authPool),
+    resolveExternalUser: async (tenantId, externalId) => {
+      const { rows } = await deps.authPool.query<{ id: string | null }>(
+        "select authhub_private.user_id_for_external_id($1, $2) as id",
+        [tenantId, externalId],
+      );
+      return rows[0]?.id ?? null;
+    },
   });
   app.use("/graphql", authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret }));
   const pgl = postgraphile(makePreset(deps.config, deps.authPool, deps.logger));

@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:7dbd42af912be7aaae6c3160714f556bbfdff777
+--! Hash: sha1:79446556aaf01e987f0dc7b83a8a57ef7ffc5877
 --! Message: foundation: tenancy, roles and policies
 
 --! split: 001-reset.sql
@@ -462,6 +462,55 @@ as $$
     and o.tenant_id = authhub.current_tenant_id()
 $$;
 
+-- Row-level helpers for the `update_guard` policies and org-admin membership
+-- checks: they compare a new row with the stored one (as of the statement's
+-- start), which the caller may not be able to read.
+create function authhub_private.user_controls_unchanged(
+  tenant_id uuid, id uuid, email text, external_id text, level authhub.role_level, status authhub.user_status
+) returns boolean
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select exists (
+    select 1 from authhub.users u
+    where u.tenant_id = user_controls_unchanged.tenant_id and u.id = user_controls_unchanged.id
+      and u.tenant_id = authhub.current_tenant_id()
+      and u.email::text = user_controls_unchanged.email
+      and u.external_id::text is not distinct from user_controls_unchanged.external_id
+      and u.level = user_controls_unchanged.level
+      and u.status = user_controls_unchanged.status
+  )
+$$;
+
+create function authhub_private.tenant_controls_unchanged(id uuid, slug text, status authhub.tenant_status) returns boolean
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select exists (
+    select 1 from authhub.tenants t
+    where t.id = tenant_controls_unchanged.id
+      and t.id = authhub.current_tenant_id()
+      and t.slug::text = tenant_controls_unchanged.slug
+      and t.status = tenant_controls_unchanged.status
+  )
+$$;
+
+-- A user's tenant-wide level, within the caller's tenant only.
+create function authhub_private.user_level(tenant_id uuid, user_id uuid) returns authhub.role_level
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select u.level from authhub.users u
+  where u.tenant_id = user_level.tenant_id and u.id = user_level.user_id
+    and u.tenant_id = authhub.current_tenant_id()
+$$;
+
+grant execute on function
+  authhub_private.user_controls_unchanged(uuid, uuid, text, text, authhub.role_level, authhub.user_status),
+  authhub_private.tenant_controls_unchanged(uuid, text, authhub.tenant_status)
+to authhub_user;
+grant execute on function authhub_private.user_level(uuid, uuid) to authhub_org_admin;
+
 grant execute on function
   authhub_private.current_user_level(),
   authhub_private.is_active_user(),
@@ -473,6 +522,23 @@ grant execute on function
 to authhub_user;
 grant execute on function authhub_private.organization_parent_id(uuid, uuid) to authhub_org_admin;
 
+-- A trusted identity provider's token names its user by the provider's id. The
+-- server resolves it to an AuthHub user of the named tenant before the request
+-- runs (server/auth/verify.ts); only active users of active tenants resolve.
+-- Definer: it runs before any request role is set, as the login role.
+create function authhub_private.user_id_for_external_id(tenant_id uuid, external_id text) returns uuid
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select u.id
+  from authhub.users u
+  join authhub.tenants t on t.id = u.tenant_id
+  where u.tenant_id = user_id_for_external_id.tenant_id
+    and u.external_id = user_id_for_external_id.external_id
+    and u.status = 'active' and t.status = 'active'
+$$;
+grant execute on function authhub_private.user_id_for_external_id(uuid, text) to authhub_authenticator;
+
 --! split: 060-policies.sql
 -- Who may see and change what. Policies are permissive and OR together; each is
 -- written `TO` the lowest Postgres role it serves, and role membership carries it
@@ -482,11 +548,18 @@ grant execute on function authhub_private.organization_parent_id(uuid, uuid) to 
 -- authhub.current_tenant_id())`, which the planner factors out and uses as an
 -- index condition. Authority checks are wrapped helper calls (once per statement).
 --
+-- Policies OR together across roles, but column grants grow with the role: a
+-- policy written for users (update_self) also lets a tenant-admin role write the
+-- columns only tenant admins are granted. So where a higher role's grants reach
+-- through a lower policy, a RESTRICTIVE `update_guard` re-checks the new row
+-- against the authority the database confirms (BR-002), whatever policy let the
+-- update through and whatever role the token selected.
+--
 -- `all_owner` on each table: RLS is forced, so the owner sees nothing unless a
 -- policy says so. The owner is used only by migrations, the operator CLI and the
 -- definer helpers in authhub_private; never by a request's own statements.
 --
--- Business rules (docs/business-rules.md):
+-- Business rules (docs/security-model.md):
 --   BR-001 no read or write crosses a tenant;
 --   BR-002 nobody grants a level above their own or acts above their scope;
 --   BR-003 org admins manage their organizations' subtrees, tenant admins their
@@ -509,6 +582,14 @@ create policy update_tenant_admin on authhub.tenants for update to authhub_tenan
 create policy all_super_admin on authhub.tenants for all to authhub_super_admin
   using ((select authhub_private.is_super_admin()))
   with check ((select authhub_private.is_super_admin()));
+-- Slug and status are a super admin's, even for a token whose role claims more
+-- than the database confirms.
+create policy update_guard on authhub.tenants as restrictive for update to authhub_user
+  using (true)
+  with check (
+    (select authhub_private.is_super_admin())
+    or authhub_private.tenant_controls_unchanged(id, slug, status)
+  );
 create policy all_owner on authhub.tenants for all to authhub_owner using (true) with check (true);
 
 grant select on authhub.tenants to authhub_user;
@@ -533,6 +614,23 @@ create policy update_self on authhub.users for update to authhub_user
     tenant_id = (select authhub.current_tenant_id())
     and id = (select authhub.current_user_id())
     and (select authhub_private.is_active_user())
+  )
+  with check (
+    tenant_id = (select authhub.current_tenant_id())
+    and id = (select authhub.current_user_id())
+  );
+-- Whatever policy lets an update through: only a confirmed tenant admin changes
+-- e-mail, external id, level or status, and only a confirmed super admin makes or
+-- edits a super admin (BR-002). A user renaming themselves passes unchanged.
+create policy update_guard on authhub.users as restrictive for update to authhub_user
+  using (true)
+  with check (
+    (select authhub_private.is_super_admin())
+    or (
+      level <> 'SUPER_ADMIN'
+      and ((select authhub_private.is_tenant_admin())
+           or authhub_private.user_controls_unchanged(tenant_id, id, email, external_id, level, status))
+    )
   );
 -- An org admin reads the members of their subtree.
 create policy select_org_admin on authhub.users for select to authhub_org_admin
@@ -638,7 +736,9 @@ create policy select_self on authhub.memberships for select to authhub_user
     and user_id = (select authhub.current_user_id())
     and (select authhub_private.is_active_user())
   );
--- An org admin manages memberships in their subtree, up to their own level (BR-002/003).
+-- An org admin manages memberships in their subtree, up to their own level, and
+-- only of plain users: adding a tenant or super admin to one's organization would
+-- reveal them (and act on someone above one's scope) (BR-002/003).
 create policy all_org_admin on authhub.memberships for all to authhub_org_admin
   using (
     tenant_id = (select authhub.current_tenant_id())
@@ -647,6 +747,7 @@ create policy all_org_admin on authhub.memberships for all to authhub_org_admin
   with check (
     tenant_id = (select authhub.current_tenant_id())
     and organization_id in (select authhub_private.managed_organization_ids())
+    and ((select authhub_private.is_tenant_admin()) or authhub_private.user_level(tenant_id, user_id) = 'USER')
   );
 create policy all_tenant_admin on authhub.memberships for all to authhub_tenant_admin
   using (tenant_id = (select authhub.current_tenant_id()) and (select authhub_private.is_tenant_admin()))

@@ -50,7 +50,7 @@ function makeMasterKey(version: number, key: Buffer): MasterKey {
         throw new MasterKeyError(`This secret was encrypted under master key ${parts[0] ?? "?"}, not v${version}`);
       }
       const [iv, tag, data] = parts.slice(1).map((p) => Buffer.from(p, "base64url")) as [Buffer, Buffer, Buffer];
-      const decipher = createDecipheriv("aes-256-gcm", key, iv);
+      const decipher = createDecipheriv("aes-256-gcm", key, iv, { authTagLength: 16 });
       decipher.setAAD(Buffer.from(`authhub:v${version}`));
       decipher.setAuthTag(tag);
       return Buffer.concat([decipher.update(data), decipher.final()]).toString("utf8");

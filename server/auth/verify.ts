@@ -26,7 +26,11 @@ const TRUSTED_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
 /** Reads AuthHub's published public keys; reloaded on an unknown kid (at most every 10 s) and every 5 minutes. */
 export type OwnKeysLoader = () => Promise<JSONWebKeySet>;
 
+/** The AuthHub user id for an identity provider's user id in a tenant, or null (unknown, suspended). */
+export type ExternalUserResolver = (tenantId: string, externalId: string) => Promise<string | null>;
+
 interface KeySetRule {
+  own: boolean;
   keys: JWTVerifyGetKey;
   issuer: string;
   audience: string;
@@ -40,12 +44,20 @@ export class TokenVerifier {
   private ownKids = new Set<string>();
   private ownLoadedAt = 0;
   private readonly trusted = new Map<string, KeySetRule>();
+  private readonly resolveExternalUser: ExternalUserResolver;
 
-  constructor(options: { issuer: string; loadOwnKeys: OwnKeysLoader; trustedIssuers: TrustedIssuer[] }) {
+  constructor(options: {
+    issuer: string;
+    loadOwnKeys: OwnKeysLoader;
+    trustedIssuers: TrustedIssuer[];
+    resolveExternalUser: ExternalUserResolver;
+  }) {
     this.ownIssuer = options.issuer;
     this.loadOwnKeys = options.loadOwnKeys;
+    this.resolveExternalUser = options.resolveExternalUser;
     for (const t of options.trustedIssuers) {
       this.trusted.set(t.issuer, {
+        own: false,
         keys: createRemoteJWKSet(new URL(t.jwksUri), { cooldownDuration: 30_000, cacheMaxAge: 600_000, timeoutDuration: 5_000 }),
         issuer: t.issuer,
         audience: t.audience ?? AUDIENCE,
@@ -79,7 +91,7 @@ export class TokenVerifier {
     const iss = unverified.iss;
     let rule: KeySetRule | undefined;
     if (iss === this.ownIssuer) {
-      rule = { keys: await this.ownKeys(kid), issuer: this.ownIssuer, audience: AUDIENCE, algorithms: [ALG] };
+      rule = { own: true, keys: await this.ownKeys(kid), issuer: this.ownIssuer, audience: AUDIENCE, algorithms: [ALG] };
     } else if (typeof iss === "string") {
       rule = this.trusted.get(iss);
     }
@@ -104,7 +116,18 @@ export class TokenVerifier {
             : "The token's signature could not be verified.";
       throw unauthenticated(message, cause);
     }
-    return identityFromClaims(payload);
+    if (rule.own) return identityFromClaims(payload, payload.sub);
+    // A trusted issuer names its own user id: it speaks only for the AuthHub user
+    // holding that external_id in the tenant it names (DESIGN.md §5).
+    const externalId = payload.sub;
+    const tenantId = (payload as Record<string, unknown>).tenant_id;
+    if (typeof externalId !== "string" || !EXTERNAL_ID_RE.test(externalId)) {
+      throw unauthenticated("The token's subject is not a valid external user id.");
+    }
+    if (typeof tenantId !== "string" || !UUID_RE.test(tenantId)) throw unauthenticated("The token carries no valid tenant_id.");
+    const userId = await this.resolveExternalUser(tenantId.toLowerCase(), externalId);
+    if (!userId) throw unauthenticated("The token's user is not known to AuthHub.");
+    return identityFromClaims(payload, userId);
   }
 }
 
@@ -115,9 +138,15 @@ function unauthenticated(message: string, cause?: unknown): AppError {
 const optionalString = (v: unknown, max: number): string | null =>
   typeof v === "string" && v.length > 0 && v.length <= max ? v : null;
 
-/** Only these claims are read; any other claim (`role`, a setting name…) is ignored. */
-export function identityFromClaims(payload: JWTPayload): Identity {
-  const { sub, tenant_id: tenantId, org_id: orgId, roles } = payload as Record<string, unknown>;
+const EXTERNAL_ID_RE = /^[^\s\p{Cc}]{1,255}$/u;
+
+/**
+ * Only these claims are read; any other claim (`role`, a setting name…) is
+ * ignored. `sub` is the AuthHub user id: the token's own, or the one its
+ * external subject resolved to.
+ */
+export function identityFromClaims(payload: JWTPayload, sub: unknown): Identity {
+  const { tenant_id: tenantId, org_id: orgId, roles } = payload as Record<string, unknown>;
   if (typeof sub !== "string" || !UUID_RE.test(sub)) throw unauthenticated("The token's subject is not an AuthHub user id.");
   if (typeof tenantId !== "string" || !UUID_RE.test(tenantId)) throw unauthenticated("The token carries no valid tenant_id.");
   if (orgId !== undefined && orgId !== null && (typeof orgId !== "string" || !UUID_RE.test(orgId))) {

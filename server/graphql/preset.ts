@@ -20,7 +20,7 @@ import { requestState } from "../requestState.js";
 import { DepthLimitPlugin, PageSizePlugin } from "./limits.js";
 
 export function makeMaskError(config: Config, logger: Logger) {
-  const development = config.env !== "production";
+  const development = config.env === "development";
   return (error: GraphQLError): GraphQLError => {
     const original = error.originalError;
     // Parse/validation errors and errors already written for clients pass through.

@@ -151,6 +151,58 @@ describe("users", () => {
   });
 });
 
+describe("escalation through a token that claims more than the database confirms (BR-002)", () => {
+  const level = async (id: string) => (await db.owner.query("select level, status from authhub.users where id = $1", [id])).rows[0];
+
+  test("a tenant admin cannot make itself a super admin", async () => {
+    const { tenantAdmin } = cast(f, f.a);
+    expect(await attempt(tenantAdmin, "update authhub.users set level = 'SUPER_ADMIN' where id = $1", [f.a.users.tenantAdmin])).toBe("42501");
+    expect(await level(f.a.users.tenantAdmin)).toEqual({ level: "TENANT_ADMIN", status: "active" });
+  });
+
+  test("a user whose token claims TENANT_ADMIN renames itself but changes nothing else about itself", async () => {
+    const forged = { ...cast(f, f.a).member, level: "TENANT_ADMIN" as const };
+    expect(await attempt(forged, "update authhub.users set display_name = 'Still me' where id = $1", [f.a.users.member])).toBe(1);
+    for (const set of ["level = 'TENANT_ADMIN'", "level = 'SUPER_ADMIN'", "status = 'suspended'", "email = 'new@tenant-a.test'", "external_id = 'idp_1'"]) {
+      expect([set, await attempt(forged, `update authhub.users set ${set} where id = $1`, [f.a.users.member])]).toEqual([set, "42501"]);
+    }
+    expect(await level(f.a.users.member)).toEqual({ level: "USER", status: "active" });
+  });
+
+  test("a demoted tenant admin with its old token cannot promote itself back", async () => {
+    const { tenantAdmin } = cast(f, f.b);
+    await db.owner.query("update authhub.users set level = 'USER' where id = $1", [f.b.users.tenantAdmin]);
+    try {
+      expect(await attempt(tenantAdmin, "update authhub.users set level = 'TENANT_ADMIN' where id = $1", [f.b.users.tenantAdmin])).toBe("42501");
+      expect(await attempt(tenantAdmin, "update authhub.users set level = 'TENANT_ADMIN' where id = $1", [f.b.users.member])).toBe(0);
+      expect(await level(f.b.users.tenantAdmin)).toEqual({ level: "USER", status: "active" });
+    } finally {
+      await db.owner.query("update authhub.users set level = 'TENANT_ADMIN' where id = $1", [f.b.users.tenantAdmin]);
+    }
+  });
+
+  test("a tenant admin whose token claims SUPER_ADMIN cannot suspend, rename or reach beyond its tenant", async () => {
+    const forged = { ...cast(f, f.a).tenantAdmin, level: "SUPER_ADMIN" as const };
+    expect(await attempt(forged, "update authhub.tenants set status = 'suspended' where id = $1", [f.a.id])).toBe("42501");
+    expect(await attempt(forged, "update authhub.tenants set slug = 'mine' where id = $1", [f.a.id])).toBe("42501");
+    expect(await attempt(forged, "update authhub.tenants set name = 'Renamed' where id = $1", [f.a.id])).toBe(1);
+    expect(await attempt(forged, "update authhub.tenants set name = 'x' where id = $1", [f.b.id])).toBe(0);
+    expect(await attempt(forged, "insert into authhub.tenants (slug, name) values ('forged', 'Forged')")).toBe("42501");
+    expect(await attempt(forged, "update authhub.users set level = 'SUPER_ADMIN' where id = $1", [f.a.users.tenantAdmin])).toBe("42501");
+    const { rows } = await db.owner.query("select slug, status from authhub.tenants where id = $1", [f.a.id]);
+    expect(rows[0]).toEqual({ slug: "tenant-a", status: "active" });
+  });
+
+  test("a user whose token claims ORG_ADMIN manages no organization", async () => {
+    const forged = { ...cast(f, f.a).member, level: "ORG_ADMIN" as const };
+    expect(await attempt(forged, "update authhub.organizations set name = 'x' where id = $1", [f.a.orgs.grandchild])).toBe(0);
+    expect(
+      await attempt(forged, "insert into authhub.memberships (organization_id, user_id, level) values ($1, $2, 'ORG_ADMIN')", [f.a.orgs.grandchild, f.a.users.outsider]),
+    ).toBe("42501");
+    expect(await exists("organizations", f.a.orgs.grandchild)).toBe(true);
+  });
+});
+
 describe("organizations", () => {
   test("an org admin creates, renames and deletes inside its subtree", async () => {
     const { orgAdmin } = cast(f, f.a);
@@ -256,6 +308,28 @@ describe("memberships", () => {
       f.a.users.outsider,
     ]);
     expect(rowCount).toBe(1);
+  });
+
+  test("an org admin cannot add a tenant admin or super admin to its subtree, nor change their memberships", async () => {
+    const { orgAdmin } = cast(f, f.a);
+    const insert = "insert into authhub.memberships (organization_id, user_id) values ($1, $2)";
+    expect(await attempt(orgAdmin, insert, [f.a.orgs.grandchild, f.a.users.tenantAdmin])).toBe("42501");
+    expect(await attempt(orgAdmin, insert, [f.a.orgs.grandchild, f.superAdmin])).toBe("42501");
+    await db.owner.query("insert into authhub.memberships (tenant_id, organization_id, user_id) values ($1, $2, $3)", [
+      f.a.id,
+      f.a.orgs.grandchild,
+      f.a.users.tenantAdmin,
+    ]);
+    try {
+      expect(
+        await attempt(orgAdmin, "update authhub.memberships set level = 'ORG_ADMIN' where organization_id = $1 and user_id = $2", [
+          f.a.orgs.grandchild,
+          f.a.users.tenantAdmin,
+        ]),
+      ).toBe("42501");
+    } finally {
+      await db.owner.query("delete from authhub.memberships where organization_id = $1 and user_id = $2", [f.a.orgs.grandchild, f.a.users.tenantAdmin]);
+    }
   });
 
   test("a membership cannot name another tenant's user or organization", async () => {

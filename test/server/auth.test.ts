@@ -56,12 +56,12 @@ const bearer = (token: string) => ({ Authorization: `Bearer ${token}` });
 async function forge(
   key: CryptoKey | Uint8Array,
   alg: string,
-  overrides: { claims?: Record<string, unknown>; issuer?: string; audience?: string; exp?: number; kid?: string } = {},
+  overrides: { claims?: Record<string, unknown>; issuer?: string; audience?: string; exp?: number; kid?: string; subject?: string } = {},
 ) {
   const now = Math.floor(Date.now() / 1000);
   return new SignJWT({ tenant_id: f.a.id, roles: ["TENANT_ADMIN"], ...overrides.claims })
     .setProtectedHeader({ alg, kid: overrides.kid ?? srv.key.kid })
-    .setSubject(f.a.users.tenantAdmin)
+    .setSubject(overrides.subject ?? f.a.users.tenantAdmin)
     .setIssuer(overrides.issuer ?? TEST_ISSUER)
     .setAudience(overrides.audience ?? "authhub")
     .setIssuedAt(now - 10)
@@ -109,31 +109,38 @@ describe("bearer tokens", () => {
   });
 
   test("claims cannot set the Postgres role or any other setting", async () => {
+    // A tenant admin's token at USER level, carrying claims named like settings.
     const token = await forge(srv.key.privateKey, "ES256", {
-      claims: { roles: ["USER"], role: "authhub_owner", "jwt.claims.tenant_id": f.b.id, search_path: "evil" },
+      claims: { roles: ["USER"], role: "authhub_super_admin", "jwt.claims.tenant_id": f.b.id, search_path: "evil", statement_timeout: "0" },
     });
-    // Re-sign as the member, at USER level: the extra claims are ignored.
-    const member = await new SignJWT({ tenant_id: f.a.id, roles: ["USER"], role: "authhub_super_admin", statement_timeout: "0" })
-      .setProtectedHeader({ alg: "ES256", kid: srv.key.kid })
-      .setSubject(f.a.users.member)
-      .setIssuer(TEST_ISSUER)
-      .setAudience("authhub")
-      .setIssuedAt()
-      .setExpirationTime("5m")
-      .sign(srv.key.privateKey);
-    const res = await post(bearer(member), `{ users { totalCount } tenants { totalCount } }`);
-    expect(res.body.data).toEqual({ users: { totalCount: 1 }, tenants: { totalCount: 1 } });
-    expect((await post(bearer(token))).status).toBe(200);
+    const res = await post(bearer(token), `{ users { totalCount nodes { email } } tenants { totalCount nodes { slug } } }`);
+    // Runs as authhub_user in tenant A: sees itself and its tenant, nothing more.
+    expect(res.body.data).toEqual({
+      users: { totalCount: 1, nodes: [{ email: "tenant-admin@tenant-a.test" }] },
+      tenants: { totalCount: 1, nodes: [{ slug: "tenant-a" }] },
+    });
   });
 
-  test("a trusted issuer's token is verified against its JWKS and audience", async () => {
-    const token = await forge(trustedKey, "RS256", { issuer: trustedIssuer, audience: "authhub-partner", kid: "idp-key-1" });
-    const res = await post(bearer(token));
+  test("a trusted issuer's token is verified against its JWKS and audience, and names the user by external id", async () => {
+    await db.owner.query("update authhub.users set external_id = 'user_idp_admin' where id = $1", [f.a.users.tenantAdmin]);
+    const trusted = (subject: string, more: { audience?: string; kid?: string } = {}) =>
+      forge(trustedKey, "RS256", { issuer: trustedIssuer, audience: "authhub-partner", kid: "idp-key-1", subject, ...more });
+    const res = await post(bearer(await trusted("user_idp_admin")));
     expect(res.body.data.currentUser.email).toBe("tenant-admin@tenant-a.test");
-    const wrongAudience = await forge(trustedKey, "RS256", { issuer: trustedIssuer, audience: "authhub", kid: "idp-key-1" });
-    expect((await post(bearer(wrongAudience))).status).toBe(401);
-    const unknownKid = await forge(trustedKey, "RS256", { issuer: trustedIssuer, audience: "authhub-partner", kid: "other" });
-    expect((await post(bearer(unknownKid))).status).toBe(401);
+    expect((await post(bearer(await trusted("user_idp_admin", { audience: "authhub" })))).status).toBe(401);
+    expect((await post(bearer(await trusted("user_idp_admin", { kid: "other" })))).status).toBe(401);
+  });
+
+  test("a trusted issuer cannot name an AuthHub user id, an unknown external id, or a suspended user", async () => {
+    const trusted = (subject: string) =>
+      forge(trustedKey, "RS256", { issuer: trustedIssuer, audience: "authhub-partner", kid: "idp-key-1", subject });
+    // The super admin has no external id: an AuthHub id in `sub` resolves to nobody.
+    expect((await post(bearer(await trusted(f.superAdmin)))).status).toBe(401);
+    expect((await post(bearer(await trusted("user_nobody")))).status).toBe(401);
+    await db.owner.query("update authhub.users set external_id = 'user_idp_suspended' where id = $1", [f.a.users.suspended]);
+    const res = await post(bearer(await trusted("user_idp_suspended")));
+    expect(res.status).toBe(401);
+    expect(res.body.errors[0].message).toBe("The token's user is not known to AuthHub.");
   });
 
   test("a trusted issuer cannot sign for AuthHub's own issuer", async () => {

@@ -174,6 +174,18 @@ describe("mutations", () => {
     expectNoLeak(dup);
   });
 
+  test("a plain user whose token claims TENANT_ADMIN cannot promote itself through GraphQL", async () => {
+    const forged = { ...cast(f, f.a).member, level: "TENANT_ADMIN" as const };
+    const r = await gql(
+      forged,
+      `mutation($t: UUID!, $id: UUID!) { updateUser(input: { tenantId: $t, rowId: $id, patch: { level: SUPER_ADMIN } }) { user { level } } }`,
+      { t: f.a.id, id: f.a.users.member },
+    );
+    expect(codes(r)).toEqual(["forbidden"]);
+    const { rows } = await db.owner.query("select level from authhub.users where id = $1", [f.a.users.member]);
+    expect(rows[0].level).toBe("USER");
+  });
+
   test("a plain user cannot escalate through GraphQL", async () => {
     const r = await gql(
       cast(f, f.a).member,
