@@ -7,7 +7,8 @@
  * Foundation (issue 2):
  *  1. RLS cost: a tenant admin's first page of 20 users under RLS, vs the same
  *     SQL as the owner with an explicit tenant filter (policy `true`), in the same
- *     transaction shape (begin; set_config…; select; commit). Target ≥ 0.85.
+ *     transaction shape (begin; set_config… including the role; the prepared
+ *     select; commit), as PostGraphile runs it. Target ≥ 0.85.
  *  2. Scale: p50 of (1) on a 100k-user tenant ÷ on a 1k-user tenant. Target ≤ 1.5.
  *  3. GraphQL overhead: that page through /graphql over HTTP, vs an HTTP endpoint
  *     on the same server running the SQL PostGraphile generated for it (captured
@@ -15,7 +16,7 @@
  */
 import "../server/env.js";
 import express from "express";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -81,11 +82,16 @@ async function timeConcurrent(n: number, concurrency: number, fn: () => Promise<
   into.count += n;
 }
 
-/** One transaction as the server runs it: settings, the statement, commit. */
+/**
+ * One transaction as the server runs it: settings, the statement, commit. The
+ * statement is prepared, as PostGraphile prepares its queries (@dataplan/pg keeps
+ * a per-connection prepared-statement cache), so planning is paid once.
+ */
 async function inTransaction(client: pg.PoolClient, settings: Record<string, string>, sql: string, params: unknown[]) {
   await client.query("begin");
   await client.query("select set_config(key, value, true) from json_each_text($1::json)", [JSON.stringify(settings)]);
-  const r = await client.query(sql, params);
+  const name = `bench_${createHash("sha1").update(sql).digest("hex").slice(0, 16)}`;
+  const r = await client.query({ name, text: sql, values: params });
   await client.query("commit");
   return r.rows;
 }

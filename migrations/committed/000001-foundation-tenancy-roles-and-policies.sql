@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:79446556aaf01e987f0dc7b83a8a57ef7ffc5877
+--! Hash: sha1:d84903b296c536415969564654aee6eb8e9cb361
 --! Message: foundation: tenancy, roles and policies
 
 --! split: 001-reset.sql
@@ -87,35 +87,33 @@ create type authhub.role_level as enum ('USER', 'ORG_ADMIN', 'TENANT_ADMIN', 'SU
 
 --! split: 004-claims.sql
 -- Claims reach SQL only as transaction-local settings `jwt.claims.*`, set by the
--- server from a verified token (server/auth/claims.ts), and are read only through
--- these functions. An unset or empty claim reads as null.
+-- server from a verified token (db/claims.ts), and are read only through these
+-- functions. An unset or empty claim reads as null. They are plain invoker SQL
+-- with no SET clause so that the planner inlines them: a policy's
+-- `(select authhub.current_tenant_id())` becomes a bare current_setting() call.
 
 create function authhub.current_user_id() returns uuid
   language sql stable parallel safe
-  set search_path = pg_catalog, pg_temp
 as $$
-  select nullif(current_setting('jwt.claims.sub', true), '')::uuid
+  select nullif(pg_catalog.current_setting('jwt.claims.sub', true), '')::uuid
 $$;
 
 create function authhub.current_tenant_id() returns uuid
   language sql stable parallel safe
-  set search_path = pg_catalog, pg_temp
 as $$
-  select nullif(current_setting('jwt.claims.tenant_id', true), '')::uuid
+  select nullif(pg_catalog.current_setting('jwt.claims.tenant_id', true), '')::uuid
 $$;
 
 create function authhub.current_org_id() returns uuid
   language sql stable parallel safe
-  set search_path = pg_catalog, pg_temp
 as $$
-  select nullif(current_setting('jwt.claims.org_id', true), '')::uuid
+  select nullif(pg_catalog.current_setting('jwt.claims.org_id', true), '')::uuid
 $$;
 
 create function authhub.current_trace_id() returns text
   language sql stable parallel safe
-  set search_path = pg_catalog, pg_temp
 as $$
-  select nullif(current_setting('authhub.trace_id', true), '')
+  select nullif(pg_catalog.current_setting('authhub.trace_id', true), '')
 $$;
 
 comment on function authhub.current_user_id() is E'@behavior -queryField\nThe caller''s user id (claim `sub`).';
@@ -379,31 +377,24 @@ begin
 end;
 $$;
 
+-- Invoker wrappers, inlined by the planner: the one definer call per statement is
+-- current_user_level() itself.
 create function authhub_private.is_active_user() returns boolean
-  language plpgsql stable security definer
-  set search_path = pg_catalog, pg_temp
+  language sql stable
 as $$
-begin
-  return authhub_private.current_user_level() is not null;
-end;
+  select authhub_private.current_user_level() is not null
 $$;
 
 create function authhub_private.is_tenant_admin() returns boolean
-  language plpgsql stable security definer
-  set search_path = pg_catalog, pg_temp
+  language sql stable
 as $$
-begin
-  return coalesce(authhub_private.current_user_level() >= 'TENANT_ADMIN', false);
-end;
+  select coalesce(authhub_private.current_user_level() >= 'TENANT_ADMIN'::authhub.role_level, false)
 $$;
 
 create function authhub_private.is_super_admin() returns boolean
-  language plpgsql stable security definer
-  set search_path = pg_catalog, pg_temp
+  language sql stable
 as $$
-begin
-  return coalesce(authhub_private.current_user_level() = 'SUPER_ADMIN', false);
-end;
+  select coalesce(authhub_private.current_user_level() = 'SUPER_ADMIN'::authhub.role_level, false)
 $$;
 
 -- Organizations the caller is a member of, at any level (BR-005).
