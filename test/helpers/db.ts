@@ -41,6 +41,9 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const authUrl = withCredentials(rootUrl, AUTHENTICATOR_ROLE, env("AUTHHUB_TEST_AUTH_PASSWORD") || null, name);
   const owner = new pg.Pool({ connectionString: ownerUrl, max: 3 });
   const auth = new pg.Pool({ connectionString: authUrl, max: 5 });
+  // An idle connection closed by the server (a restart, an administrator) is
+  // replaced on next use; it must not crash the test file as an unhandled event.
+  for (const pool of [owner, auth]) pool.on("error", () => undefined);
   return {
     name,
     ownerUrl,
