@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:d84903b296c536415969564654aee6eb8e9cb361
+--! Hash: sha1:239c7d5cb0d9301bd1e16bfbacec11392a7d6f2c
 --! Message: foundation: tenancy, roles and policies
 
 --! split: 001-reset.sql
@@ -685,7 +685,9 @@ create policy insert_org_admin on authhub.organizations for insert to authhub_or
     tenant_id = (select authhub.current_tenant_id())
     and parent_id in (select authhub_private.managed_organization_ids())
   );
--- Keeping the parent is always allowed; a move must stay inside the subtree.
+-- Keeping the parent is always allowed; a move must stay inside the subtree at
+-- both ends: an organization whose parent is outside it (the top of what the
+-- admin manages) cannot be detached from that parent.
 create policy update_org_admin on authhub.organizations for update to authhub_org_admin
   using (
     tenant_id = (select authhub.current_tenant_id())
@@ -695,7 +697,8 @@ create policy update_org_admin on authhub.organizations for update to authhub_or
     tenant_id = (select authhub.current_tenant_id())
     and id in (select authhub_private.managed_organization_ids())
     and (parent_id is not distinct from authhub_private.organization_parent_id(tenant_id, id)
-         or parent_id in (select authhub_private.managed_organization_ids()))
+         or (parent_id in (select authhub_private.managed_organization_ids())
+             and authhub_private.organization_parent_id(tenant_id, id) in (select authhub_private.managed_organization_ids())))
   );
 -- An org admin deletes organizations below the ones they administer, not those themselves.
 create policy delete_org_admin on authhub.organizations for delete to authhub_org_admin
@@ -727,15 +730,29 @@ create policy select_self on authhub.memberships for select to authhub_user
     and user_id = (select authhub.current_user_id())
     and (select authhub_private.is_active_user())
   );
--- An org admin manages memberships in their subtree, up to their own level, and
--- only of plain users: adding a tenant or super admin to one's organization would
--- reveal them (and act on someone above one's scope) (BR-002/003).
-create policy all_org_admin on authhub.memberships for all to authhub_org_admin
+-- An org admin reads every membership in their subtree (who is in my organization),
+-- and writes those of plain users only, up to their own level: acting on a tenant
+-- or super admin's membership, or adding one to reveal them, is above their scope
+-- (BR-002/003). Deleting an organization still removes all its memberships.
+create policy select_org_admin on authhub.memberships for select to authhub_org_admin
   using (
     tenant_id = (select authhub.current_tenant_id())
     and organization_id in (select authhub_private.managed_organization_ids())
-  )
+  );
+create policy insert_org_admin on authhub.memberships for insert to authhub_org_admin
   with check (
+    tenant_id = (select authhub.current_tenant_id())
+    and organization_id in (select authhub_private.managed_organization_ids())
+    and ((select authhub_private.is_tenant_admin()) or authhub_private.user_level(tenant_id, user_id) = 'USER')
+  );
+create policy update_org_admin on authhub.memberships for update to authhub_org_admin
+  using (
+    tenant_id = (select authhub.current_tenant_id())
+    and organization_id in (select authhub_private.managed_organization_ids())
+    and ((select authhub_private.is_tenant_admin()) or authhub_private.user_level(tenant_id, user_id) = 'USER')
+  );
+create policy delete_org_admin on authhub.memberships for delete to authhub_org_admin
+  using (
     tenant_id = (select authhub.current_tenant_id())
     and organization_id in (select authhub_private.managed_organization_ids())
     and ((select authhub_private.is_tenant_admin()) or authhub_private.user_level(tenant_id, user_id) = 'USER')

@@ -234,6 +234,24 @@ describe("organizations", () => {
     expect(await attempt(orgAdmin, "update authhub.organizations set parent_id = null where id = $1", [f.a.orgs.grandchild])).toBe("42501");
   });
 
+  test("an org admin of two trees cannot detach the top of one from its unmanaged parent", async () => {
+    const { orgAdmin } = cast(f, f.a);
+    await db.owner.query("insert into authhub.memberships (tenant_id, organization_id, user_id, level) values ($1, $2, $3, 'ORG_ADMIN')", [
+      f.a.id,
+      f.a.orgs.sibling,
+      f.a.users.orgAdmin,
+    ]);
+    try {
+      expect(await attempt(orgAdmin, "update authhub.organizations set parent_id = $2 where id = $1", [f.a.orgs.child, f.a.orgs.sibling])).toBe("42501");
+      // Moves strictly inside the managed trees still work.
+      expect(await attempt(orgAdmin, "update authhub.organizations set parent_id = $2 where id = $1", [f.a.orgs.grandchild, f.a.orgs.sibling])).toBe(1);
+      const { rows } = await db.owner.query("select parent_id from authhub.organizations where id = $1", [f.a.orgs.child]);
+      expect(rows[0].parent_id).toBe(f.a.orgs.root);
+    } finally {
+      await db.owner.query("delete from authhub.memberships where organization_id = $1 and user_id = $2", [f.a.orgs.sibling, f.a.users.orgAdmin]);
+    }
+  });
+
   test("an org admin cannot edit or delete its parent, a sibling tree, or the organization it administers", async () => {
     const { orgAdmin } = cast(f, f.a);
     expect(await attempt(orgAdmin, "update authhub.organizations set name = 'x' where id = $1", [f.a.orgs.root])).toBe(0);
@@ -321,12 +339,13 @@ describe("memberships", () => {
       f.a.users.tenantAdmin,
     ]);
     try {
-      expect(
-        await attempt(orgAdmin, "update authhub.memberships set level = 'ORG_ADMIN' where organization_id = $1 and user_id = $2", [
-          f.a.orgs.grandchild,
-          f.a.users.tenantAdmin,
-        ]),
-      ).toBe("42501");
+      const key = [f.a.orgs.grandchild, f.a.users.tenantAdmin];
+      // Visible (who is in my organization), but not the org admin's to change or remove.
+      expect(await attempt(orgAdmin, "select 1 from authhub.memberships where organization_id = $1 and user_id = $2", key)).toBe(1);
+      expect(await attempt(orgAdmin, "update authhub.memberships set level = 'ORG_ADMIN' where organization_id = $1 and user_id = $2", key)).toBe(0);
+      expect(await attempt(orgAdmin, "delete from authhub.memberships where organization_id = $1 and user_id = $2", key)).toBe(0);
+      const { rows } = await db.owner.query("select level from authhub.memberships where organization_id = $1 and user_id = $2", key);
+      expect(rows).toEqual([{ level: "USER" }]);
     } finally {
       await db.owner.query("delete from authhub.memberships where organization_id = $1 and user_id = $2", [f.a.orgs.grandchild, f.a.users.tenantAdmin]);
     }
