@@ -10,6 +10,7 @@ import { postgraphile } from "postgraphile";
 import { grafserv } from "postgraphile/grafserv/express/v4";
 import { latestCommittedHash } from "../db/migrate.js";
 import { authenticate } from "./auth/authenticate.js";
+import { authorizeBodyParser, authorizeHandler } from "./authorize.js";
 import { TokenVerifier } from "./auth/verify.js";
 import type { Config } from "./config.js";
 import { AppError, toAppError } from "./errors.js";
@@ -83,8 +84,8 @@ async function loadOwnKeys(authPool: pg.Pool): Promise<JSONWebKeySet> {
   return { keys: rows.map((r) => r.jwk) };
 }
 
-async function installGraphQL(app: express.Express, server: http.Server, deps: AppDeps) {
-  const verifier = new TokenVerifier({
+function makeVerifier(deps: AppDeps): TokenVerifier {
+  return new TokenVerifier({
     issuer: deps.config.issuer,
     trustedIssuers: deps.config.trustedIssuers,
     loadOwnKeys: () => loadOwnKeys(deps.authPool),
@@ -96,7 +97,15 @@ async function installGraphQL(app: express.Express, server: http.Server, deps: A
       return rows[0]?.id ?? null;
     },
   });
-  app.use("/graphql", authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret }));
+}
+
+/** POST /v1/authorize: the decision API for sibling services. */
+function installAuthorize(app: express.Express, deps: AppDeps, authenticateRequest: express.RequestHandler) {
+  app.post("/v1/authorize", authenticateRequest, authorizeBodyParser, authorizeHandler(deps.authPool));
+}
+
+async function installGraphQL(app: express.Express, server: http.Server, deps: AppDeps, authenticateRequest: express.RequestHandler) {
+  app.use("/graphql", authenticateRequest);
   const pgl = postgraphile(makePreset(deps.config, deps.authPool, deps.logger));
   const serv = pgl.createServ(grafserv);
   await serv.addTo(app, server, false);
@@ -110,8 +119,13 @@ function installErrors(app: express.Express, logger: Logger) {
     next(new AppError("not_found", "No such endpoint."));
   });
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const bodyTooLarge = (err as { type?: string }).type === "entity.too.large";
-    const error = bodyTooLarge ? new AppError("payload_too_large", "The request body is too large.") : toAppError(err);
+    const bodyType = (err as { type?: string }).type;
+    const error =
+      bodyType === "entity.too.large"
+        ? new AppError("payload_too_large", "The request body is too large.")
+        : bodyType === "entity.parse.failed"
+          ? new AppError("invalid_input", "The request body is not valid JSON.")
+          : toAppError(err);
     if (error.code === "internal") {
       logger.error("unhandled error", { trace_id: requestState(req).traceId, err });
     }
@@ -132,7 +146,9 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   const server = http.createServer(app);
   installRequestContext(app, deps.logger);
   installHealth(app, deps.authPool);
-  const releaseGraphQL = await installGraphQL(app, server, deps);
+  const authenticateRequest = authenticate({ verifier: makeVerifier(deps), gatewaySecret: deps.config.gatewaySecret });
+  installAuthorize(app, deps, authenticateRequest);
+  const releaseGraphQL = await installGraphQL(app, server, deps, authenticateRequest);
   installErrors(app, deps.logger);
   return {
     app,

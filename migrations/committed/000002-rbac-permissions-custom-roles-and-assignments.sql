@@ -1,5 +1,5 @@
 --! Previous: sha1:239c7d5cb0d9301bd1e16bfbacec11392a7d6f2c
---! Hash: sha1:8db3feac23e7ea7183df7af139be6a0fbafa9380
+--! Hash: sha1:2a340cc7d5ef039bd784602b6ccfa638bf9b8dc5
 --! Message: rbac: permissions, custom roles and assignments
 
 --! split: 100-permissions.sql
@@ -765,3 +765,70 @@ grant select on authhub.role_assignments to authhub_user;
 -- Assignments are granted and revoked, never edited.
 grant insert (tenant_id, id, user_id, role_id, organization_id) on authhub.role_assignments to authhub_user;
 grant delete on authhub.role_assignments to authhub_user;
+
+--! split: 140-decisions.sql
+-- Answers for sibling services ("may the caller do P here?") and for admin UIs
+-- ("what may I do, where?"), computed by the same helpers the policies use.
+
+-- May the caller exercise `permission`, tenant-wide (organization_id null) or for
+-- an organization of its tenant? Null for a permission not in the catalogue; false
+-- for an organization that is not in the caller's tenant (another tenant's id is
+-- indistinguishable from one that does not exist).
+create function authhub_private.authorize(permission text, organization_id uuid) returns boolean
+  language plpgsql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if not exists (select 1 from authhub.permissions p where p.key = authorize.permission) then
+    return null;
+  end if;
+  if authorize.organization_id is null then
+    return authhub_private.has_tenant_permission(authorize.permission);
+  end if;
+  if not exists (
+    select 1 from authhub.organizations o
+    where o.tenant_id = authhub.current_tenant_id() and o.id = authorize.organization_id
+  ) then
+    return false;
+  end if;
+  return authhub_private.has_tenant_permission(authorize.permission)
+      or (authorize.organization_id in (select authhub_private.organizations_with_permission(authorize.permission))
+          and exists (select 1 from authhub.permissions p where p.key = authorize.permission and p.org_scopable));
+end;
+$$;
+grant execute on function authhub_private.authorize(text, uuid) to authhub_user;
+
+create type authhub.permission_grant as (
+  permission      authhub.permission_key,
+  organization_id uuid
+);
+comment on type authhub.permission_grant is
+  'A permission the caller holds: tenant-wide (no organization) or for an organization and its subtree.';
+comment on column authhub.permission_grant.organization_id is 'The organization (with its subtree); null: the whole tenant.';
+
+-- The caller's effective permissions per scope, for admin UIs to show or hide
+-- controls. Tenant-wide grants are listed once; organization grants are listed
+-- per organization (subtrees expanded), and omitted where the tenant-wide grant
+-- already covers them. An array rather than a set: it is one small answer, not a
+-- collection to page through.
+create function authhub.current_permissions() returns authhub.permission_grant[]
+  language sql stable
+as $$
+  select coalesce(
+    array_agg(row(g.permission, g.organization_id)::authhub.permission_grant
+              order by g.permission, g.organization_id nulls first),
+    '{}')
+  from (
+    select p.key::authhub.permission_key as permission, null::uuid as organization_id
+    from authhub.permissions p
+    where authhub_private.has_tenant_permission(p.key)
+    union all
+    select p.key, o.id
+    from authhub.permissions p
+    cross join lateral authhub_private.organizations_with_permission(p.key) as o(id)
+    where p.org_scopable and not authhub_private.has_tenant_permission(p.key)
+  ) g
+$$;
+comment on function authhub.current_permissions() is
+  'What the signed-in caller may do, per scope: tenant-wide, or per organization.';
+grant execute on function authhub.current_permissions() to authhub_user;
