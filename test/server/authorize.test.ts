@@ -111,3 +111,44 @@ test("GraphQL currentPermissions lists the caller's permissions per scope", asyn
     .send({ query: "{ currentPermissions { permission organizationId } }" });
   expect(member.body.data.currentPermissions).toEqual([]);
 });
+
+describe("role management through GraphQL", () => {
+  const gql = async (who: Identity, query: string, variables: Record<string, unknown> = {}) =>
+    (
+      await request(srv.app)
+        .post("/graphql")
+        .set("Authorization", `Bearer ${await srv.mint(who)}`)
+        .send({ query, variables })
+    ).body as { data?: Record<string, any>; errors?: { extensions: { code: string } }[] };
+
+  test("a tenant admin creates a role, maps a permission and assigns it; the holder's rights follow", async () => {
+    const admin = cast(f, f.a).tenantAdmin;
+    const created = await gql(admin, `mutation { createRole(input: { role: { key: "auditor", name: "Auditor" } }) { role { rowId level } } }`);
+    const roleId = created.data!.createRole.role.rowId;
+    expect(created.data!.createRole.role.level).toBe("ORG_ADMIN");
+    const mapped = await gql(admin, `mutation($r: UUID!) { createRolePermission(input: { rolePermission: { roleId: $r, permissionKey: "audit:read" } }) { rolePermission { permissionKey } } }`, { r: roleId });
+    expect(mapped.errors).toBeUndefined();
+    const assigned = await gql(
+      admin,
+      `mutation($r: UUID!, $u: UUID!, $o: UUID) { createRoleAssignment(input: { roleAssignment: { roleId: $r, userId: $u, organizationId: $o } }) { roleAssignment { rowId } } }`,
+      { r: roleId, u: f.a.users.member, o: f.a.orgs.child },
+    );
+    expect(assigned.errors).toBeUndefined();
+    const decision = await ask(cast(f, f.a).member, { permission: "audit:read", organizationId: f.a.orgs.grandchild });
+    expect(decision.body).toEqual({ allowed: true });
+    const revoked = await gql(admin, `mutation($id: UUID!, $t: UUID!) { deleteRoleAssignment(input: { tenantId: $t, rowId: $id }) { roleAssignment { rowId } } }`, {
+      id: assigned.data!.createRoleAssignment.roleAssignment.rowId,
+      t: f.a.id,
+    });
+    expect(revoked.errors).toBeUndefined();
+    expect((await ask(cast(f, f.a).member, { permission: "audit:read", organizationId: f.a.orgs.grandchild })).body).toEqual({ allowed: false });
+  });
+
+  test("an org admin's escalation attempts answer forbidden and change nothing", async () => {
+    const orgAdmin = cast(f, f.a).orgAdmin;
+    const role = await gql(orgAdmin, `mutation { createRole(input: { role: { key: "mine", name: "Mine" } }) { role { rowId } } }`);
+    expect(role.errors!.map((e) => e.extensions.code)).toEqual(["forbidden"]);
+    const { rowCount } = await db.owner.query("select 1 from authhub.roles where key = 'mine'");
+    expect(rowCount).toBe(0);
+  });
+});
