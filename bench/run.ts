@@ -13,6 +13,13 @@
  *  3. GraphQL overhead: that page through /graphql over HTTP, vs an HTTP endpoint
  *     on the same server running the SQL PostGraphile generated for it (captured
  *     from its explain output) in the same transaction shape. Target ≥ 0.35.
+ *
+ * RBAC (issue 3):
+ *  4. The page of (1) under the permission-checking policies vs the same rows
+ *     (a copy table) under a tenant-only policy. Target ≥ 0.8; the scale ratio of
+ *     (2) covers the permission policies too.
+ *  5. POST /v1/authorize (one check) vs GET /healthz on the same server, at the
+ *     same concurrency: ratio and p99. Target p99 ≤ 5 ms.
  */
 import "../server/env.js";
 import express from "express";
@@ -122,11 +129,23 @@ async function main() {
     };
     const small = await seed("small", 1_000);
     const large = await seed("large", 100_000);
+    // The same users under a tenant-only policy, for the permission-policy comparison (issue 3).
+    await owner.query(`
+      create schema bench_rbac;
+      create table bench_rbac.users (like authhub.users including all);
+      insert into bench_rbac.users select * from authhub.users;
+      alter table bench_rbac.users enable row level security;
+      alter table bench_rbac.users force row level security;
+      create policy select_tenant_only on bench_rbac.users for select to authhub_user
+        using (tenant_id = (select authhub.current_tenant_id()));
+      grant usage on schema bench_rbac to authhub_user;
+      grant select on bench_rbac.users to authhub_user;`);
     await owner.query("analyze");
 
     const identityOf = (t: { tenantId: string; adminId: string }): Identity => ({ userId: t.adminId, tenantId: t.tenantId, level: "TENANT_ADMIN" });
     const PAGE_RLS = "select id, email, display_name, level from authhub.users order by tenant_id, id limit 20";
     const PAGE_EXPLICIT = "select id, email, display_name, level from authhub.users where tenant_id = $1 order by tenant_id, id limit 20";
+    const PAGE_TENANT_ONLY = "select id, email, display_name, level from bench_rbac.users order by tenant_id, id limit 20";
 
     // Sanity: both sides return the same rows.
     const rlsClient = await auth.connect();
@@ -144,6 +163,7 @@ async function main() {
     const rls = emptySample();
     const explicit = emptySample();
     const rlsLarge = emptySample();
+    const tenantOnly = emptySample();
     const settingsLarge = pgSettingsFor(identityOf(large), "bench");
     // Warm-up, then the measured calls.
     await timeInterleaved(200, [
@@ -154,6 +174,7 @@ async function main() {
       [() => inTransaction(ownerClient, ownerSettingsSmall, PAGE_EXPLICIT, [small.tenantId]), explicit],
       [() => inTransaction(rlsClient, settingsSmall, PAGE_RLS, []), rls],
       [() => inTransaction(rlsClient, settingsLarge, PAGE_RLS, []), rlsLarge],
+      [() => inTransaction(rlsClient, settingsSmall, PAGE_TENANT_ONLY, []), tenantOnly],
     ]);
     rlsClient.release();
     ownerClient.release();
@@ -223,6 +244,24 @@ async function main() {
       await timeConcurrent(HTTP_PER_ROUND, HTTP_CONCURRENCY, viaRaw, rawSample);
       await timeConcurrent(HTTP_PER_ROUND, HTTP_CONCURRENCY, viaGraphQL, gqlSample);
     }
+    // The decision API against the cheapest endpoint on the same server (issue 3).
+    const viaAuthorize = () =>
+      fetch(`${base}/v1/authorize`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ permission: "user:write" }),
+      }).then(async (r) => {
+        const body = (await r.json()) as { allowed?: boolean };
+        if (body.allowed !== true) throw new Error(`unexpected authorize answer ${JSON.stringify(body)}`);
+      });
+    const viaHealth = () => fetch(`${base}/healthz`).then((r) => r.json());
+    await timeConcurrent(100, HTTP_CONCURRENCY, viaAuthorize, emptySample());
+    const authorizeSample = emptySample();
+    const healthSample = emptySample();
+    for (let round = 0; round < ROUNDS; round++) {
+      await timeConcurrent(HTTP_PER_ROUND, HTTP_CONCURRENCY, viaHealth, healthSample);
+      await timeConcurrent(HTTP_PER_ROUND, HTTP_CONCURRENCY, viaAuthorize, authorizeSample);
+    }
     await new Promise((r) => server.close(r));
     await app.release();
 
@@ -248,14 +287,28 @@ async function main() {
         pass: throughput(gqlSample) / throughput(rawSample) >= 0.35,
         detail: `GraphQL ${throughput(gqlSample).toFixed(0)}/s p50 ${pct(gqlSample.ms, 50).toFixed(2)} ms p99 ${pct(gqlSample.ms, 99).toFixed(2)} ms; raw ${throughput(rawSample).toFixed(0)}/s p50 ${pct(rawSample.ms, 50).toFixed(2)} ms p99 ${pct(rawSample.ms, 99).toFixed(2)} ms`,
       },
+      {
+        benchmark: "RBAC: permission policy ÷ tenant-only policy, 20 users (throughput)",
+        ratio: throughput(rls) / throughput(tenantOnly),
+        target: "≥ 0.8",
+        pass: throughput(rls) / throughput(tenantOnly) >= 0.8,
+        detail: `permission policy ${throughput(rls).toFixed(0)}/s p50 ${pct(rls.ms, 50).toFixed(3)} ms; tenant-only ${throughput(tenantOnly).toFixed(0)}/s p50 ${pct(tenantOnly.ms, 50).toFixed(3)} ms`,
+      },
+      {
+        benchmark: "RBAC decision: /v1/authorize ÷ /healthz (throughput); p99 of authorize ≤ 5 ms",
+        ratio: throughput(authorizeSample) / throughput(healthSample),
+        target: "report; p99 ≤ 5 ms",
+        pass: pct(authorizeSample.ms, 99) <= 5,
+        detail: `authorize ${throughput(authorizeSample).toFixed(0)}/s p50 ${pct(authorizeSample.ms, 50).toFixed(2)} ms p99 ${pct(authorizeSample.ms, 99).toFixed(2)} ms; healthz ${throughput(healthSample).toFixed(0)}/s p50 ${pct(healthSample.ms, 50).toFixed(2)} ms p99 ${pct(healthSample.ms, 99).toFixed(2)} ms (concurrency ${HTTP_CONCURRENCY})`,
+      },
     ];
-    console.log("\nAuthHub benchmarks (foundation)\n");
+    console.log("\nAuthHub benchmarks\n");
     console.table(rows.map((r) => ({ benchmark: r.benchmark, ratio: r.ratio.toFixed(3), target: r.target, pass: r.pass ? "yes" : "NO" })));
     for (const r of rows) console.log(`- ${r.benchmark}: ${r.detail}`);
     console.log(`\nPlan of the RLS page (1k tenant):\n${planText}\n`);
     const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "results");
     mkdirSync(resultsDir, { recursive: true });
-    const file = path.join(resultsDir, `foundation-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+    const file = path.join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
     writeFileSync(
       file,
       JSON.stringify(
