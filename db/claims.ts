@@ -49,6 +49,8 @@ export function pgSettingsFor(identity: Identity | null, traceId?: string): Reco
   settings["jwt.claims.sub"] = identity.userId;
   settings["jwt.claims.tenant_id"] = identity.tenantId;
   settings["jwt.claims.roles"] = JSON.stringify([identity.level]);
+  // The same, as one value SQL can cast without parsing JSON (authhub.current_claimed_level()).
+  settings["jwt.claims.level"] = identity.level;
   if (identity.orgId) settings["jwt.claims.org_id"] = identity.orgId;
   if (identity.sessionId) settings["jwt.claims.sid"] = identity.sessionId;
   if (identity.tokenId) settings["jwt.claims.jti"] = identity.tokenId;

@@ -8,11 +8,12 @@
  *                                                           → { "results": [ { "allowed": … }, … ] }
  */
 import express, { type NextFunction, type Request, type Response } from "express";
-import type pg from "pg";
-import { UUID_RE } from "../db/claims.js";
+import pg from "pg";
+import { pgSettingsFor, UUID_RE } from "../db/claims.js";
 import { AppError, type FieldProblem } from "./errors.js";
-import { requestState } from "./requestState.js";
-import { withRequestTransaction } from "./requestTransaction.js";
+import { requestState, type RequestState } from "./requestState.js";
+
+const { escapeLiteral } = pg;
 
 export const MAX_CHECKS = 100;
 
@@ -61,22 +62,36 @@ export function parseAuthorizeBody(body: unknown): { checks: Check[]; batch: boo
   return { checks: checks as Check[], batch };
 }
 
+/**
+ * One round trip: the request's settings and the checks as a single
+ * multi-statement query, which PostgreSQL runs in one implicit transaction (so
+ * the transaction-local settings hold for the checks). Every value is validated
+ * above and quoted with escapeLiteral; the decision API is called per request by
+ * sibling services, so its latency is the product.
+ */
+async function decide(pool: pg.Pool, state: RequestState, checks: Check[]): Promise<(boolean | null)[]> {
+  const lit = (v: string) => escapeLiteral(v);
+  const settings = Object.entries(pgSettingsFor(state.identity, state.traceId))
+    .map(([k, v]) => `pg_catalog.set_config(${lit(k)}, ${lit(v)}, true)`)
+    .join(", ");
+  const values = checks
+    .map((c, i) => `(${lit(c.permission)}, ${c.organizationId === null ? "null" : lit(c.organizationId)}::uuid, ${i})`)
+    .join(", ");
+  const text =
+    `select ${settings};\n` +
+    `select authhub_private.authorize(c.permission, c.organization_id) as allowed ` +
+    `from (values ${values}) as c(permission, organization_id, n) order by c.n`;
+  const results = (await pool.query(text)) as unknown as pg.QueryResult<{ allowed: boolean | null }>[];
+  return results[1]!.rows.map((r) => r.allowed);
+}
+
 export function authorizeHandler(pool: pg.Pool) {
   return async (req: Request, res: Response, next: NextFunction) => {
     try {
       const state = requestState(req);
       if (!state.identity) throw new AppError("unauthenticated", "A bearer token is required.");
       const { checks, batch } = parseAuthorizeBody(req.body);
-      const allowed = await withRequestTransaction(pool, state, async (client) => {
-        const { rows } = await client.query<{ allowed: boolean | null }>({
-          name: "authhub_authorize",
-          text: `select authhub_private.authorize(c.permission, c.organization_id) as allowed
-                 from unnest($1::text[], $2::uuid[]) with ordinality as c(permission, organization_id, n)
-                 order by c.n`,
-          values: [checks.map((c) => c.permission), checks.map((c) => c.organizationId)],
-        });
-        return rows.map((r) => r.allowed);
-      });
+      const allowed = await decide(pool, state, checks);
       const unknown = allowed.flatMap((a, i) => (a === null ? [i] : []));
       if (unknown.length > 0) {
         throw new AppError("invalid_input", "Unknown permission.", {

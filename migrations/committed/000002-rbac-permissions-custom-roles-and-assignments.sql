@@ -1,5 +1,5 @@
 --! Previous: sha1:239c7d5cb0d9301bd1e16bfbacec11392a7d6f2c
---! Hash: sha1:2a340cc7d5ef039bd784602b6ccfa638bf9b8dc5
+--! Hash: sha1:18e622d4ffcf244b41407a9e6409f8b7b5b33c4b
 --! Message: rbac: permissions, custom roles and assignments
 
 --! split: 100-permissions.sql
@@ -201,17 +201,16 @@ comment on constraint role_assignments_organization_fkey on authhub.role_assignm
 -- definer lookups (policies on users, memberships and assignments call them) and
 -- are called wrapped, `(select …)`, so each runs once per statement.
 
--- The level the caller's token claims (the highest known value of `roles`). It
--- only ever lowers authority: the built-in level a caller exercises is the lower
--- of what the token claims and what the database holds, so a service can act
--- with a down-scoped token. Custom roles are not capped by it.
+-- The level the caller's token claims: the highest known value of its `roles`,
+-- which the server also sets as `jwt.claims.level` (db/claims.ts) so that this
+-- stays an inlinable cast rather than a JSON parse on every call. It only ever
+-- lowers authority: the built-in level a caller exercises is the lower of what
+-- the token claims and what the database holds, so a service can act with a
+-- down-scoped token. Custom roles are not capped by it.
 create function authhub.current_claimed_level() returns authhub.role_level
   language sql stable
 as $$
-  select max(r::authhub.role_level)
-  from pg_catalog.jsonb_array_elements_text(
-         coalesce(nullif(pg_catalog.current_setting('jwt.claims.roles', true), ''), '[]')::jsonb) as r
-  where r in ('USER', 'ORG_ADMIN', 'TENANT_ADMIN', 'SUPER_ADMIN')
+  select nullif(pg_catalog.current_setting('jwt.claims.level', true), '')::authhub.role_level
 $$;
 comment on function authhub.current_claimed_level() is E'@behavior -queryField\nThe highest level named by the token''s `roles` claim.';
 grant execute on function authhub.current_claimed_level() to authhub_user, authhub_api_client, authhub_worker;
@@ -264,27 +263,32 @@ create function authhub_private.has_tenant_permission(permission text) returns b
   language plpgsql stable security definer
   set search_path = pg_catalog, pg_temp
 as $$
+declare
+  caller_level authhub.role_level;
 begin
+  select least(u.level, coalesce(authhub.current_claimed_level(), 'USER'))
+  into caller_level
+  from authhub.users u
+  join authhub.tenants t on t.id = u.tenant_id
+  where u.tenant_id = authhub.current_tenant_id()
+    and u.id = authhub.current_user_id()
+    and u.status = 'active' and t.status = 'active';
+  if caller_level is null then
+    return false;
+  end if;
+  if caller_level >= 'TENANT_ADMIN' and exists (
+    select 1 from authhub.level_permissions lp
+    where lp.level = caller_level and lp.permission_key = has_tenant_permission.permission
+  ) then
+    return true;
+  end if;
   return exists (
     select 1
-    from authhub.users u
-    join authhub.tenants t on t.id = u.tenant_id
-    where u.tenant_id = authhub.current_tenant_id()
-      and u.id = authhub.current_user_id()
-      and u.status = 'active' and t.status = 'active'
-      and (
-        (least(u.level, coalesce(authhub.current_claimed_level(), 'USER')) >= 'TENANT_ADMIN'
-         and exists (select 1 from authhub.level_permissions lp
-                     where lp.level = least(u.level, coalesce(authhub.current_claimed_level(), 'USER'))
-                       and lp.permission_key = has_tenant_permission.permission))
-        or exists (
-          select 1
-          from authhub.role_assignments a
-          join authhub.role_permissions rp on rp.tenant_id = a.tenant_id and rp.role_id = a.role_id
-          where a.tenant_id = u.tenant_id and a.user_id = u.id and a.organization_id is null
-            and rp.permission_key = has_tenant_permission.permission
-        )
-      )
+    from authhub.role_assignments a
+    join authhub.role_permissions rp on rp.tenant_id = a.tenant_id and rp.role_id = a.role_id
+    where a.tenant_id = authhub.current_tenant_id() and a.user_id = authhub.current_user_id()
+      and a.organization_id is null
+      and rp.permission_key = has_tenant_permission.permission
   );
 end;
 $$;
