@@ -78,6 +78,9 @@ const CHECKS: Record<string, FieldProblem> = {
   users_level_tenant_wide: { field: "level", message: "must be USER, TENANT_ADMIN or SUPER_ADMIN" },
   memberships_level_org_wide: { field: "level", message: "must be USER or ORG_ADMIN" },
   organizations_parent_not_self: { field: "parentId", message: "cannot be the organization itself" },
+  permission_key_format: { field: "permission", message: "must be <resource>:<action> in lowercase" },
+  roles_level_allowed: { field: "level", message: "must be ORG_ADMIN or TENANT_ADMIN" },
+  roles_description_length: { field: "description", message: "must be at most 1000 characters" },
 };
 
 /** Unique keys → the field a duplicate was found in. */
@@ -87,6 +90,9 @@ const UNIQUE: Record<string, string> = {
   users_external_id_key: "externalId",
   organizations_slug_key: "slug",
   memberships_pkey: "userId",
+  roles_key_key: "key",
+  role_assignments_unique: "roleId",
+  role_permissions_pkey: "permissionKey",
 };
 
 /** Foreign keys → the field whose reference does not exist (or is another tenant's, which looks the same). */
@@ -97,6 +103,11 @@ const REFERENCES: Record<string, string> = {
   organizations_tenant_id_fkey: "tenantId",
   users_tenant_id_fkey: "tenantId",
   memberships_tenant_id_fkey: "tenantId",
+  role_permissions_role_fkey: "roleId",
+  role_permissions_permission_fkey: "permissionKey",
+  role_assignments_user_fkey: "userId",
+  role_assignments_role_fkey: "roleId",
+  role_assignments_organization_fkey: "organizationId",
 };
 
 const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
