@@ -4,7 +4,7 @@
  * its SQLSTATE or by affecting no row, and each "no row" is backed by a control
  * query as owner proving the target exists.
  */
-import { asActor, attemptQuery, rowsOf, type Actor, type TestDatabase } from "../helpers/db.js";
+import { asActor, attemptAs, attemptQuery, rowsOf, type Actor, type TestDatabase } from "../helpers/db.js";
 import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
 
 let db: TestDatabase;
@@ -16,11 +16,7 @@ useFixtureDatabase((database, fixtures) => {
 });
 
 /** Rows affected, or the SQLSTATE when the statement is refused. */
-const attempt = (actor: Actor, sql: string, params: unknown[] = []) =>
-  asActor(db, actor, async (c) => {
-    const result = await attemptQuery(c, sql, params);
-    return result.code ?? result.rowCount;
-  });
+const attempt = (actor: Actor, sql: string, params: unknown[] = []) => attemptAs(db, actor, sql, params);
 
 const exists = async (table: string, id: string) =>
   (await db.owner.query(`select 1 from authhub.${table} where id = $1`, [id])).rowCount === 1;

@@ -3,7 +3,7 @@
  * assignments, the policies that read permissions, and every escalation rule.
  * Denials are backed by control queries as owner.
  */
-import { asActor, attemptQuery, rowsOf, type Actor, type TestDatabase } from "../helpers/db.js";
+import { asActor, attemptAs, attemptQuery, rowsOf, type Actor, type TestDatabase } from "../helpers/db.js";
 import { cast, identity, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
 
 let db: TestDatabase;
@@ -14,11 +14,7 @@ useFixtureDatabase((database, fixtures) => {
   f = fixtures;
 });
 
-const attempt = (actor: Actor, sql: string, params: unknown[] = []) =>
-  asActor(db, actor, async (c) => {
-    const result = await attemptQuery(c, sql, params);
-    return result.code ?? result.rowCount;
-  });
+const attempt = (actor: Actor, sql: string, params: unknown[] = []) => attemptAs(db, actor, sql, params);
 const ids = (actor: Actor, sql: string, params: unknown[] = []) =>
   asActor(db, actor, async (c) => (await c.query<{ id: string }>(sql, params)).rows.map((r) => r.id).sort());
 

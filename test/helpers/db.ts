@@ -100,6 +100,14 @@ export async function attemptQuery(
   }
 }
 
+/** As `actor`, in a rolled-back transaction: the rows a statement affects, or the SQLSTATE refusing it. */
+export function attemptAs(db: TestDatabase, actor: Actor, sql: string, params: unknown[] = []): Promise<number | string> {
+  return asActor(db, actor, async (c) => {
+    const result = await attemptQuery(c, sql, params);
+    return result.code ?? result.rowCount;
+  });
+}
+
 /** The SQLSTATE a statement fails with (null when it succeeds), leaving the transaction usable. */
 export async function sqlErrorCode(client: pg.PoolClient, sql: string, params: unknown[] = []): Promise<string | null> {
   return (await attemptQuery(client, sql, params)).code;
