@@ -1,5 +1,5 @@
 --! Previous: sha1:239c7d5cb0d9301bd1e16bfbacec11392a7d6f2c
---! Hash: sha1:18e622d4ffcf244b41407a9e6409f8b7b5b33c4b
+--! Hash: sha1:88aa2a6824d393061a045e5d7585105d00bf8c25
 --! Message: rbac: permissions, custom roles and assignments
 
 --! split: 100-permissions.sql
@@ -126,11 +126,18 @@ create function authhub_private.tg_role_permissions__within_level() returns trig
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
 as $$
+declare
+  role_level authhub.role_level;
 begin
+  -- Share-lock the role so a concurrent change of its level waits for this
+  -- transaction (and then re-checks, tg_roles__level_covers_permissions), or is
+  -- seen here once committed.
+  select r.level into role_level from authhub.roles r
+  where r.tenant_id = new.tenant_id and r.id = new.role_id
+  for share;
   if not exists (
-    select 1 from authhub.roles r
-    join authhub.level_permissions lp on lp.level = r.level and lp.permission_key = new.permission_key
-    where r.tenant_id = new.tenant_id and r.id = new.role_id
+    select 1 from authhub.level_permissions lp
+    where lp.level = role_level and lp.permission_key = new.permission_key
   ) then
     raise exception 'This permission is above the level the role sits under.'
       using errcode = 'AH422', column = 'permission_key', table = 'role_permissions';
@@ -341,30 +348,12 @@ as $$
     and m.organization_id in (select authhub_private.organizations_with_permission(permission))
 $$;
 
--- The caller's rank tenant-wide: its level, raised to the highest level its
--- tenant-wide custom roles sit under. Bounds which levels and roles it may grant.
-create function authhub_private.current_tenant_rank() returns authhub.role_level
-  language plpgsql stable security definer
-  set search_path = pg_catalog, pg_temp
-as $$
-declare
-  rank authhub.role_level := authhub_private.current_user_level();
-begin
-  if rank is null then
-    return null;
-  end if;
-  return greatest(rank, (
-    select max(r.level) from authhub.role_assignments a
-    join authhub.roles r on r.tenant_id = a.tenant_id and r.id = a.role_id
-    where a.tenant_id = authhub.current_tenant_id() and a.user_id = authhub.current_user_id() and a.organization_id is null
-  ));
-end;
-$$;
-
--- Whether the caller may grant `role_id` at the scope `organization_id` (null:
--- tenant-wide) without escalating (BR-002): the role sits at or below the level
--- the caller holds there, and the caller holds every permission the role would
--- give there.
+-- Whether the caller may grant (or revoke) `role_id` at the scope
+-- `organization_id` (null: tenant-wide) without escalating (BR-002): the role
+-- sits at or below the built-in level the caller holds there (ORG_ADMIN in the
+-- subtrees it administers), and the caller holds every permission the role would
+-- give there. Custom roles confer permissions, never a level: holding a role that
+-- sits under TENANT_ADMIN does not let one grant TENANT_ADMIN-level roles.
 create function authhub_private.can_grant_role(role_id uuid, organization_id uuid) returns boolean
   language plpgsql stable security definer
   set search_path = pg_catalog, pg_temp
@@ -378,7 +367,7 @@ begin
   if role_level is null then
     return false;
   end if;
-  caller_rank := authhub_private.current_tenant_rank();
+  caller_rank := authhub_private.current_user_level();
   if can_grant_role.organization_id is not null
      and can_grant_role.organization_id in (select authhub_private.managed_organization_ids()) then
     caller_rank := greatest(caller_rank, 'ORG_ADMIN');
@@ -430,7 +419,6 @@ grant execute on function
   authhub_private.has_tenant_permission(text),
   authhub_private.organizations_with_permission(text),
   authhub_private.users_in_organizations_with_permission(text),
-  authhub_private.current_tenant_rank(),
   authhub_private.can_grant_role(uuid, uuid),
   authhub_private.role_level(uuid),
   authhub_private.has_permission_at(text, uuid),
@@ -441,9 +429,7 @@ to authhub_user;
 
 -- The last active tenant admin (or super admin at home in the tenant) cannot be
 -- demoted, suspended or deleted: a tenant must always have someone who can manage
--- it (BR-002). Deleting the tenant
--- itself (its users go with it) is the exception. Serialised per tenant so two
--- admins cannot demote each other at once.
+-- it (BR-002). Deleting the tenant itself (its users go with it) is the exception.
 create function authhub_private.tg_users__keep_a_tenant_admin() returns trigger
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
@@ -458,11 +444,13 @@ begin
   if not exists (select 1 from authhub.tenants t where t.id = old.tenant_id) then
     return coalesce(new, old);
   end if;
-  perform pg_advisory_xact_lock(hashtextextended('authhub.tenant_admins:' || old.tenant_id::text, 0));
-  if not exists (
-    select 1 from authhub.users u
-    where u.tenant_id = old.tenant_id and u.id <> old.id and u.level >= 'TENANT_ADMIN' and u.status = 'active'
-  ) then
+  -- Lock the other admins' rows: a concurrent demotion of one of them waits for
+  -- this transaction and then sees its outcome (READ COMMITTED), or fails with a
+  -- serialization error (REPEATABLE READ), so two admins cannot demote each other.
+  perform 1 from authhub.users u
+  where u.tenant_id = old.tenant_id and u.id <> old.id and u.level >= 'TENANT_ADMIN' and u.status = 'active'
+  for update;
+  if not found then
     raise exception 'The last tenant admin cannot be demoted, suspended or removed; appoint another first.'
       using errcode = 'AH409', table = 'users';
   end if;
@@ -495,8 +483,9 @@ grant update (name, display_name, logo_url, primary_color, allowed_domains) on a
 
 -------------------------------------------------------------------------------
 -- users: user:read (tenant-wide, or the members of a subtree), user:write
--- (tenant-wide), never on a user ranked above the caller, never granting a level
--- above the caller's own.
+-- (tenant-wide), never on a user ranked above the caller's built-in level, never
+-- granting a level above it. A custom role gives permissions, not a level: its
+-- holder manages plain users only.
 
 drop policy select_org_admin on authhub.users;
 drop policy select_tenant_admin on authhub.users;
@@ -515,24 +504,24 @@ create policy insert_permitted on authhub.users for insert to authhub_user
   with check (
     tenant_id = (select authhub.current_tenant_id())
     and (select authhub_private.has_tenant_permission('user:write'))
-    and level <= (select authhub_private.current_tenant_rank())
+    and level <= (select authhub_private.current_user_level())
   );
 create policy update_permitted on authhub.users for update to authhub_user
   using (
     tenant_id = (select authhub.current_tenant_id())
     and (select authhub_private.has_tenant_permission('user:write'))
-    and level <= (select authhub_private.current_tenant_rank())
+    and level <= (select authhub_private.current_user_level())
   )
   with check (
     tenant_id = (select authhub.current_tenant_id())
     and (select authhub_private.has_tenant_permission('user:write'))
-    and level <= (select authhub_private.current_tenant_rank())
+    and level <= (select authhub_private.current_user_level())
   );
 create policy delete_permitted on authhub.users for delete to authhub_user
   using (
     tenant_id = (select authhub.current_tenant_id())
     and (select authhub_private.has_tenant_permission('user:write'))
-    and level <= (select authhub_private.current_tenant_rank())
+    and level <= (select authhub_private.current_user_level())
   );
 -- Whatever policy lets an update through (update_self, say): only a holder of
 -- user:write changes e-mail, external id, level or status, never above its own
@@ -543,7 +532,7 @@ create policy update_guard on authhub.users as restrictive for update to authhub
     (select authhub_private.is_super_admin())
     or (
       level <> 'SUPER_ADMIN'
-      and level <= (select authhub_private.current_tenant_rank())
+      and level <= (select authhub_private.current_user_level())
       and ((select authhub_private.has_tenant_permission('user:write'))
            or authhub_private.user_controls_unchanged(tenant_id, id, email, external_id, level, status))
     )
@@ -580,8 +569,10 @@ create policy insert_permitted on authhub.organizations for insert to authhub_us
     and ((select authhub_private.has_tenant_permission('org:write'))
          or parent_id in (select authhub_private.organizations_with_permission('org:write')))
   );
--- In a subtree: keeping the parent is always allowed; a move must stay inside the
--- subtree at both ends, so the top of it is never detached from its parent.
+-- In a subtree: rename, but not move. Moving an organization changes whose scope
+-- it is in (everyone's, not only the caller's), and between two scopes of the
+-- caller's it could carry the organization to where the caller holds more
+-- permissions; so moves need org:write tenant-wide.
 create policy update_permitted on authhub.organizations for update to authhub_user
   using (
     tenant_id = (select authhub.current_tenant_id())
@@ -592,9 +583,7 @@ create policy update_permitted on authhub.organizations for update to authhub_us
     tenant_id = (select authhub.current_tenant_id())
     and ((select authhub_private.has_tenant_permission('org:write'))
          or (id in (select authhub_private.organizations_with_permission('org:write'))
-             and (parent_id is not distinct from authhub_private.organization_parent_id(tenant_id, id)
-                  or (parent_id in (select authhub_private.organizations_with_permission('org:write'))
-                      and authhub_private.organization_parent_id(tenant_id, id) in (select authhub_private.organizations_with_permission('org:write'))))))
+             and parent_id is not distinct from authhub_private.organization_parent_id(tenant_id, id)))
   );
 -- In a subtree: delete below the organizations the permission was given for.
 create policy delete_permitted on authhub.organizations for delete to authhub_user
@@ -613,8 +602,8 @@ grant delete on authhub.organizations to authhub_user;
 
 -------------------------------------------------------------------------------
 -- memberships: membership:read, membership:write. In a subtree, writes touch
--- only users ranked at or below the caller, and an ORG_ADMIN membership is given
--- only by an org admin of that organization or a tenant admin.
+-- only users ranked at or below the caller, and an ORG_ADMIN membership is given,
+-- changed or removed only by an org admin of that organization or a tenant admin.
 
 drop policy select_org_admin on authhub.memberships;
 drop policy insert_org_admin on authhub.memberships;
@@ -633,7 +622,7 @@ create policy insert_permitted on authhub.memberships for insert to authhub_user
     tenant_id = (select authhub.current_tenant_id())
     and ((select authhub_private.has_tenant_permission('membership:write'))
          or (organization_id in (select authhub_private.organizations_with_permission('membership:write'))
-             and authhub_private.user_level(tenant_id, user_id) <= (select authhub_private.current_tenant_rank())))
+             and authhub_private.user_level(tenant_id, user_id) <= (select authhub_private.current_user_level())))
     and (level = 'USER' or (select authhub_private.is_tenant_admin())
          or organization_id in (select authhub_private.managed_organization_ids()))
   );
@@ -642,7 +631,9 @@ create policy update_permitted on authhub.memberships for update to authhub_user
     tenant_id = (select authhub.current_tenant_id())
     and ((select authhub_private.has_tenant_permission('membership:write'))
          or (organization_id in (select authhub_private.organizations_with_permission('membership:write'))
-             and authhub_private.user_level(tenant_id, user_id) <= (select authhub_private.current_tenant_rank())))
+             and authhub_private.user_level(tenant_id, user_id) <= (select authhub_private.current_user_level())))
+    and (level = 'USER' or (select authhub_private.is_tenant_admin())
+         or organization_id in (select authhub_private.managed_organization_ids()))
   )
   with check (
     level = 'USER' or (select authhub_private.is_tenant_admin())
@@ -653,7 +644,9 @@ create policy delete_permitted on authhub.memberships for delete to authhub_user
     tenant_id = (select authhub.current_tenant_id())
     and ((select authhub_private.has_tenant_permission('membership:write'))
          or (organization_id in (select authhub_private.organizations_with_permission('membership:write'))
-             and authhub_private.user_level(tenant_id, user_id) <= (select authhub_private.current_tenant_rank())))
+             and authhub_private.user_level(tenant_id, user_id) <= (select authhub_private.current_user_level())))
+    and (level = 'USER' or (select authhub_private.is_tenant_admin())
+         or organization_id in (select authhub_private.managed_organization_ids()))
   );
 
 revoke insert (tenant_id, organization_id, user_id, level) on authhub.memberships from authhub_org_admin;
@@ -665,8 +658,8 @@ grant delete on authhub.memberships to authhub_user;
 
 -------------------------------------------------------------------------------
 -- roles and role_permissions: role:read anywhere reads them; role:write
--- tenant-wide edits them, for roles at or below the caller's rank, adding only
--- permissions the caller holds tenant-wide (BR-002).
+-- tenant-wide edits them, for roles at or below the caller's built-in level,
+-- adding only permissions the caller holds tenant-wide (BR-002).
 
 create policy select_permitted on authhub.roles for select to authhub_user
   using (tenant_id = (select authhub.current_tenant_id()) and (select authhub_private.has_permission_anywhere('role:read')));
@@ -674,24 +667,24 @@ create policy insert_permitted on authhub.roles for insert to authhub_user
   with check (
     tenant_id = (select authhub.current_tenant_id())
     and (select authhub_private.has_tenant_permission('role:write'))
-    and level <= (select authhub_private.current_tenant_rank())
+    and level <= (select authhub_private.current_user_level())
   );
 create policy update_permitted on authhub.roles for update to authhub_user
   using (
     tenant_id = (select authhub.current_tenant_id())
     and (select authhub_private.has_tenant_permission('role:write'))
-    and level <= (select authhub_private.current_tenant_rank())
+    and level <= (select authhub_private.current_user_level())
   )
   with check (
     tenant_id = (select authhub.current_tenant_id())
     and (select authhub_private.has_tenant_permission('role:write'))
-    and level <= (select authhub_private.current_tenant_rank())
+    and level <= (select authhub_private.current_user_level())
   );
 create policy delete_permitted on authhub.roles for delete to authhub_user
   using (
     tenant_id = (select authhub.current_tenant_id())
     and (select authhub_private.has_tenant_permission('role:write'))
-    and level <= (select authhub_private.current_tenant_rank())
+    and level <= (select authhub_private.current_user_level())
   );
 create policy all_super_admin on authhub.roles for all to authhub_super_admin
   using ((select authhub_private.is_super_admin())) with check ((select authhub_private.is_super_admin()));
@@ -710,13 +703,13 @@ create policy insert_permitted on authhub.role_permissions for insert to authhub
     tenant_id = (select authhub.current_tenant_id())
     and (select authhub_private.has_tenant_permission('role:write'))
     and authhub_private.has_tenant_permission(permission_key)
-    and authhub_private.role_level(role_id) <= (select authhub_private.current_tenant_rank())
+    and authhub_private.role_level(role_id) <= (select authhub_private.current_user_level())
   );
 create policy delete_permitted on authhub.role_permissions for delete to authhub_user
   using (
     tenant_id = (select authhub.current_tenant_id())
     and (select authhub_private.has_tenant_permission('role:write'))
-    and authhub_private.role_level(role_id) <= (select authhub_private.current_tenant_rank())
+    and authhub_private.role_level(role_id) <= (select authhub_private.current_user_level())
   );
 create policy all_super_admin on authhub.role_permissions for all to authhub_super_admin
   using ((select authhub_private.is_super_admin())) with check ((select authhub_private.is_super_admin()));
@@ -751,15 +744,17 @@ create policy insert_permitted on authhub.role_assignments for insert to authhub
               then (select authhub_private.has_tenant_permission('role:write'))
               else authhub_private.has_permission_at('role:write', organization_id) end)
     and authhub_private.can_grant_role(role_id, organization_id)
-    and authhub_private.user_level(tenant_id, user_id) <= (select authhub_private.current_tenant_rank())
+    and authhub_private.user_level(tenant_id, user_id) <= (select authhub_private.current_user_level())
   );
+-- Revoke only what one could grant: the same scope, level and permission rules.
 create policy delete_permitted on authhub.role_assignments for delete to authhub_user
   using (
     tenant_id = (select authhub.current_tenant_id())
     and (case when organization_id is null
               then (select authhub_private.has_tenant_permission('role:write'))
               else authhub_private.has_permission_at('role:write', organization_id) end)
-    and authhub_private.user_level(tenant_id, user_id) <= (select authhub_private.current_tenant_rank())
+    and authhub_private.can_grant_role(role_id, organization_id)
+    and authhub_private.user_level(tenant_id, user_id) <= (select authhub_private.current_user_level())
   );
 create policy all_super_admin on authhub.role_assignments for all to authhub_super_admin
   using ((select authhub_private.is_super_admin())) with check ((select authhub_private.is_super_admin()));

@@ -213,7 +213,6 @@ describe("organizations", () => {
         [f.a.orgs.grandchild],
       );
       expect((await c.query("update authhub.organizations set name = 'Renamed' where id = $1", [f.a.orgs.child])).rowCount).toBe(1);
-      expect((await c.query("update authhub.organizations set parent_id = $2 where id = $1", [o!.id, f.a.orgs.child])).rowCount).toBe(1);
       expect((await c.query("delete from authhub.organizations where id = $1", [o!.id])).rowCount).toBe(1);
     });
   });
@@ -234,6 +233,18 @@ describe("organizations", () => {
     expect(await attempt(orgAdmin, "update authhub.organizations set parent_id = null where id = $1", [f.a.orgs.grandchild])).toBe("42501");
   });
 
+  test("moving an organization needs org:write tenant-wide: an org admin cannot move even inside its subtree", async () => {
+    const { orgAdmin, tenantAdmin } = cast(f, f.a);
+    await db.owner.query("insert into authhub.organizations (tenant_id, slug, name, parent_id) values ($1, 'leaf', 'Leaf', $2)", [f.a.id, f.a.orgs.grandchild]);
+    try {
+      const { rows } = await db.owner.query<{ id: string }>("select id from authhub.organizations where slug = 'leaf'");
+      expect(await attempt(orgAdmin, "update authhub.organizations set parent_id = $2 where id = $1", [rows[0]!.id, f.a.orgs.child])).toBe("42501");
+      expect(await attempt(tenantAdmin, "update authhub.organizations set parent_id = $2 where id = $1", [rows[0]!.id, f.a.orgs.child])).toBe(1);
+    } finally {
+      await db.owner.query("delete from authhub.organizations where slug = 'leaf'");
+    }
+  });
+
   test("an org admin of two trees cannot detach the top of one from its unmanaged parent", async () => {
     const { orgAdmin } = cast(f, f.a);
     await db.owner.query("insert into authhub.memberships (tenant_id, organization_id, user_id, level) values ($1, $2, $3, 'ORG_ADMIN')", [
@@ -243,8 +254,8 @@ describe("organizations", () => {
     ]);
     try {
       expect(await attempt(orgAdmin, "update authhub.organizations set parent_id = $2 where id = $1", [f.a.orgs.child, f.a.orgs.sibling])).toBe("42501");
-      // Moves strictly inside the managed trees still work.
-      expect(await attempt(orgAdmin, "update authhub.organizations set parent_id = $2 where id = $1", [f.a.orgs.grandchild, f.a.orgs.sibling])).toBe(1);
+      // Nor between its two trees.
+      expect(await attempt(orgAdmin, "update authhub.organizations set parent_id = $2 where id = $1", [f.a.orgs.grandchild, f.a.orgs.sibling])).toBe("42501");
       const { rows } = await db.owner.query("select parent_id from authhub.organizations where id = $1", [f.a.orgs.child]);
       expect(rows[0].parent_id).toBe(f.a.orgs.root);
     } finally {

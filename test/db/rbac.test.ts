@@ -132,19 +132,34 @@ describe("a down-scoped token", () => {
 });
 
 describe("no escalation (BR-002)", () => {
-  test("a role-manager creates roles only from permissions it holds tenant-wide", async () => {
+  test("custom roles confer permissions, not a level: a role:write holder creates and edits no roles", async () => {
     const revoke = await assign(f.a.id, f.a.users.member, roleManager);
     try {
       const manager = cast(f, f.a).member;
-      await asActor(db, manager, async (c) => {
-        const [r] = await rowsOf<{ id: string }>(c, "insert into authhub.roles (key, name, level) values ('helper', 'Helper', 'ORG_ADMIN') returning id");
-        expect((await attemptQuery(c, "insert into authhub.role_permissions (role_id, permission_key) values ($1, 'user:read')", [r!.id])).code).toBeNull();
-        // Not held by the manager: refused.
-        expect((await attemptQuery(c, "insert into authhub.role_permissions (role_id, permission_key) values ($1, 'org:write')", [r!.id])).code).toBe("42501");
-        const [high] = await rowsOf<{ id: string }>(c, "insert into authhub.roles (key, name, level) values ('helper-2', 'Helper 2', 'TENANT_ADMIN') returning id");
-        expect((await attemptQuery(c, "insert into authhub.role_permissions (role_id, permission_key) values ($1, 'tenant:config')", [high!.id])).code).toBe("42501");
-        expect((await attemptQuery(c, "insert into authhub.role_permissions (role_id, permission_key) values ($1, 'user:write')", [high!.id])).code).toBeNull();
-      });
+      expect(await attempt(manager, "insert into authhub.roles (key, name, level) values ('helper', 'Helper', 'ORG_ADMIN')")).toBe("42501");
+      expect(await attempt(manager, "update authhub.roles set name = 'x' where id = $1", [supportAgent])).toBe(0);
+      expect(await attempt(manager, "insert into authhub.role_permissions (role_id, permission_key) values ($1, 'org:write')", [supportAgent])).toBe("42501");
+      expect(await attempt(manager, "insert into authhub.role_assignments (user_id, role_id) values ($1, $2)", [f.a.users.outsider, supportAgent])).toBe("42501");
+      const { rows } = await db.owner.query("select name from authhub.roles where id = $1", [supportAgent]);
+      expect(rows[0].name).toBe("support-agent");
+    } finally {
+      await revoke();
+    }
+  });
+
+  test("a user:write role sitting under TENANT_ADMIN manages plain users only, never promotes", async () => {
+    const userManager = await role(f.a.id, "user-manager", "TENANT_ADMIN", ["user:read", "user:write"]);
+    const revoke = await assign(f.a.id, f.a.users.member, userManager);
+    try {
+      const manager = cast(f, f.a).member;
+      expect(await attempt(manager, "update authhub.users set display_name = 'Renamed' where id = $1", [f.a.users.outsider])).toBe(1);
+      expect(await attempt(manager, "update authhub.users set level = 'TENANT_ADMIN' where id = $1", [f.a.users.member])).toBe("42501");
+      expect(await attempt(manager, "update authhub.users set level = 'TENANT_ADMIN' where id = $1", [f.a.users.outsider])).toBe("42501");
+      expect(await attempt(manager, "insert into authhub.users (email, level) values ('evil@tenant-a.test', 'TENANT_ADMIN')")).toBe("42501");
+      expect(await attempt(manager, "update authhub.users set external_id = 'mine' where id = $1", [f.a.users.tenantAdmin])).toBe(0);
+      expect(await attempt(manager, "delete from authhub.users where id = $1", [f.a.users.tenantAdmin])).toBe(0);
+      const { rows } = await db.owner.query("select level, external_id from authhub.users where id = $1", [f.a.users.tenantAdmin]);
+      expect(rows[0]).toEqual({ level: "TENANT_ADMIN", external_id: null });
     } finally {
       await revoke();
     }
@@ -224,6 +239,38 @@ describe("no escalation (BR-002)", () => {
     }
   });
 
+  test("a custom membership:write holder cannot demote or remove an org admin's membership", async () => {
+    const lead = await role(f.a.id, "membership-lead-2", "ORG_ADMIN", ["membership:read", "membership:write"]);
+    const revoke = await assign(f.a.id, f.a.users.outsider, lead, f.a.orgs.root);
+    try {
+      const outsider = cast(f, f.a).outsider;
+      const key = [f.a.orgs.child, f.a.users.orgAdmin];
+      expect(await attempt(outsider, "update authhub.memberships set level = 'USER' where organization_id = $1 and user_id = $2", key)).toBe(0);
+      expect(await attempt(outsider, "delete from authhub.memberships where organization_id = $1 and user_id = $2", key)).toBe(0);
+      // Plain memberships in its scope are its to manage.
+      expect(await attempt(outsider, "delete from authhub.memberships where organization_id = $1 and user_id = $2", [f.a.orgs.grandchild, f.a.users.member])).toBe(1);
+      const { rows } = await db.owner.query("select level from authhub.memberships where organization_id = $1 and user_id = $2", key);
+      expect(rows).toEqual([{ level: "ORG_ADMIN" }]);
+    } finally {
+      await revoke();
+    }
+  });
+
+  test("an org admin revokes only what it could grant", async () => {
+    const revokeHigh = await assign(f.a.id, f.a.users.member, roleManager, f.a.orgs.grandchild);
+    const revokeLow = await assign(f.a.id, f.a.users.member, supportAgent, f.a.orgs.grandchild);
+    try {
+      const { orgAdmin } = cast(f, f.a);
+      expect(await attempt(orgAdmin, "delete from authhub.role_assignments where role_id = $1", [roleManager])).toBe(0);
+      expect(await attempt(orgAdmin, "delete from authhub.role_assignments where role_id = $1", [supportAgent])).toBe(1);
+      const { rowCount } = await db.owner.query("select 1 from authhub.role_assignments where role_id = $1", [roleManager]);
+      expect(rowCount).toBe(1);
+    } finally {
+      await revokeHigh();
+      await revokeLow();
+    }
+  });
+
   test("a role or assignment cannot reach into another tenant", async () => {
     const { tenantAdmin } = cast(f, f.b);
     const bRole = await role(f.b.id, "b-role", "ORG_ADMIN", ["user:read"]);
@@ -250,6 +297,34 @@ describe("the last tenant admin", () => {
     });
     const { rows } = await db.owner.query("select level from authhub.users where id = $1", [id]);
     expect(rows[0].level).toBe("TENANT_ADMIN");
+  });
+
+  test("two admins demoting each other at once leave one admin", async () => {
+    const { rows } = await db.owner.query<{ id: string }>(
+      "insert into authhub.users (tenant_id, email, level) values ($1, 'second@tenant-b.test', 'TENANT_ADMIN') returning id",
+      [f.b.id],
+    );
+    const second = rows[0]!.id;
+    const one = await db.owner.connect();
+    const two = await db.owner.connect();
+    try {
+      await one.query("begin");
+      await two.query("begin");
+      await one.query("update authhub.users set level = 'USER' where id = $1", [f.b.users.tenantAdmin]);
+      const blocked = two.query("update authhub.users set level = 'USER' where id = $1", [second]).then(
+        () => null,
+        (err: { code?: string }) => err.code,
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      await one.query("commit");
+      expect(await blocked).toBe("AH409");
+      await two.query("rollback");
+    } finally {
+      one.release();
+      two.release();
+      await db.owner.query("update authhub.users set level = 'TENANT_ADMIN' where id = $1", [f.b.users.tenantAdmin]);
+      await db.owner.query("delete from authhub.users where id = $1", [second]);
+    }
   });
 
   test("deleting the whole tenant is not blocked by it", async () => {
