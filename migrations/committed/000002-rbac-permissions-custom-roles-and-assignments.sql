@@ -1,5 +1,5 @@
 --! Previous: sha1:239c7d5cb0d9301bd1e16bfbacec11392a7d6f2c
---! Hash: sha1:88aa2a6824d393061a045e5d7585105d00bf8c25
+--! Hash: sha1:f38f6196b37f996d31bcc383f3ed6041168337b8
 --! Message: rbac: permissions, custom roles and assignments
 
 --! split: 100-permissions.sql
@@ -129,6 +129,11 @@ as $$
 declare
   role_level authhub.role_level;
 begin
+  -- Another tenant's role: say nothing about it (the insert policy refuses the
+  -- row). Without claims (the owner's paths) every row is checked.
+  if authhub.current_tenant_id() is not null and new.tenant_id is distinct from authhub.current_tenant_id() then
+    return new;
+  end if;
   -- Share-lock the role so a concurrent change of its level waits for this
   -- transaction (and then re-checks, tg_roles__level_covers_permissions), or is
   -- seen here once committed.
@@ -390,6 +395,41 @@ begin
 end;
 $$;
 
+-- Whether a user of the caller's tenant holds any authority: a level above USER,
+-- an ORG_ADMIN membership, or a custom role. Such users are managed only by
+-- tenant admins: a custom user:write holder must not re-point their identity,
+-- suspend or delete them (BR-002).
+create function authhub_private.user_holds_authority(tenant_id uuid, user_id uuid) returns boolean
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select user_holds_authority.tenant_id = authhub.current_tenant_id() and (
+    exists (select 1 from authhub.users u
+            where u.tenant_id = user_holds_authority.tenant_id and u.id = user_holds_authority.user_id and u.level > 'USER')
+    or exists (select 1 from authhub.memberships m
+               where m.tenant_id = user_holds_authority.tenant_id and m.user_id = user_holds_authority.user_id and m.level = 'ORG_ADMIN')
+    or exists (select 1 from authhub.role_assignments a
+               where a.tenant_id = user_holds_authority.tenant_id and a.user_id = user_holds_authority.user_id)
+  )
+$$;
+
+-- Whether authority is anchored at an organization: an ORG_ADMIN membership or a
+-- role assignment there. Deleting it would remove them, so only its org admins
+-- (from above) or tenant admins may.
+create function authhub_private.organization_holds_authority(tenant_id uuid, organization_id uuid) returns boolean
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select organization_holds_authority.tenant_id = authhub.current_tenant_id() and (
+    exists (select 1 from authhub.memberships m
+            where m.tenant_id = organization_holds_authority.tenant_id
+              and m.organization_id = organization_holds_authority.organization_id and m.level = 'ORG_ADMIN')
+    or exists (select 1 from authhub.role_assignments a
+               where a.tenant_id = organization_holds_authority.tenant_id
+                 and a.organization_id = organization_holds_authority.organization_id)
+  )
+$$;
+
 -- The level of a role of the caller's tenant.
 create function authhub_private.role_level(role_id uuid) returns authhub.role_level
   language sql stable security definer
@@ -424,6 +464,8 @@ grant execute on function
   authhub_private.has_permission_at(text, uuid),
   authhub_private.has_permission_anywhere(text),
   authhub_private.user_level(uuid, uuid),
+  authhub_private.user_holds_authority(uuid, uuid),
+  authhub_private.organization_holds_authority(uuid, uuid),
   authhub_private.organization_parent_id(uuid, uuid)
 to authhub_user;
 
@@ -511,6 +553,7 @@ create policy update_permitted on authhub.users for update to authhub_user
     tenant_id = (select authhub.current_tenant_id())
     and (select authhub_private.has_tenant_permission('user:write'))
     and level <= (select authhub_private.current_user_level())
+    and ((select authhub_private.is_tenant_admin()) or not authhub_private.user_holds_authority(tenant_id, id))
   )
   with check (
     tenant_id = (select authhub.current_tenant_id())
@@ -522,19 +565,23 @@ create policy delete_permitted on authhub.users for delete to authhub_user
     tenant_id = (select authhub.current_tenant_id())
     and (select authhub_private.has_tenant_permission('user:write'))
     and level <= (select authhub_private.current_user_level())
+    and ((select authhub_private.is_tenant_admin()) or not authhub_private.user_holds_authority(tenant_id, id))
   );
--- Whatever policy lets an update through (update_self, say): only a holder of
--- user:write changes e-mail, external id, level or status, never above its own
--- rank, and only a confirmed super admin makes or edits a super admin.
+-- Whatever policy lets an update through (update_self, say): a change that leaves
+-- e-mail, external id, level and status as stored (a rename) passes; any other
+-- needs user:write, a level not above the caller's, and, for a user holding any
+-- authority (an admin level, an ORG_ADMIN membership, a custom role), a tenant
+-- admin. Only a confirmed super admin makes or edits a super admin.
 create policy update_guard on authhub.users as restrictive for update to authhub_user
   using (true)
   with check (
     (select authhub_private.is_super_admin())
     or (
       level <> 'SUPER_ADMIN'
-      and level <= (select authhub_private.current_user_level())
-      and ((select authhub_private.has_tenant_permission('user:write'))
-           or authhub_private.user_controls_unchanged(tenant_id, id, email, external_id, level, status))
+      and (authhub_private.user_controls_unchanged(tenant_id, id, email, external_id, level, status)
+           or ((select authhub_private.has_tenant_permission('user:write'))
+               and level <= (select authhub_private.current_user_level())
+               and ((select authhub_private.is_tenant_admin()) or not authhub_private.user_holds_authority(tenant_id, id))))
     )
   );
 
@@ -569,10 +616,10 @@ create policy insert_permitted on authhub.organizations for insert to authhub_us
     and ((select authhub_private.has_tenant_permission('org:write'))
          or parent_id in (select authhub_private.organizations_with_permission('org:write')))
   );
--- In a subtree: rename, but not move. Moving an organization changes whose scope
--- it is in (everyone's, not only the caller's), and between two scopes of the
--- caller's it could carry the organization to where the caller holds more
--- permissions; so moves need org:write tenant-wide.
+-- Rename with org:write; move only as a tenant admin. Moving an organization
+-- changes whose scope it is in (everyone's, not only the caller's): under an
+-- organization one administers it would hand one the ORG_ADMIN set there, which a
+-- custom role's org:write must never amount to.
 create policy update_permitted on authhub.organizations for update to authhub_user
   using (
     tenant_id = (select authhub.current_tenant_id())
@@ -582,15 +629,22 @@ create policy update_permitted on authhub.organizations for update to authhub_us
   with check (
     tenant_id = (select authhub.current_tenant_id())
     and ((select authhub_private.has_tenant_permission('org:write'))
-         or (id in (select authhub_private.organizations_with_permission('org:write'))
-             and parent_id is not distinct from authhub_private.organization_parent_id(tenant_id, id)))
+         or id in (select authhub_private.organizations_with_permission('org:write')))
+    and (parent_id is not distinct from authhub_private.organization_parent_id(tenant_id, id)
+         or (select authhub_private.is_tenant_admin()))
   );
 -- In a subtree: delete below the organizations the permission was given for.
+-- An organization where authority is anchored (an ORG_ADMIN membership, a role
+-- assignment) is deleted only by a tenant admin or an org admin above it, since
+-- its deletion removes that authority.
 create policy delete_permitted on authhub.organizations for delete to authhub_user
   using (
     tenant_id = (select authhub.current_tenant_id())
     and ((select authhub_private.has_tenant_permission('org:write'))
          or parent_id in (select authhub_private.organizations_with_permission('org:write')))
+    and ((select authhub_private.is_tenant_admin())
+         or parent_id in (select authhub_private.managed_organization_ids())
+         or not authhub_private.organization_holds_authority(tenant_id, id))
   );
 
 revoke insert (tenant_id, id, slug, name, parent_id) on authhub.organizations from authhub_org_admin;

@@ -124,10 +124,12 @@ describe("a custom role holder", () => {
 });
 
 describe("a down-scoped token", () => {
-  test("a tenant admin acting with a USER token exercises a user's rights only", async () => {
+  test("a tenant admin acting with a USER token exercises a user's rights only, and may still rename itself", async () => {
     const downScoped = { ...cast(f, f.a).tenantAdmin, level: "USER" as const };
     expect(await ids(downScoped, "select id from authhub.users")).toEqual([f.a.users.tenantAdmin]);
     expect(await attempt(downScoped, "update authhub.users set level = 'TENANT_ADMIN' where id = $1", [f.a.users.member])).toBe(0);
+    expect(await attempt(downScoped, "update authhub.users set display_name = 'Me' where id = $1", [f.a.users.tenantAdmin])).toBe(1);
+    expect(await attempt(downScoped, "update authhub.users set status = 'suspended' where id = $1", [f.a.users.tenantAdmin])).toBe("42501");
   });
 });
 
@@ -271,10 +273,74 @@ describe("no escalation (BR-002)", () => {
     }
   });
 
+  test("a tenant-wide org:write role renames anywhere but moves nothing (moving into one's own subtree would confer ORG_ADMIN)", async () => {
+    const mover = await role(f.a.id, "mover", "ORG_ADMIN", ["org:read", "org:write"]);
+    const revoke = await assign(f.a.id, f.a.users.orgAdmin, mover);
+    try {
+      const { orgAdmin } = cast(f, f.a);
+      expect(await attempt(orgAdmin, "update authhub.organizations set name = 'Renamed' where id = $1", [f.a.orgs.sibling])).toBe(1);
+      expect(await attempt(orgAdmin, "update authhub.organizations set parent_id = $2 where id = $1", [f.a.orgs.sibling, f.a.orgs.child])).toBe("42501");
+      const { rows } = await db.owner.query("select parent_id from authhub.organizations where id = $1", [f.a.orgs.sibling]);
+      expect(rows[0].parent_id).toBeNull();
+    } finally {
+      await revoke();
+    }
+  });
+
+  test("a custom user:write holder cannot re-point, suspend or delete a user who holds authority, nor itself", async () => {
+    const userAdmin = await role(f.a.id, "user-admin", "TENANT_ADMIN", ["user:read", "user:write"]);
+    const revoke = await assign(f.a.id, f.a.users.member, userAdmin);
+    try {
+      const holder = cast(f, f.a).member;
+      // The org admin holds an ORG_ADMIN membership: hands off.
+      expect(await attempt(holder, "update authhub.users set external_id = 'idp|mine' where id = $1", [f.a.users.orgAdmin])).toBe(0);
+      expect(await attempt(holder, "update authhub.users set status = 'suspended' where id = $1", [f.a.users.orgAdmin])).toBe(0);
+      expect(await attempt(holder, "delete from authhub.users where id = $1", [f.a.users.orgAdmin])).toBe(0);
+      // Itself: it holds a custom role.
+      expect(await attempt(holder, "update authhub.users set external_id = 'idp|old' where id = $1", [f.a.users.member])).toBe("42501");
+      // A plain user is its to manage.
+      expect(await attempt(holder, "update authhub.users set status = 'suspended' where id = $1", [f.a.users.outsider])).toBe(1);
+      const { rows } = await db.owner.query("select external_id, status from authhub.users where id = $1", [f.a.users.orgAdmin]);
+      expect(rows[0]).toEqual({ external_id: null, status: "active" });
+    } finally {
+      await revoke();
+    }
+  });
+
+  test("a custom org:write holder cannot delete an organization where authority is anchored", async () => {
+    const orgManager = await role(f.a.id, "org-manager", "ORG_ADMIN", ["org:read", "org:write"]);
+    const revoke = await assign(f.a.id, f.a.users.outsider, orgManager, f.a.orgs.root);
+    const revokeAnchored = await assign(f.a.id, f.a.users.member, supportAgent, f.a.orgs.grandchild);
+    try {
+      const holder = cast(f, f.a).outsider;
+      // child holds the org admin's ORG_ADMIN membership; grandchild an assignment.
+      expect(await attempt(holder, "delete from authhub.organizations where id = $1", [f.a.orgs.grandchild])).toBe(0);
+      await asActor(db, holder, async (c) => {
+        const [leaf] = await rowsOf<{ id: string }>(c, "insert into authhub.organizations (slug, name, parent_id) values ('leaf', 'Leaf', $1) returning id", [f.a.orgs.child]);
+        expect((await attemptQuery(c, "delete from authhub.organizations where id = $1", [leaf!.id])).rowCount).toBe(1);
+      });
+      const { rowCount } = await db.owner.query("select 1 from authhub.organizations where id = $1", [f.a.orgs.grandchild]);
+      expect(rowCount).toBe(1);
+    } finally {
+      await revokeAnchored();
+      await revoke();
+    }
+  });
+
+  test("a role id of another tenant answers the same whether it exists or not", async () => {
+    const bRole = await role(f.b.id, "b-high", "TENANT_ADMIN", ["tenant:config"]);
+    const { member } = cast(f, f.a);
+    const insert = "insert into authhub.role_permissions (tenant_id, role_id, permission_key) values ($1, $2, 'tenant:config')";
+    expect(await attempt(member, insert, [f.b.id, bRole])).toBe("42501");
+    expect(await attempt(member, insert, [f.b.id, "00000000-0000-4000-8000-000000000001"])).toBe("42501");
+  });
+
   test("a role or assignment cannot reach into another tenant", async () => {
     const { tenantAdmin } = cast(f, f.b);
     const bRole = await role(f.b.id, "b-role", "ORG_ADMIN", ["user:read"]);
-    expect(await ids(tenantAdmin, "select id from authhub.roles")).toEqual([bRole]);
+    const visible = await ids(tenantAdmin, "select id from authhub.roles");
+    expect(visible).toContain(bRole);
+    for (const aRole of [supportAgent, orgReader, roleManager]) expect(visible).not.toContain(aRole);
     // Tenant A's role id does not exist in tenant B: it cannot be granted there.
     expect(await attempt(tenantAdmin, "insert into authhub.role_assignments (user_id, role_id) values ($1, $2)", [f.b.users.member, supportAgent])).toBe("42501");
     const { rowCount } = await db.owner.query("select 1 from authhub.role_assignments where role_id = $1", [supportAgent]);
