@@ -1,5 +1,5 @@
 --! Previous: sha1:239c7d5cb0d9301bd1e16bfbacec11392a7d6f2c
---! Hash: sha1:f38f6196b37f996d31bcc383f3ed6041168337b8
+--! Hash: sha1:561fbc01fcadc873a022a68c3799b795050e74b9
 --! Message: rbac: permissions, custom roles and assignments
 
 --! split: 100-permissions.sql
@@ -129,11 +129,6 @@ as $$
 declare
   role_level authhub.role_level;
 begin
-  -- Another tenant's role: say nothing about it (the insert policy refuses the
-  -- row). Without claims (the owner's paths) every row is checked.
-  if authhub.current_tenant_id() is not null and new.tenant_id is distinct from authhub.current_tenant_id() then
-    return new;
-  end if;
   -- Share-lock the role so a concurrent change of its level waits for this
   -- transaction (and then re-checks, tg_roles__level_covers_permissions), or is
   -- seen here once committed.
@@ -150,7 +145,10 @@ begin
   return new;
 end;
 $$;
-create trigger _200_within_level before insert or update on authhub.role_permissions
+-- A constraint trigger, AFTER the row passed the policies: a caller who may not
+-- write the mapping is refused by RLS first and learns nothing about the role
+-- (nor locks it).
+create constraint trigger _200_within_level after insert or update on authhub.role_permissions
   for each row execute function authhub_private.tg_role_permissions__within_level();
 
 -- Lowering a role's level must not leave it carrying permissions above it.
@@ -521,6 +519,7 @@ create policy update_config on authhub.tenants for update to authhub_user
   with check (id = (select authhub.current_tenant_id()) and (select authhub_private.has_tenant_permission('tenant:config')));
 
 revoke update (name, display_name, logo_url, primary_color, allowed_domains) on authhub.tenants from authhub_tenant_admin;
+revoke insert (id) on authhub.tenants from authhub_super_admin;
 grant update (name, display_name, logo_url, primary_color, allowed_domains) on authhub.tenants to authhub_user;
 
 -------------------------------------------------------------------------------
@@ -588,7 +587,10 @@ create policy update_guard on authhub.users as restrictive for update to authhub
 revoke insert (tenant_id, id, email, display_name, external_id, level, status) on authhub.users from authhub_tenant_admin;
 revoke update (email, display_name, external_id, level, status) on authhub.users from authhub_tenant_admin;
 revoke delete on authhub.users from authhub_tenant_admin;
-grant insert (tenant_id, id, email, display_name, external_id, level, status) on authhub.users to authhub_user;
+-- Ids are the database's: a caller-chosen id could re-create a deleted row
+-- elsewhere (an organization under a new parent keeps its id, and whatever other
+-- services keyed by it), or copy another tenant's id.
+grant insert (tenant_id, email, display_name, external_id, level, status) on authhub.users to authhub_user;
 grant update (email, display_name, external_id, level, status) on authhub.users to authhub_user;
 grant delete on authhub.users to authhub_user;
 
@@ -650,7 +652,7 @@ create policy delete_permitted on authhub.organizations for delete to authhub_us
 revoke insert (tenant_id, id, slug, name, parent_id) on authhub.organizations from authhub_org_admin;
 revoke update (slug, name, parent_id) on authhub.organizations from authhub_org_admin;
 revoke delete on authhub.organizations from authhub_org_admin;
-grant insert (tenant_id, id, slug, name, parent_id) on authhub.organizations to authhub_user;
+grant insert (tenant_id, slug, name, parent_id) on authhub.organizations to authhub_user;
 grant update (slug, name, parent_id) on authhub.organizations to authhub_user;
 grant delete on authhub.organizations to authhub_user;
 
@@ -745,7 +747,7 @@ create policy all_super_admin on authhub.roles for all to authhub_super_admin
 create policy all_owner on authhub.roles for all to authhub_owner using (true) with check (true);
 
 grant select on authhub.roles to authhub_user;
-grant insert (tenant_id, id, key, name, description, level) on authhub.roles to authhub_user;
+grant insert (tenant_id, key, name, description, level) on authhub.roles to authhub_user;
 -- The key is the role's stable identifier: no column grant changes it.
 grant update (name, description, level) on authhub.roles to authhub_user;
 grant delete on authhub.roles to authhub_user;
@@ -816,7 +818,7 @@ create policy all_owner on authhub.role_assignments for all to authhub_owner usi
 
 grant select on authhub.role_assignments to authhub_user;
 -- Assignments are granted and revoked, never edited.
-grant insert (tenant_id, id, user_id, role_id, organization_id) on authhub.role_assignments to authhub_user;
+grant insert (tenant_id, user_id, role_id, organization_id) on authhub.role_assignments to authhub_user;
 grant delete on authhub.role_assignments to authhub_user;
 
 --! split: 140-decisions.sql

@@ -335,6 +335,35 @@ describe("no escalation (BR-002)", () => {
     expect(await attempt(member, insert, [f.b.id, "00000000-0000-4000-8000-000000000001"])).toBe("42501");
   });
 
+  test("ids are the database's: an organization cannot be re-created under a new parent, nor take another tenant's id", async () => {
+    const { orgAdmin } = cast(f, f.a);
+    const insert = "insert into authhub.organizations (id, slug, name, parent_id) values ($1, 'copy', 'Copy', $2)";
+    expect(await attempt(orgAdmin, insert, [f.a.orgs.grandchild, f.a.orgs.child])).toBe("42501");
+    expect(await attempt(orgAdmin, insert, [f.b.orgs.root, f.a.orgs.child])).toBe("42501");
+    expect(await attempt(cast(f, f.a).tenantAdmin, "insert into authhub.users (id, email) values ($1, 'x@tenant-a.test')", [f.b.users.member])).toBe("42501");
+    expect(await attempt(cast(f, f.a).superAdmin, "insert into authhub.tenants (id, slug, name) values ($1, 'dup', 'Dup')", [f.b.id])).toBe("42501");
+  });
+
+  test("a role's permissions stay within its level even for a super admin acting in another tenant", async () => {
+    const superHome = { userId: f.superAdmin, tenantId: f.a.id, level: "SUPER_ADMIN" as const };
+    const bRole = await role(f.b.id, "b-low", "ORG_ADMIN", []);
+    expect(
+      await attempt(superHome, "insert into authhub.role_permissions (tenant_id, role_id, permission_key) values ($1, $2, 'user:write')", [f.b.id, bRole]),
+    ).toBe("AH422");
+    expect(
+      await attempt(superHome, "insert into authhub.role_permissions (tenant_id, role_id, permission_key) values ($1, $2, 'user:read')", [f.b.id, bRole]),
+    ).toBe(1);
+  });
+
+  test("a plain user learns nothing about roles it cannot read by trying to map permissions", async () => {
+    const { member } = cast(f, f.a);
+    const insert = "insert into authhub.role_permissions (role_id, permission_key) values ($1, $2)";
+    for (const perm of ["org:read", "user:write"]) {
+      expect(await attempt(member, insert, [supportAgent, perm])).toBe("42501");
+      expect(await attempt(member, insert, ["00000000-0000-4000-8000-000000000002", perm])).toBe("42501");
+    }
+  });
+
   test("a role or assignment cannot reach into another tenant", async () => {
     const { tenantAdmin } = cast(f, f.b);
     const bRole = await role(f.b.id, "b-role", "ORG_ADMIN", ["user:read"]);
