@@ -1,5 +1,5 @@
 --! Previous: sha1:239c7d5cb0d9301bd1e16bfbacec11392a7d6f2c
---! Hash: sha1:561fbc01fcadc873a022a68c3799b795050e74b9
+--! Hash: sha1:1734bb0ab39e20b406605283a144f7f4f87e2dc0
 --! Message: rbac: permissions, custom roles and assignments
 
 --! split: 100-permissions.sql
@@ -411,6 +411,22 @@ as $$
   )
 $$;
 
+-- Whether an update leaves a user's identity (e-mail, external id) as stored.
+-- Re-pointing an identity would let the caller sign in as that user, so only a
+-- tenant admin does it.
+create function authhub_private.user_identity_unchanged(tenant_id uuid, id uuid, email text, external_id text) returns boolean
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select exists (
+    select 1 from authhub.users u
+    where u.tenant_id = user_identity_unchanged.tenant_id and u.id = user_identity_unchanged.id
+      and u.tenant_id = authhub.current_tenant_id()
+      and u.email::text = user_identity_unchanged.email
+      and u.external_id::text is not distinct from user_identity_unchanged.external_id
+  )
+$$;
+
 -- Whether authority is anchored at an organization: an ORG_ADMIN membership or a
 -- role assignment there. Deleting it would remove them, so only its org admins
 -- (from above) or tenant admins may.
@@ -463,6 +479,7 @@ grant execute on function
   authhub_private.has_permission_anywhere(text),
   authhub_private.user_level(uuid, uuid),
   authhub_private.user_holds_authority(uuid, uuid),
+  authhub_private.user_identity_unchanged(uuid, uuid, text, text),
   authhub_private.organization_holds_authority(uuid, uuid),
   authhub_private.organization_parent_id(uuid, uuid)
 to authhub_user;
@@ -568,9 +585,10 @@ create policy delete_permitted on authhub.users for delete to authhub_user
   );
 -- Whatever policy lets an update through (update_self, say): a change that leaves
 -- e-mail, external id, level and status as stored (a rename) passes; any other
--- needs user:write, a level not above the caller's, and, for a user holding any
--- authority (an admin level, an ORG_ADMIN membership, a custom role), a tenant
--- admin. Only a confirmed super admin makes or edits a super admin.
+-- needs user:write and a level not above the caller's; re-pointing an identity
+-- (e-mail, external id) or touching a user who holds any authority (an admin
+-- level, an ORG_ADMIN membership, a custom role) needs a tenant admin. Only a
+-- confirmed super admin makes or edits a super admin.
 create policy update_guard on authhub.users as restrictive for update to authhub_user
   using (true)
   with check (
@@ -580,7 +598,9 @@ create policy update_guard on authhub.users as restrictive for update to authhub
       and (authhub_private.user_controls_unchanged(tenant_id, id, email, external_id, level, status)
            or ((select authhub_private.has_tenant_permission('user:write'))
                and level <= (select authhub_private.current_user_level())
-               and ((select authhub_private.is_tenant_admin()) or not authhub_private.user_holds_authority(tenant_id, id))))
+               and ((select authhub_private.is_tenant_admin())
+                    or (not authhub_private.user_holds_authority(tenant_id, id)
+                        and authhub_private.user_identity_unchanged(tenant_id, id, email, external_id)))))
     )
   );
 
@@ -653,7 +673,11 @@ revoke insert (tenant_id, id, slug, name, parent_id) on authhub.organizations fr
 revoke update (slug, name, parent_id) on authhub.organizations from authhub_org_admin;
 revoke delete on authhub.organizations from authhub_org_admin;
 grant insert (tenant_id, slug, name, parent_id) on authhub.organizations to authhub_user;
-grant update (slug, name, parent_id) on authhub.organizations to authhub_user;
+grant update (slug, name) on authhub.organizations to authhub_user;
+-- Moves only under a tenant-admin token (and the policy confirms the level): a
+-- grant, unlike the policy's comparison with the stored parent, cannot race a
+-- concurrent move.
+grant update (parent_id) on authhub.organizations to authhub_tenant_admin;
 grant delete on authhub.organizations to authhub_user;
 
 -------------------------------------------------------------------------------
@@ -680,7 +704,8 @@ create policy insert_permitted on authhub.memberships for insert to authhub_user
          or (organization_id in (select authhub_private.organizations_with_permission('membership:write'))
              and authhub_private.user_level(tenant_id, user_id) <= (select authhub_private.current_user_level())))
     and (level = 'USER' or (select authhub_private.is_tenant_admin())
-         or organization_id in (select authhub_private.managed_organization_ids()))
+         or (organization_id in (select authhub_private.managed_organization_ids())
+             and user_id <> (select authhub.current_user_id())))
   );
 create policy update_permitted on authhub.memberships for update to authhub_user
   using (
@@ -693,7 +718,8 @@ create policy update_permitted on authhub.memberships for update to authhub_user
   )
   with check (
     level = 'USER' or (select authhub_private.is_tenant_admin())
-    or organization_id in (select authhub_private.managed_organization_ids())
+    or (organization_id in (select authhub_private.managed_organization_ids())
+        and user_id <> (select authhub.current_user_id()))
   );
 create policy delete_permitted on authhub.memberships for delete to authhub_user
   using (
@@ -801,6 +827,9 @@ create policy insert_permitted on authhub.role_assignments for insert to authhub
               else authhub_private.has_permission_at('role:write', organization_id) end)
     and authhub_private.can_grant_role(role_id, organization_id)
     and authhub_private.user_level(tenant_id, user_id) <= (select authhub_private.current_user_level())
+    -- Nobody grants themselves a role (or an ORG_ADMIN membership, above): such
+    -- a grant would outlive the authority it was made with.
+    and user_id <> (select authhub.current_user_id())
   );
 -- Revoke only what one could grant: the same scope, level and permission rules.
 create policy delete_permitted on authhub.role_assignments for delete to authhub_user
@@ -837,6 +866,9 @@ begin
   if not exists (select 1 from authhub.permissions p where p.key = authorize.permission) then
     return null;
   end if;
+  if not authhub_private.permission_effective(authorize.permission, authorize.organization_id) then
+    return false;
+  end if;
   if authorize.organization_id is null then
     return authhub_private.has_tenant_permission(authorize.permission);
   end if;
@@ -851,7 +883,18 @@ begin
           and exists (select 1 from authhub.permissions p where p.key = authorize.permission and p.org_scopable));
 end;
 $$;
-grant execute on function authhub_private.authorize(text, uuid) to authhub_user;
+
+-- Answers the decision API and current_permissions give beyond the policies'
+-- helpers: role:write acts only with a built-in level in the scope (custom roles
+-- confer permissions, never a level), so without one it is not reported.
+create function authhub_private.permission_effective(permission text, organization_id uuid) returns boolean
+  language sql stable
+as $$
+  select permission <> 'role:write'
+      or (select authhub_private.is_tenant_admin())
+      or (organization_id is not null and organization_id in (select authhub_private.managed_organization_ids()))
+$$;
+grant execute on function authhub_private.authorize(text, uuid), authhub_private.permission_effective(text, uuid) to authhub_user;
 
 create type authhub.permission_grant as (
   permission      authhub.permission_key,
@@ -883,6 +926,7 @@ as $$
     cross join lateral authhub_private.organizations_with_permission(p.key) as o(id)
     where p.org_scopable and not authhub_private.has_tenant_permission(p.key)
   ) g
+  where authhub_private.permission_effective(g.permission, g.organization_id)
 $$;
 comment on function authhub.current_permissions() is
   'What the signed-in caller may do, per scope: tenant-wide, or per organization.';

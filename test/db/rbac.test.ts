@@ -364,6 +364,37 @@ describe("no escalation (BR-002)", () => {
     }
   });
 
+  test("only a tenant admin re-points a user's identity (e-mail, external id), even for a user stripped of authority first", async () => {
+    const helpdesk = await role(f.a.id, "helpdesk", "TENANT_ADMIN", ["user:read", "user:write"]);
+    const revoke = await assign(f.a.id, f.a.users.orgAdmin, helpdesk);
+    try {
+      const { orgAdmin } = cast(f, f.a);
+      await asActor(db, orgAdmin, async (c) => {
+        // The member holds no authority at all: its identity is still not the helpdesk's to re-point.
+        expect((await attemptQuery(c, "update authhub.users set external_id = 'idp|mine' where id = $1", [f.a.users.member])).code).toBe("42501");
+        expect((await attemptQuery(c, "update authhub.users set email = 'mine@tenant-a.test' where id = $1", [f.a.users.member])).code).toBe("42501");
+        expect((await attemptQuery(c, "update authhub.users set display_name = 'Fine' where id = $1", [f.a.users.member])).rowCount).toBe(1);
+      });
+      expect(await attempt(cast(f, f.a).tenantAdmin, "update authhub.users set external_id = 'idp|member' where id = $1", [f.a.users.member])).toBe(1);
+    } finally {
+      await revoke();
+    }
+  });
+
+  test("nobody grants themselves a role or an ORG_ADMIN membership", async () => {
+    const { orgAdmin } = cast(f, f.a);
+    expect(
+      await attempt(orgAdmin, "insert into authhub.role_assignments (user_id, role_id, organization_id) values ($1, $2, $3)", [f.a.users.orgAdmin, supportAgent, f.a.orgs.child]),
+    ).toBe("42501");
+    expect(
+      await attempt(orgAdmin, "insert into authhub.memberships (organization_id, user_id, level) values ($1, $2, 'ORG_ADMIN')", [f.a.orgs.grandchild, f.a.users.orgAdmin]),
+    ).toBe("42501");
+    // Granting the same to someone else is fine.
+    expect(
+      await attempt(orgAdmin, "insert into authhub.role_assignments (user_id, role_id, organization_id) values ($1, $2, $3)", [f.a.users.member, supportAgent, f.a.orgs.child]),
+    ).toBe(1);
+  });
+
   test("a role or assignment cannot reach into another tenant", async () => {
     const { tenantAdmin } = cast(f, f.b);
     const bRole = await role(f.b.id, "b-role", "ORG_ADMIN", ["user:read"]);
@@ -461,6 +492,21 @@ describe("decisions and effective permissions", () => {
     expect(org).toContainEqual({ permission: "org:write", organization_id: f.a.orgs.grandchild });
     expect(org).toContainEqual({ permission: "org:write", organization_id: f.a.orgs.child });
     expect(org.some((g) => g.organization_id === null || g.permission === "tenant:config" || g.organization_id === f.a.orgs.root)).toBe(false);
+  });
+
+  test("role:write through a custom role alone is not reported: it cannot act without a built-in level", async () => {
+    const revoke = await assign(f.a.id, f.a.users.member, roleManager);
+    try {
+      const { member } = cast(f, f.a);
+      expect(await decide(member, "role:write", null)).toBe(false);
+      expect(await decide(member, "role:write", f.a.orgs.child)).toBe(false);
+      expect(await decide(member, "user:write", null)).toBe(true);
+      const grants = await asActor(db, member, async (c) => (await c.query("select (unnest(authhub.current_permissions())).permission")).rows.map((r) => r.permission));
+      expect(grants).toContain("user:write");
+      expect(grants).not.toContain("role:write");
+    } finally {
+      await revoke();
+    }
   });
 
   test("a user of tenant B gets nothing for tenant A's scopes", async () => {
