@@ -58,6 +58,8 @@ const commands: Record<string, Command> = {
     const client = await owner.connect();
     try {
       await client.query("begin");
+      // The audit log names the CLI as the actor of what follows.
+      await client.query("select set_config('authhub.actor', 'system:cli:bootstrap', true)");
       const tenant = await client.query<{ id: string; slug: string; created: boolean }>(
         `with inserted as (
            insert into authhub.tenants (slug, name) values ($1, $2)

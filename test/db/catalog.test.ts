@@ -136,3 +136,20 @@ test("every SECURITY DEFINER function pins its search_path", async () => {
   expect(rows.length).toBeGreaterThanOrEqual(8);
   expect(rows.filter((r) => !(r.config ?? []).some((c) => c.startsWith("search_path=")))).toEqual([]);
 });
+
+test("every table of the exposed and private schemas is audited, or exempt with a reason", async () => {
+  const { rows } = await db.owner.query<{ name: string }>(
+    `select c.oid::regclass::text as name
+     from pg_class c join pg_namespace n on n.oid = c.relnamespace
+     where n.nspname = any($1) and c.relkind in ('r', 'p')
+       and not exists (select 1 from authhub_private.audit_exemptions e where e.table_name = c.oid)
+       and (select count(*) from pg_trigger t
+            where t.tgrelid = c.oid and t.tgenabled = 'A'
+              and t.tgname in ('_900_audit_insert', '_900_audit_update', '_900_audit_delete', '_900_audit_truncate')) <> 4
+     order by 1`,
+    [SCHEMAS],
+  );
+  expect(rows).toEqual([]);
+  const exemptions = await db.owner.query<{ reason: string }>("select reason from authhub_private.audit_exemptions");
+  expect(exemptions.rows.length).toBeGreaterThan(0);
+});

@@ -1,0 +1,147 @@
+/**
+ * The audit log (issue 4, first part): every change to an audited table is
+ * recorded with actor and trace id by one generic trigger; the log is
+ * append-only for everyone; reads follow audit:read.
+ */
+import { asActor, attemptAs, type TestDatabase } from "../helpers/db.js";
+import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
+
+let db: TestDatabase;
+let f: Fixtures;
+
+useFixtureDatabase((database, fixtures) => {
+  db = database;
+  f = fixtures;
+});
+
+interface Event {
+  table_name: string;
+  operation: string;
+  row_key: Record<string, string>;
+  old: Record<string, unknown> | null;
+  new: Record<string, unknown> | null;
+  changed_columns: string[] | null;
+  actor: string;
+  trace_id: string | null;
+  organization_id: string | null;
+}
+
+const eventsFor = async (table: string, id: string) =>
+  (
+    await db.owner.query<Event>(
+      "select table_name, operation, row_key, old, new, changed_columns, actor, trace_id, organization_id from authhub.audit_events where table_name = $1 and row_key ->> 'id' = $2 order by id",
+      [table, id],
+    )
+  ).rows;
+
+test("fixture writes as the owner are recorded with a db: actor", async () => {
+  const [created] = await eventsFor("users", f.a.users.member);
+  expect(created).toMatchObject({ operation: "INSERT", actor: "db:authhub_owner", row_key: { id: f.a.users.member, tenant_id: f.a.id } });
+  expect(created!.new).toMatchObject({ email: "member@tenant-a.test" });
+});
+
+test("a request's change is recorded with the user, the trace id and the changed columns", async () => {
+  await asActor(db, cast(f, f.a).tenantAdmin, async (c) => {
+    await c.query("update authhub.users set display_name = 'Renamed' where id = $1", [f.a.users.outsider]);
+    const { rows } = await c.query<Event>(
+      "select operation, changed_columns, actor, trace_id from authhub.audit_events where table_name = 'users' and row_key ->> 'id' = $1 and operation = 'UPDATE'",
+      [f.a.users.outsider],
+    );
+    expect(rows).toEqual([
+      { operation: "UPDATE", changed_columns: ["display_name", "updated_at"], actor: `user:${f.a.users.tenantAdmin}`, trace_id: "test-trace-0001" },
+    ]);
+  });
+});
+
+test("a 100-row statement writes 100 events in one go, and deletes record the old values", async () => {
+  await db.owner.query("begin");
+  try {
+    await db.owner.query("select set_config('authhub.actor', 'system:test-batch', true)");
+    await db.owner.query(
+      "insert into authhub.users (tenant_id, email) select $1, 'batch' || g || '@tenant-a.test' from generate_series(1, 100) g",
+      [f.a.id],
+    );
+    await db.owner.query("delete from authhub.users where email = 'batch1@tenant-a.test'");
+    const { rows } = await db.owner.query(
+      "select operation, count(*)::int as n, min(actor) as actor from authhub.audit_events where actor = 'system:test-batch' group by operation order by operation",
+    );
+    expect(rows).toEqual([
+      { operation: "INSERT", n: 100, actor: "system:test-batch" },
+      { operation: "DELETE", n: 1, actor: "system:test-batch" },
+    ]);
+  } finally {
+    await db.owner.query("rollback");
+  }
+});
+
+test("the actor never leaks from an earlier transaction on the same connection", async () => {
+  const client = await db.owner.connect();
+  try {
+    await client.query("begin; select set_config('authhub.actor', 'system:first', true); commit;");
+    await client.query("update authhub.organizations set name = 'Leak check' where id = $1", [f.a.orgs.sibling]);
+    const { rows } = await client.query(
+      "select actor from authhub.audit_events where table_name = 'organizations' and row_key ->> 'id' = $1 and operation = 'UPDATE'",
+      [f.a.orgs.sibling],
+    );
+    expect(rows).toEqual([{ actor: "db:authhub_owner" }]);
+  } finally {
+    client.release();
+  }
+});
+
+test("organization-scoped events carry the organization; memberships their organization", async () => {
+  const [org] = await eventsFor("organizations", f.a.orgs.child);
+  expect(org!.organization_id).toBe(f.a.orgs.child);
+  const { rows } = await db.owner.query("select organization_id from authhub.audit_events where table_name = 'memberships' and row_key ->> 'user_id' = $1", [
+    f.a.users.member,
+  ]);
+  expect(rows).toEqual([{ organization_id: f.a.orgs.grandchild }]);
+});
+
+describe("append-only", () => {
+  test("request roles cannot change or remove events", async () => {
+    for (const actor of [cast(f, f.a).tenantAdmin, cast(f, f.a).superAdmin]) {
+      expect(await attemptAs(db, actor, "update authhub.audit_events set actor = 'user:nobody'")).toBe("42501");
+      expect(await attemptAs(db, actor, "delete from authhub.audit_events")).toBe("42501");
+      expect(await attemptAs(db, actor, "insert into authhub.audit_events (tenant_id, table_name, operation, actor) values ($1, 'users', 'INSERT', 'user:x')", [f.a.id])).toBe("42501");
+    }
+  });
+
+  test("the owner's attempts fail loudly, and truncation is refused", async () => {
+    const count = async () => (await db.owner.query("select count(*)::int as n from authhub.audit_events")).rows[0].n as number;
+    const before = await count();
+    for (const sql of ["update authhub.audit_events set actor = 'user:nobody'", "delete from authhub.audit_events", "truncate authhub.audit_events"]) {
+      await expect(db.owner.query(sql)).rejects.toMatchObject({ code: "AH403" });
+    }
+    expect(await count()).toBe(before);
+  });
+});
+
+describe("who reads the log", () => {
+  const seen = (actor: Parameters<typeof attemptAs>[1]) =>
+    asActor(db, actor, async (c) => (await c.query<{ tenant_id: string; table_name: string }>("select tenant_id, table_name from authhub.audit_events")).rows);
+
+  test("a tenant admin reads its tenant's events only", async () => {
+    const rows = await seen(cast(f, f.a).tenantAdmin);
+    expect(rows.length).toBeGreaterThan(10);
+    expect(rows.every((r) => r.tenant_id === f.a.id)).toBe(true);
+    const control = await db.owner.query("select 1 from authhub.audit_events where tenant_id = $1", [f.b.id]);
+    expect(control.rowCount).toBeGreaterThan(0);
+  });
+
+  test("an org admin reads its subtree's organization and membership events, not users or other organizations", async () => {
+    const rows = await seen(cast(f, f.a).orgAdmin);
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((r) => r.tenant_id === f.a.id && ["organizations", "memberships", "role_assignments"].includes(r.table_name))).toBe(true);
+    const ids = await asActor(db, cast(f, f.a).orgAdmin, async (c) =>
+      (await c.query<{ organization_id: string }>("select distinct organization_id from authhub.audit_events")).rows.map((r) => r.organization_id).sort(),
+    );
+    expect(ids).toEqual([f.a.orgs.child, f.a.orgs.grandchild].sort());
+  });
+
+  test("a plain user reads nothing; a super admin reads every tenant", async () => {
+    expect(await seen(cast(f, f.a).member)).toEqual([]);
+    const all = await seen(cast(f, f.a).superAdmin);
+    expect(new Set(all.map((r) => r.tenant_id))).toEqual(new Set([f.a.id, f.b.id]));
+  });
+});
