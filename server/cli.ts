@@ -22,6 +22,7 @@ Commands:
                                             create a tenant and its first admin (idempotent)
   token --tenant <slug> --email <email> [--org <slug>] [--ttl <seconds>]
                                             mint a short-lived access token for that user
+  audit verify [--tenant <slug>]            recompute the audit hash chain; exit 1 on tampering
 
 Options:
   --json    print one JSON object on stdout
@@ -136,6 +137,31 @@ const commands: Record<string, Command> = {
   },
 };
 
+/** `audit verify`: the first broken link, or how many seals hold. */
+async function auditVerify({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  let tenantId: string | null = null;
+  if (typeof values.tenant === "string") {
+    const { rows } = await owner.query<{ id: string }>("select id from authhub.tenants where slug = $1", [values.tenant]);
+    if (!rows[0]) throw new UsageError(`No tenant ${values.tenant}.`);
+    tenantId = rows[0].id;
+  }
+  const { rows } = await owner.query<{ tenant_id: string; seq: string; ok: boolean; problem: string | null }>(
+    "select tenant_id, seq, ok, problem from authhub_private.verify_audit_chain($1)",
+    [tenantId],
+  );
+  const broken = rows.find((r) => !r.ok);
+  if (broken) {
+    out.print(`Tampering detected: tenant ${broken.tenant_id}, seal ${broken.seq}: ${broken.problem}.`, {
+      ok: false,
+      seals: rows.length,
+      first_broken: { tenant_id: broken.tenant_id, seal: Number(broken.seq), problem: broken.problem },
+    });
+    return 1;
+  }
+  out.print(`The audit chain holds (${rows.length} seal(s) verified).`, { ok: true, seals: rows.length });
+  return 0;
+}
+
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let json = argv.includes("--json");
   const write = (s: string) => process.stdout.write(s.endsWith("\n") ? s : s + "\n");
@@ -162,8 +188,9 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
       write(USAGE);
       return values.help ? 0 : 2;
     }
+    const isAuditVerify = name === "audit" && positionals[1] === "verify" && positionals.length === 2;
     const command = commands[name];
-    if (!command || positionals.length > 1) throw new UsageError(`Unknown command: ${positionals.join(" ")}`);
+    if (!isAuditVerify && (!command || positionals.length > 1)) throw new UsageError(`Unknown command: ${positionals.join(" ")}`);
     const config = readConfig(env);
     const db = await prepareDatabase(config, {
       whenRunning: "share",
@@ -173,14 +200,10 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
       },
     });
     const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
+    const ctx = { config, db, owner, values, out: { json, print: (human: string, machine: Record<string, unknown>) => write(json ? JSON.stringify(machine) : human) } };
     try {
-      await command({
-        config,
-        db,
-        owner,
-        values,
-        out: { json, print: (human, machine) => write(json ? JSON.stringify(machine) : human) },
-      });
+      if (isAuditVerify) return await auditVerify(ctx);
+      await command!(ctx);
     } finally {
       await owner.end();
       await db.stop();

@@ -4,10 +4,10 @@
  * schema and needs LISTEN, so it bypasses PgBouncer); each job switches to
  * authhub_worker before touching AuthHub's tables.
  */
-import { Logger as WorkerLogger, run, type Runner } from "graphile-worker";
+import { Logger as WorkerLogger, parseCrontab, run, type Runner } from "graphile-worker";
 import type pg from "pg";
 import type { Logger } from "../server/logger.js";
-import { tasks } from "./tasks/index.js";
+import { crontab, tasks } from "./tasks/index.js";
 
 export interface WorkerHandle {
   /** Waits for running jobs to finish (graceful), then releases the runner. */
@@ -29,8 +29,8 @@ export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger;
     concurrency: options.concurrency ?? 4,
     // Shutdown is ordered by the process (server/main.ts), not by the worker.
     noHandleSignals: true,
-    // Scheduled tasks arrive with their issues; until then no crontab file is read.
-    parsedCronItems: [],
+    // The schedule is code (worker/tasks/index.ts), not a crontab file.
+    parsedCronItems: parseCrontab(crontab),
     pollInterval: 2000,
     logger,
   });

@@ -1,5 +1,5 @@
 --! Previous: sha1:1734bb0ab39e20b406605283a144f7f4f87e2dc0
---! Hash: sha1:eab5ad4f72116955ebbbd41b182239493b09648f
+--! Hash: sha1:c8f1c0169c7f2532e22f75722923e20ce38dd9cc
 --! Message: audit: generic trigger, append-only log, read policies
 
 --! split: 200-audit.sql
@@ -11,6 +11,12 @@
 -- request's trace id. Rows are append-only for every role, the owner included.
 
 create type authhub.audit_operation as enum ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE');
+
+-- Per-tenant retention of audit events, part of the tenant's configuration.
+alter table authhub.tenants add column audit_retention_days integer not null default 365
+  constraint tenants_audit_retention_days_range check (audit_retention_days between 1 and 3650);
+comment on column authhub.tenants.audit_retention_days is 'How long audit events are kept (days, 1-3650; default 365).';
+grant update (audit_retention_days) on authhub.tenants to authhub_user;
 
 create table authhub.audit_events (
   tenant_id       uuid not null,
@@ -51,12 +57,18 @@ comment on column authhub.audit_events.changed_columns is 'For updates: the colu
 -- Nobody changes or removes history: no grant allows it, and these triggers
 -- refuse it for the owner too (whose RLS policy on this table is insert/select
 -- only). ENABLE ALWAYS: session_replication_role cannot skip them.
+-- The one exception is retention: an event past its tenant's retention period
+-- (tenants.audit_retention_days) may be deleted; nothing younger, by anyone.
 create function authhub_private.tg_audit_events__append_only() returns trigger
   language plpgsql volatile
   set search_path = pg_catalog, pg_temp
 as $$
 begin
-  raise exception 'The audit log is append-only.' using errcode = 'AH403', table = 'audit_events';
+  if tg_op = 'DELETE' and old.occurred_at < now() - make_interval(days => coalesce(
+       (select t.audit_retention_days from authhub.tenants t where t.id = old.tenant_id), 365)) then
+    return old;
+  end if;
+  raise exception 'The audit log is append-only.' using errcode = 'AH403', table = tg_table_name;
 end;
 $$;
 create trigger _100_append_only before update or delete on authhub.audit_events
@@ -226,3 +238,186 @@ create policy update_owner on authhub.audit_events for update to authhub_owner u
 create policy delete_owner on authhub.audit_events for delete to authhub_owner using (true);
 
 grant select on authhub.audit_events to authhub_user;
+
+
+-------------------------------------------------------------------------------
+-- Retention: the worker's audit_events__purge job deletes expired events in
+-- bounded batches. Definer: it runs as the worker role, which has no rights on
+-- the log itself; the append-only trigger still refuses anything unexpired.
+create function authhub_private.purge_expired_audit_events(batch_size integer) returns integer
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  purged integer;
+begin
+  with expired as (
+    select e.tenant_id, e.id
+    from authhub.audit_events e
+    join authhub.tenants t on t.id = e.tenant_id
+    where e.occurred_at < now() - make_interval(days => t.audit_retention_days)
+    order by e.occurred_at
+    limit greatest(1, least(batch_size, 10000))
+  )
+  delete from authhub.audit_events e using expired x
+  where e.tenant_id = x.tenant_id and e.id = x.id;
+  get diagnostics purged = row_count;
+  return purged;
+end;
+$$;
+grant execute on function authhub_private.purge_expired_audit_events(integer) to authhub_worker;
+
+-------------------------------------------------------------------------------
+-- Tamper evidence: the worker's audit_events__seal job seals each tenant's new
+-- events into a hash chain. A seal covers the events of every transaction that
+-- finished before it (transaction ids below the snapshot's xmin: that set can no
+-- longer grow), hashes them in id order together with the previous seal's hash,
+-- and is itself append-only. `authhub audit verify` recomputes the chain.
+create table authhub_private.audit_seals (
+  tenant_id      uuid not null,
+  seq            bigint not null,
+  -- Covers events with from_transaction <= transaction_id < to_transaction.
+  from_transaction bigint not null,
+  to_transaction   bigint not null,
+  event_count    integer not null,
+  previous_hash  text,
+  hash           text not null,
+  sealed_at      timestamptz not null default now(),
+  primary key (tenant_id, seq),
+  constraint audit_seals_range check (from_transaction < to_transaction)
+);
+alter table authhub_private.audit_seals enable row level security;
+alter table authhub_private.audit_seals force row level security;
+create policy select_owner on authhub_private.audit_seals for select to authhub_owner using (true);
+create policy insert_owner on authhub_private.audit_seals for insert to authhub_owner with check (true);
+create policy update_owner on authhub_private.audit_seals for update to authhub_owner using (true);
+create policy delete_owner on authhub_private.audit_seals for delete to authhub_owner using (true);
+create function authhub_private.tg_audit_seals__append_only() returns trigger
+  language plpgsql volatile
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise exception 'Audit seals are append-only.' using errcode = 'AH403', table = 'audit_seals';
+end;
+$$;
+create trigger _100_append_only before update or delete on authhub_private.audit_seals
+  for each row execute function authhub_private.tg_audit_seals__append_only();
+create trigger _100_append_only_truncate before truncate on authhub_private.audit_seals
+  for each statement execute function authhub_private.tg_audit_seals__append_only();
+alter table authhub_private.audit_seals enable always trigger _100_append_only;
+alter table authhub_private.audit_seals enable always trigger _100_append_only_truncate;
+
+-- One event's canonical text (jsonb prints its keys in a fixed order).
+create function authhub_private.audit_event_digest(e authhub.audit_events) returns text
+  language sql immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select encode(sha256(convert_to(concat_ws('|',
+    e.tenant_id, e.id, extract(epoch from e.occurred_at), e.table_name, e.operation, e.row_key,
+    e.organization_id, e.old, e.new, e.changed_columns, e.actor, e.actor_user_id, e.trace_id, e.transaction_id), 'UTF8')), 'hex')
+$$;
+
+-- The hash of a seal: sha256 over the previous hash and the events' digests in id order.
+create function authhub_private.audit_range_hash(tenant_id uuid, from_transaction bigint, to_transaction bigint, previous_hash text)
+  returns table (event_count integer, hash text)
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select count(*)::integer,
+         encode(sha256(convert_to(coalesce(audit_range_hash.previous_hash, '') || ':' ||
+           coalesce(string_agg(authhub_private.audit_event_digest(e), ',' order by e.id), ''), 'UTF8')), 'hex')
+  from authhub.audit_events e
+  where e.tenant_id = audit_range_hash.tenant_id
+    and e.transaction_id >= audit_range_hash.from_transaction
+    and e.transaction_id < audit_range_hash.to_transaction
+$$;
+
+-- Seals every tenant's finished, unsealed events; returns the number of seals made.
+create function authhub_private.seal_audit_events() returns integer
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  horizon bigint := txid_snapshot_xmin(txid_current_snapshot());
+  sealed integer := 0;
+  t record;
+  h record;
+begin
+  -- One sealer at a time.
+  if not pg_try_advisory_xact_lock(7426004) then
+    return 0;
+  end if;
+  for t in
+    select e.tenant_id,
+           coalesce((select s.to_transaction from authhub_private.audit_seals s where s.tenant_id = e.tenant_id order by s.seq desc limit 1), 0) as from_tx,
+           coalesce((select s.seq from authhub_private.audit_seals s where s.tenant_id = e.tenant_id order by s.seq desc limit 1), 0) as last_seq,
+           (select s.hash from authhub_private.audit_seals s where s.tenant_id = e.tenant_id order by s.seq desc limit 1) as previous_hash
+    from (select distinct tenant_id from authhub.audit_events) e
+  loop
+    if t.from_tx >= horizon then
+      continue;
+    end if;
+    select * into h from authhub_private.audit_range_hash(t.tenant_id, t.from_tx, horizon, t.previous_hash);
+    if h.event_count = 0 then
+      continue;
+    end if;
+    insert into authhub_private.audit_seals (tenant_id, seq, from_transaction, to_transaction, event_count, previous_hash, hash)
+    values (t.tenant_id, t.last_seq + 1, t.from_tx, horizon, h.event_count, t.previous_hash, h.hash);
+    sealed := sealed + 1;
+  end loop;
+  return sealed;
+end;
+$$;
+grant execute on function authhub_private.seal_audit_events() to authhub_worker;
+
+-- Recomputes a tenant's chain (all tenants when null): one row per seal, with
+-- what is wrong with it. Seals whose events are all past retention are checked
+-- for linkage only (their events may have been purged).
+create function authhub_private.verify_audit_chain(only_tenant uuid)
+  returns table (tenant_id uuid, seq bigint, ok boolean, problem text)
+  language plpgsql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  s record;
+  h record;
+  expected_previous text;
+  current_tenant uuid;
+  retention integer;
+begin
+  for s in
+    select a.* from authhub_private.audit_seals a
+    where only_tenant is null or a.tenant_id = only_tenant
+    order by a.tenant_id, a.seq
+  loop
+    if current_tenant is distinct from s.tenant_id then
+      current_tenant := s.tenant_id;
+      expected_previous := null;
+      select t.audit_retention_days into retention from authhub.tenants t where t.id = s.tenant_id;
+    end if;
+    tenant_id := s.tenant_id;
+    seq := s.seq;
+    if s.previous_hash is distinct from expected_previous then
+      ok := false;
+      problem := 'the chain is broken: this seal does not follow the previous one';
+    else
+      select * into h from authhub_private.audit_range_hash(s.tenant_id, s.from_transaction, s.to_transaction, s.previous_hash);
+      if h.hash = s.hash and h.event_count = s.event_count then
+        ok := true;
+        problem := null;
+      elsif s.sealed_at < now() - make_interval(days => coalesce(retention, 365)) then
+        ok := true;
+        problem := 'past retention: events may have been purged';
+      else
+        ok := false;
+        problem := format('events were changed, removed or added (sealed %s, now %s)', s.event_count, h.event_count);
+      end if;
+    end if;
+    expected_previous := s.hash;
+    return next;
+  end loop;
+end;
+$$;
+
+insert into authhub_private.audit_exemptions (table_name, reason) values
+  ('authhub_private.audit_seals', 'The hash chain over the audit log (append-only).');

@@ -1,8 +1,15 @@
 /**
  * Every task the worker runs, one per file (`<noun>__<verb>.ts`), registered
- * here by identifier. Identity sync, audit sealing and retention add theirs in
- * their own issues; the foundation ships the runner with none.
+ * here by identifier, and the schedule of the recurring ones.
  */
 import type { TaskList } from "graphile-worker";
+import { audit_events__purge } from "./audit_events__purge.js";
+import { audit_events__seal } from "./audit_events__seal.js";
 
-export const tasks: TaskList = {};
+export const tasks: TaskList = {
+  audit_events__seal,
+  audit_events__purge,
+};
+
+/** graphile-worker crontab: sealing every five minutes, retention nightly. */
+export const crontab = ["*/5 * * * * audit_events__seal ?max=1", "17 3 * * * audit_events__purge ?max=1"].join("\n");

@@ -1,0 +1,176 @@
+/**
+ * Audit retention and tamper evidence: expired events are purged in batches and
+ * nothing younger can be deleted; the worker's seals form a hash chain that
+ * `authhub audit verify` recomputes, catching an edited, a deleted and an
+ * inserted event made by the database superuser.
+ */
+import { jest } from "@jest/globals";
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { Logger, runOnce } from "graphile-worker";
+import { runCli } from "../../server/cli.js";
+import { tasks } from "../../worker/tasks/index.js";
+import type { TestDatabase } from "../helpers/db.js";
+import { useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
+
+let db: TestDatabase;
+let f: Fixtures;
+let superuser: pg.Pool;
+
+useFixtureDatabase((database, fixtures) => {
+  db = database;
+  f = fixtures;
+  const url = new URL(process.env.AUTHHUB_TEST_ROOT_URL!);
+  url.pathname = `/${db.name}`;
+  superuser = new pg.Pool({ connectionString: url.toString(), max: 1 });
+  superuser.on("error", () => undefined);
+});
+afterAll(async () => {
+  await superuser.end();
+});
+
+/** Runs the given worker task once through graphile-worker itself. */
+async function runTask(identifier: string) {
+  const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
+  owner.on("error", () => undefined);
+  owner.on("connect", (c) => c.on("error", () => undefined));
+  try {
+    const { makeWorkerUtils } = await import("graphile-worker");
+    const logger = new Logger(() => () => undefined);
+    const utils = await makeWorkerUtils({ pgPool: owner, logger });
+    await utils.addJob(identifier, {});
+    await utils.release();
+    await runOnce({ pgPool: owner, taskList: tasks, noHandleSignals: true, logger });
+  } finally {
+    await owner.end();
+  }
+}
+
+async function cli(...args: string[]) {
+  let stdout = "";
+  const out = jest.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+    stdout += chunk.toString();
+    return true;
+  });
+  const err = jest.spyOn(process.stderr, "write").mockImplementation(() => true);
+  try {
+    const env = { NODE_ENV: "test", DATABASE_URL: db.ownerUrl, AUTHHUB_MASTER_KEY: randomBytes(32).toString("base64") };
+    return { code: await runCli(args, env), stdout };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+describe("retention", () => {
+  test("the purge job deletes what is past its tenant's retention, in batches, and nothing younger", async () => {
+    await db.owner.query("update authhub.tenants set audit_retention_days = 30 where id = $1", [f.b.id]);
+    await db.owner.query(
+      `insert into authhub.audit_events (tenant_id, occurred_at, table_name, operation, actor)
+       select t, now() - make_interval(days => d), 'users', 'UPDATE', 'system:seed'
+       from (values ($1::uuid, 400), ($1::uuid, 20), ($2::uuid, 40), ($2::uuid, 20)) v(t, d), generate_series(1, 3)`,
+      [f.a.id, f.b.id],
+    );
+    const left = async () =>
+      (
+        await db.owner.query(
+          "select tenant_id = $1 as a, floor(extract(epoch from now() - occurred_at) / 86400)::int as days, count(*)::int as n from authhub.audit_events where actor = 'system:seed' group by 1, 2 order by 1, 2",
+          [f.a.id],
+        )
+      ).rows;
+    await runTask("audit_events__purge");
+    expect(await left()).toEqual([
+      { a: false, days: 20, n: 3 },
+      { a: true, days: 20, n: 3 },
+    ]);
+  });
+
+  test("an unexpired event cannot be deleted, even by the owner", async () => {
+    await expect(db.owner.query("delete from authhub.audit_events where tenant_id = $1", [f.a.id])).rejects.toMatchObject({ code: "AH403" });
+  });
+
+  test("retention is validated tenant configuration", async () => {
+    await expect(db.owner.query("update authhub.tenants set audit_retention_days = 0 where id = $1", [f.a.id])).rejects.toMatchObject({ code: "23514" });
+  });
+});
+
+describe("tamper evidence", () => {
+  test("sealing through the worker, then verify holds", async () => {
+    await runTask("audit_events__seal");
+    const { rows } = await db.owner.query("select tenant_id, seq, event_count from authhub_private.audit_seals order by tenant_id, seq");
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    const verified = await cli("audit", "verify", "--json");
+    expect(verified.code).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true });
+    // New events, a second seal chained to the first.
+    await db.owner.query("update authhub.users set display_name = 'Again' where id = $1", [f.a.users.member]);
+    await runTask("audit_events__seal");
+    const chained = await db.owner.query<{ seq: string; previous_hash: string | null }>(
+      "select seq, previous_hash from authhub_private.audit_seals where tenant_id = $1 order by seq",
+      [f.a.id],
+    );
+    expect(chained.rows.length).toBe(2);
+    expect(chained.rows[1]!.previous_hash).not.toBeNull();
+    expect((await cli("audit", "verify", "--tenant", "tenant-a")).code).toBe(0);
+  });
+
+  /** As the database superuser, past the append-only trigger: how an attacker with full access would edit history. */
+  async function asSuperuser(sql: string, params: unknown[]) {
+    await superuser.query("alter table authhub.audit_events disable trigger _100_append_only");
+    try {
+      await superuser.query(sql, params);
+    } finally {
+      await superuser.query("alter table authhub.audit_events enable always trigger _100_append_only");
+    }
+  }
+  const verify = async () => {
+    const result = await cli("audit", "verify", "--json");
+    return { code: result.code, body: JSON.parse(result.stdout) as { ok: boolean; first_broken?: { tenant_id: string; seal: number } } };
+  };
+  const firstEvent = async (tenantId: string) =>
+    (await superuser.query("select tenant_id, id, actor from authhub.audit_events where tenant_id = $1 order by id limit 1", [tenantId])).rows[0] as {
+      tenant_id: string;
+      id: string;
+      actor: string;
+    };
+
+  test("verify catches an edited event", async () => {
+    const e = await firstEvent(f.a.id);
+    await asSuperuser("update authhub.audit_events set actor = 'user:someone-else' where tenant_id = $1 and id = $2", [e.tenant_id, e.id]);
+    const result = await verify();
+    await asSuperuser("update authhub.audit_events set actor = $3 where tenant_id = $1 and id = $2", [e.tenant_id, e.id, e.actor]);
+    expect(result.code).toBe(1);
+    expect(result.body).toMatchObject({ ok: false, first_broken: { tenant_id: f.a.id, seal: 1 } });
+    expect((await verify()).code).toBe(0);
+  });
+
+  test("verify catches a deleted event", async () => {
+    const e = await firstEvent(f.b.id);
+    // Keep the row exactly (in the superuser's session) to put it back afterwards.
+    await superuser.query("create temp table if not exists saved_events as select * from authhub.audit_events where false");
+    await superuser.query("insert into saved_events select * from authhub.audit_events where tenant_id = $1 and id = $2", [e.tenant_id, e.id]);
+    await asSuperuser("delete from authhub.audit_events where tenant_id = $1 and id = $2", [e.tenant_id, e.id]);
+    const result = await verify();
+    await asSuperuser("insert into authhub.audit_events overriding system value select * from saved_events", []);
+    await superuser.query("truncate saved_events");
+    expect(result.code).toBe(1);
+    expect(result.body.first_broken).toMatchObject({ tenant_id: f.b.id, seal: 1 });
+    expect((await verify()).code).toBe(0);
+  });
+
+  test("verify catches an inserted event", async () => {
+    const e = await firstEvent(f.a.id);
+    await asSuperuser(
+      `insert into authhub.audit_events overriding system value
+       select tenant_id, 999999, occurred_at, table_name, operation, row_key, organization_id, old, new, changed_columns,
+              'user:forged', actor_user_id, trace_id, transaction_id
+       from authhub.audit_events where tenant_id = $1 and id = $2`,
+      [e.tenant_id, e.id],
+    );
+    const result = await verify();
+    await asSuperuser("delete from authhub.audit_events where tenant_id = $1 and id = 999999", [e.tenant_id]);
+    expect(result.code).toBe(1);
+    expect(result.body.first_broken).toMatchObject({ tenant_id: f.a.id, seal: 1 });
+    expect((await verify()).code).toBe(0);
+  });
+});
