@@ -1,5 +1,5 @@
 --! Previous: sha1:1734bb0ab39e20b406605283a144f7f4f87e2dc0
---! Hash: sha1:c8f1c0169c7f2532e22f75722923e20ce38dd9cc
+--! Hash: sha1:cd0784a70a7f866e6f941f081f2edde4e1c04f72
 --! Message: audit: generic trigger, append-only log, read policies
 
 --! split: 200-audit.sql
@@ -421,3 +421,32 @@ $$;
 
 insert into authhub_private.audit_exemptions (table_name, reason) values
   ('authhub_private.audit_seals', 'The hash chain over the audit log (append-only).');
+
+-- The query API's search: a time range and optional filters by table,
+-- operation, actor and row, newest first. Invoker: RLS decides what is
+-- returned. (The plain auditEvents connection filters by equality only.)
+create function authhub.search_audit_events(
+  since timestamptz,
+  until timestamptz default null,
+  table_name text default null,
+  operation authhub.audit_operation default null,
+  actor text default null,
+  row_id uuid default null
+) returns setof authhub.audit_events
+  language sql stable
+as $$
+  select e.*
+  from authhub.audit_events e
+  where e.occurred_at >= search_audit_events.since
+    and e.occurred_at < coalesce(search_audit_events.until, 'infinity')
+    and (search_audit_events.table_name is null or e.table_name = search_audit_events.table_name)
+    and (search_audit_events.operation is null or e.operation = search_audit_events.operation)
+    and (search_audit_events.actor is null or e.actor = search_audit_events.actor)
+    and (search_audit_events.row_id is null
+         or e.row_key ->> 'id' = search_audit_events.row_id::text
+         or e.row_key ->> 'user_id' = search_audit_events.row_id::text)
+  order by e.occurred_at desc, e.id desc
+$$;
+comment on function authhub.search_audit_events(timestamptz, timestamptz, text, authhub.audit_operation, text, uuid) is
+  'Audit events from `since` (inclusive) to `until` (exclusive; open when null), newest first, filtered by table, operation, actor and row (its id, or a membership''s or assignment''s user).';
+grant execute on function authhub.search_audit_events(timestamptz, timestamptz, text, authhub.audit_operation, text, uuid) to authhub_user;

@@ -70,3 +70,37 @@ test("audit:read holders query the log with filters and grouped counts; others g
   const member = await ask(cast(f, f.a).member);
   expect(member.data.auditEvents.totalCount).toBe(0);
 });
+
+test("searchAuditEvents filters by time range, table, operation, actor and row, with grouped counts", async () => {
+  const token = await srv.mint(cast(f, f.a).tenantAdmin);
+  const ask = async (variables: Record<string, unknown>) =>
+    (
+      await request(srv.app)
+        .post("/graphql")
+        .set("Authorization", `Bearer ${token}`)
+        .send({
+          query: `query($since: Datetime!, $until: Datetime, $table: String, $op: AuditOperation, $actor: String, $row: UUID) {
+            searchAuditEvents(since: $since, until: $until, tableName: $table, operation: $op, actor: $actor, rowId: $row, first: 50) {
+              totalCount
+              nodes { tableName operation actor rowKey }
+              groupedAggregates(groupBy: [ACTOR]) { keys distinctCount { rowId } }
+            }
+          }`,
+          variables,
+        })
+    ).body;
+  const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
+  const all = await ask({ since: hourAgo });
+  expect(all.errors).toBeUndefined();
+  expect(all.data.searchAuditEvents.totalCount).toBeGreaterThan(10);
+  const member = await ask({ since: hourAgo, table: "users", op: "INSERT", row: f.a.users.member });
+  expect(member.data.searchAuditEvents.nodes).toEqual([
+    { tableName: "users", operation: "INSERT", actor: "db:authhub_owner", rowKey: { id: f.a.users.member, tenant_id: f.a.id } },
+  ]);
+  const future = await ask({ since: new Date(Date.now() + 3_600_000).toISOString() });
+  expect(future.data.searchAuditEvents.totalCount).toBe(0);
+  const byActor = await ask({ since: hourAgo, actor: "db:authhub_owner" });
+  expect(byActor.data.searchAuditEvents.groupedAggregates).toEqual([
+    { keys: ["db:authhub_owner"], distinctCount: { rowId: String(byActor.data.searchAuditEvents.totalCount) } },
+  ]);
+});
