@@ -18,6 +18,9 @@
  *  4. The page of (1) under the permission-checking policies vs the same rows
  *     (a copy table) under a tenant-only policy. Target ≥ 0.8; the scale ratio of
  *     (2) covers the permission policies too.
+ * Audit (issue 4): see bench/audit.ts; plus a GraphQL createOrganization with the
+ * organizations table's audit triggers enabled vs disabled, alternating rounds.
+ *
  *  5. POST /v1/authorize (one check) vs GET /healthz on the same server: the
  *     throughput ratio at the shared concurrency, and p99 latency one request at a
  *     time (the client runs in this process, on the same two cores). Target p99 ≤ 5 ms.
@@ -41,6 +44,7 @@ import { parseMasterKey } from "../server/auth/masterKey.js";
 import { loadActiveSigningKey, mintAccessToken } from "../server/auth/signingKeys.js";
 import { readConfig } from "../server/config.js";
 import { makeLogger } from "../server/logger.js";
+import { measureAuditInserts, measureAuditQuery, prepareAuditTables } from "./audit.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const QUERIES_PER_ROUND = Number(process.env.BENCH_QUERIES ?? 1000);
@@ -141,6 +145,7 @@ async function main() {
         using (tenant_id = (select authhub.current_tenant_id()));
       grant usage on schema bench_rbac to authhub_user;
       grant select on bench_rbac.users to authhub_user;`);
+    await prepareAuditTables(owner);
     await owner.query("analyze");
 
     const identityOf = (t: { tenantId: string; adminId: string }): Identity => ({ userId: t.adminId, tenantId: t.tenantId, level: "TENANT_ADMIN" });
@@ -271,8 +276,36 @@ async function main() {
       [viaHealth, healthLatency],
       [viaAuthorize, authorizeLatency],
     ]);
+    // A GraphQL mutation end to end, with the organizations table's audit triggers on and off (issue 4).
+    let orgN = 0;
+    const createOrg = () =>
+      fetch(`${base}/graphql`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query: `mutation { createOrganization(input: { organization: { slug: "b${process.pid}-${orgN++}", name: "Bench" } }) { organization { rowId } } }` }),
+      }).then(async (r) => {
+        const body = (await r.json()) as { errors?: unknown };
+        if (body.errors) throw new Error(`unexpected mutation answer ${JSON.stringify(body)}`);
+      });
+    const auditTriggers = (on: boolean) =>
+      owner.query(
+        ["insert", "update", "delete", "truncate"].map((op) => `alter table authhub.organizations ${on ? "enable always" : "disable"} trigger _900_audit_${op};`).join(" "),
+      );
+    const mutationAudited = emptySample();
+    const mutationPlain = emptySample();
+    await timeConcurrent(50, 1, createOrg, emptySample());
+    for (let round = 0; round < ROUNDS; round++) {
+      await auditTriggers(false);
+      await timeConcurrent(HTTP_PER_ROUND / 2, 1, createOrg, mutationPlain);
+      await auditTriggers(true);
+      await timeConcurrent(HTTP_PER_ROUND / 2, 1, createOrg, mutationAudited);
+    }
     await new Promise((r) => server.close(r));
     await app.release();
+
+    process.stderr.write("audit: inserts, then a log of 1M events…\n");
+    const inserts = await measureAuditInserts(owner, small.tenantId, ROUNDS, timeInterleaved, emptySample);
+    const auditQuery = await measureAuditQuery(owner, auth, settingsSmall, small.tenantId, large.tenantId, timeInterleaved, emptySample);
 
     const rows = [
       {
@@ -311,6 +344,34 @@ async function main() {
         detail:
           `throughput at concurrency ${HTTP_CONCURRENCY}: authorize ${throughput(authorizeSample).toFixed(0)}/s (p99 ${pct(authorizeSample.ms, 99).toFixed(2)} ms), healthz ${throughput(healthSample).toFixed(0)}/s; ` +
           `latency one at a time: authorize p50 ${pct(authorizeLatency.ms, 50).toFixed(2)} ms p99 ${pct(authorizeLatency.ms, 99).toFixed(2)} ms, healthz p50 ${pct(healthLatency.ms, 50).toFixed(2)} ms p99 ${pct(healthLatency.ms, 99).toFixed(2)} ms`,
+      },
+      {
+        benchmark: "Audit: single-row insert, audited ÷ unaudited (throughput)",
+        ratio: throughput(inserts.single.audited) / throughput(inserts.single.plain),
+        target: "≥ 0.6",
+        pass: throughput(inserts.single.audited) / throughput(inserts.single.plain) >= 0.6,
+        detail: `audited ${throughput(inserts.single.audited).toFixed(0)}/s; unaudited ${throughput(inserts.single.plain).toFixed(0)}/s`,
+      },
+      {
+        benchmark: "Audit: 100-row insert, audited ÷ unaudited (throughput)",
+        ratio: throughput(inserts.batch.audited) / throughput(inserts.batch.plain),
+        target: "≥ 0.35",
+        pass: throughput(inserts.batch.audited) / throughput(inserts.batch.plain) >= 0.35,
+        detail: `audited ${throughput(inserts.batch.audited).toFixed(0)}/s; unaudited ${throughput(inserts.batch.plain).toFixed(0)}/s (statements of 100 rows)`,
+      },
+      {
+        benchmark: "Audit: GraphQL createOrganization, audited ÷ unaudited (throughput)",
+        ratio: throughput(mutationAudited) / throughput(mutationPlain),
+        target: "≥ 0.85",
+        pass: throughput(mutationAudited) / throughput(mutationPlain) >= 0.85,
+        detail: `audited ${throughput(mutationAudited).toFixed(0)}/s p50 ${pct(mutationAudited.ms, 50).toFixed(2)} ms; unaudited ${throughput(mutationPlain).toFixed(0)}/s p50 ${pct(mutationPlain.ms, 50).toFixed(2)} ms`,
+      },
+      {
+        benchmark: "Audit: last 50 events of a tenant, p50 at ~1M ÷ at ~10k events",
+        ratio: pct(auditQuery.large.ms, 50) / pct(auditQuery.small.ms, 50),
+        target: "report; flat",
+        pass: pct(auditQuery.large.ms, 50) / pct(auditQuery.small.ms, 50) <= 1.5,
+        detail: `p50 ${pct(auditQuery.small.ms, 50).toFixed(3)} ms at ~10k events; ${pct(auditQuery.large.ms, 50).toFixed(3)} ms at ${auditQuery.total} events`,
       },
     ];
     console.log("\nAuthHub benchmarks\n");
