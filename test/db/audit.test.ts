@@ -145,3 +145,34 @@ describe("who reads the log", () => {
     expect(new Set(all.map((r) => r.tenant_id))).toEqual(new Set([f.a.id, f.b.id]));
   });
 });
+
+test("registered secret columns never reach old or new", async () => {
+  await db.owner.query("insert into authhub_private.audit_secret_columns (table_name, column_name) values ('users', 'external_id')");
+  try {
+    await db.owner.query("update authhub.users set external_id = 'idp|secret-value' where id = $1", [f.a.users.outsider]);
+    const { rows } = await db.owner.query<{ old: Record<string, unknown>; new: Record<string, unknown>; changed_columns: string[] }>(
+      "select old, new, changed_columns from authhub.audit_events where table_name = 'users' and row_key ->> 'id' = $1 and operation = 'UPDATE' order by id desc limit 1",
+      [f.a.users.outsider],
+    );
+    expect(rows[0]!.old).not.toHaveProperty("external_id");
+    expect(rows[0]!.new).not.toHaveProperty("external_id");
+    expect(JSON.stringify(rows[0])).not.toContain("secret-value");
+  } finally {
+    await db.owner.query("delete from authhub_private.audit_secret_columns");
+  }
+});
+
+test("a worker job's changes name the job as the actor", async () => {
+  const { inJobTransaction } = await import("../../worker/jobTransaction.js");
+  const client = await db.owner.connect();
+  try {
+    const helpers = { withPgClient: (fn: (c: typeof client) => Promise<unknown>) => fn(client) } as unknown as Parameters<typeof inJobTransaction>[0];
+    const seen = await inJobTransaction(helpers, "identity__sync", async (c) => {
+      const { rows } = await c.query("select current_user as role, current_setting('authhub.actor', true) as actor");
+      return rows[0];
+    });
+    expect(seen).toEqual({ role: "authhub_worker", actor: "system:identity__sync" });
+  } finally {
+    client.release();
+  }
+});
