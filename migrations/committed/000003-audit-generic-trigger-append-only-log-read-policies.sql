@@ -1,5 +1,5 @@
 --! Previous: sha1:1734bb0ab39e20b406605283a144f7f4f87e2dc0
---! Hash: sha1:e4b36394aefbc16ee06c16517b8c16d565b99158
+--! Hash: sha1:80c5c071467461d0a5904a6079eb24c9649b2cdb
 --! Message: audit: generic trigger, append-only log, read policies
 
 --! split: 200-audit.sql
@@ -94,18 +94,22 @@ $$;
 -- The generic audit trigger, statement-level with transition tables so a
 -- 100-row statement writes its 100 events in one insert. Arguments, fixed when
 -- the table is enrolled (authhub_private.audit_table): the tenant column, the
--- organization column ('' when none), then the primary-key columns.
+-- organization column ('' when none), the secret columns (comma-separated,
+-- from audit_secret_columns: re-enrol a table after registering a secret),
+-- then the primary-key columns. Everything per statement is a setting read or
+-- an argument: no lookups.
 -- A row's key as {column: value}, for keys of up to four columns (every
 -- audited table's is). Cheaper than aggregating per row in the trigger.
+-- No SET clause, so the planner inlines it into the trigger's insert (it calls
+-- only pg_catalog functions and is not a definer).
 create function authhub_private.audit_row_key(r jsonb, k text[]) returns jsonb
   language sql immutable parallel safe
-  set search_path = pg_catalog, pg_temp
 as $$
-  select case cardinality(k)
-    when 1 then jsonb_build_object(k[1], r -> k[1])
-    when 2 then jsonb_build_object(k[1], r -> k[1], k[2], r -> k[2])
-    when 3 then jsonb_build_object(k[1], r -> k[1], k[2], r -> k[2], k[3], r -> k[3])
-    when 4 then jsonb_build_object(k[1], r -> k[1], k[2], r -> k[2], k[3], r -> k[3], k[4], r -> k[4])
+  select case pg_catalog.cardinality(k)
+    when 1 then pg_catalog.jsonb_build_object(k[1], r -> k[1])
+    when 2 then pg_catalog.jsonb_build_object(k[1], r -> k[1], k[2], r -> k[2])
+    when 3 then pg_catalog.jsonb_build_object(k[1], r -> k[1], k[2], r -> k[2], k[3], r -> k[3])
+    when 4 then pg_catalog.jsonb_build_object(k[1], r -> k[1], k[2], r -> k[2], k[3], r -> k[3], k[4], r -> k[4])
   end
 $$;
 
@@ -116,9 +120,8 @@ as $$
 declare
   tenant_column text := tg_argv[0];
   organization_column text := nullif(tg_argv[1], '');
-  key_columns text[] := tg_argv[2:];
-  secrets text[] := coalesce(
-    (select array_agg(s.column_name) from authhub_private.audit_secret_columns s where s.table_name = tg_table_name), '{}');
+  secrets text[] := string_to_array(nullif(tg_argv[2], ''), ',');
+  key_columns text[] := tg_argv[3:];
   actor text := authhub_private.current_actor();
   actor_user uuid := nullif(pg_catalog.current_setting('jwt.claims.sub', true), '')::uuid;
   trace text := authhub.current_trace_id();
@@ -133,20 +136,20 @@ begin
     select (r ->> tenant_column)::uuid, tg_table_name, 'INSERT',
            authhub_private.audit_row_key(r, key_columns),
            (r ->> organization_column)::uuid,
-           r - secrets, actor, actor_user, trace
+           r - coalesce(secrets, '{}'), actor, actor_user, trace
     from (select to_jsonb(n) as r from new_rows n) x;
   elsif tg_op = 'DELETE' then
     insert into authhub.audit_events (tenant_id, table_name, operation, row_key, organization_id, old, actor, actor_user_id, trace_id)
     select (r ->> tenant_column)::uuid, tg_table_name, 'DELETE',
            authhub_private.audit_row_key(r, key_columns),
            (r ->> organization_column)::uuid,
-           r - secrets, actor, actor_user, trace
+           r - coalesce(secrets, '{}'), actor, actor_user, trace
     from (select to_jsonb(o) as r from old_rows o) x;
   else
     insert into authhub.audit_events (tenant_id, table_name, operation, row_key, organization_id, old, new, changed_columns, actor, actor_user_id, trace_id)
     select (n.r ->> tenant_column)::uuid, tg_table_name, 'UPDATE', n.k,
            (n.r ->> organization_column)::uuid,
-           o.r - secrets, n.r - secrets,
+           o.r - coalesce(secrets, '{}'), n.r - coalesce(secrets, '{}'),
            array(select c from jsonb_object_keys(n.r) c where n.r -> c is distinct from o.r -> c order by c),
            actor, actor_user, trace
     from (select r, authhub_private.audit_row_key(r, key_columns) as k from (select to_jsonb(x) as r from new_rows x) y) n
@@ -158,6 +161,7 @@ end;
 $$;
 
 -- Columns that never reach the audit log (secrets, hashes): removed from old/new.
+-- Read when a table is enrolled (authhub_private.audit_table): register first.
 create table authhub_private.audit_secret_columns (
   table_name  text not null,
   column_name text not null,
@@ -200,7 +204,10 @@ begin
   if cardinality(keys) > 4 then
     raise exception '% has a primary key of more than four columns; extend authhub_private.audit_row_key', target;
   end if;
-  args := format('%L, %L', tenant_column, coalesce(organization_column, ''))
+  args := format('%L, %L, %L', tenant_column, coalesce(organization_column, ''),
+                 coalesce((select string_agg(s.column_name, ',' order by s.column_name)
+                           from authhub_private.audit_secret_columns s
+                           where s.table_name = (select c.relname from pg_class c where c.oid = target)), ''))
        || (select string_agg(format(', %L', k), '') from unnest(keys) k);
   foreach name in array array['_900_audit_insert', '_900_audit_update', '_900_audit_delete', '_900_audit_truncate'] loop
     execute format('drop trigger if exists %I on %s', name, target);

@@ -148,6 +148,8 @@ describe("who reads the log", () => {
 
 test("registered secret columns never reach old or new", async () => {
   await db.owner.query("insert into authhub_private.audit_secret_columns (table_name, column_name) values ('users', 'external_id')");
+  // Secrets are fixed when a table is enrolled: re-enrol after registering one.
+  await db.owner.query("select authhub_private.audit_table('authhub.users', 'tenant_id', null)");
   try {
     await db.owner.query("update authhub.users set external_id = 'idp|secret-value' where id = $1", [f.a.users.outsider]);
     const { rows } = await db.owner.query<{ old: Record<string, unknown>; new: Record<string, unknown>; changed_columns: string[] }>(
@@ -159,6 +161,7 @@ test("registered secret columns never reach old or new", async () => {
     expect(JSON.stringify(rows[0])).not.toContain("secret-value");
   } finally {
     await db.owner.query("delete from authhub_private.audit_secret_columns");
+    await db.owner.query("select authhub_private.audit_table('authhub.users', 'tenant_id', null)");
   }
 });
 
