@@ -81,7 +81,7 @@ const CHECKS: Record<string, FieldProblem> = {
   permission_key_format: { field: "permission", message: "must be <resource>:<action> in lowercase" },
   roles_level_allowed: { field: "level", message: "must be ORG_ADMIN or TENANT_ADMIN" },
   roles_description_length: { field: "description", message: "must be at most 1000 characters" },
-  tenants_audit_retention_days_range: { field: "auditRetentionDays", message: "must be between 1 and 3650 days" },
+  tenants_audit_retention_days_range: { field: "auditRetentionDays", message: "must be between 30 and 3650 days" },
 };
 
 /** Unique keys → the field a duplicate was found in. */

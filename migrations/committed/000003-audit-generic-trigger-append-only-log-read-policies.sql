@@ -1,5 +1,5 @@
 --! Previous: sha1:1734bb0ab39e20b406605283a144f7f4f87e2dc0
---! Hash: sha1:80c5c071467461d0a5904a6079eb24c9649b2cdb
+--! Hash: sha1:3b76a9f3f4d95c3ea3162d4e20a0f87d77a63d66
 --! Message: audit: generic trigger, append-only log, read policies
 
 --! split: 200-audit.sql
@@ -12,11 +12,29 @@
 
 create type authhub.audit_operation as enum ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE');
 
--- Per-tenant retention of audit events, part of the tenant's configuration.
+-- Per-tenant retention of audit events, part of the tenant's configuration. At
+-- least 30 days, and set only by a tenant admin (not by tenant:config alone):
+-- shortening it erases history, so it needs the authority that reads it.
 alter table authhub.tenants add column audit_retention_days integer not null default 365
-  constraint tenants_audit_retention_days_range check (audit_retention_days between 1 and 3650);
-comment on column authhub.tenants.audit_retention_days is 'How long audit events are kept (days, 1-3650; default 365).';
-grant update (audit_retention_days) on authhub.tenants to authhub_user;
+  constraint tenants_audit_retention_days_range check (audit_retention_days between 30 and 3650);
+comment on column authhub.tenants.audit_retention_days is 'How long audit events are kept (days, 30-3650; default 365). Tenant admins only.';
+grant update (audit_retention_days) on authhub.tenants to authhub_tenant_admin;
+
+create function authhub_private.audit_retention_unchanged(id uuid, audit_retention_days integer) returns boolean
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select exists (select 1 from authhub.tenants t
+                 where t.id = audit_retention_unchanged.id and t.id = authhub.current_tenant_id()
+                   and t.audit_retention_days = audit_retention_unchanged.audit_retention_days)
+$$;
+grant execute on function authhub_private.audit_retention_unchanged(uuid, integer) to authhub_user;
+create policy update_retention_guard on authhub.tenants as restrictive for update to authhub_user
+  using (true)
+  with check (
+    (select authhub_private.is_tenant_admin())
+    or authhub_private.audit_retention_unchanged(id, audit_retention_days)
+  );
 
 create table authhub.audit_events (
   tenant_id       uuid not null,
@@ -330,14 +348,13 @@ create trigger _100_append_only_truncate before truncate on authhub_private.audi
 alter table authhub_private.audit_seals enable always trigger _100_append_only;
 alter table authhub_private.audit_seals enable always trigger _100_append_only_truncate;
 
--- One event's canonical text (jsonb prints its keys in a fixed order).
+-- One event's canonical text: the whole row as jsonb (every column by name,
+-- nulls explicit, keys in a fixed order), so no value can move between fields.
 create function authhub_private.audit_event_digest(e authhub.audit_events) returns text
   language sql immutable
   set search_path = pg_catalog, pg_temp
 as $$
-  select encode(sha256(convert_to(concat_ws('|',
-    e.tenant_id, e.id, extract(epoch from e.occurred_at), e.table_name, e.operation, e.row_key,
-    e.organization_id, e.old, e.new, e.changed_columns, e.actor, e.actor_user_id, e.trace_id, e.transaction_id), 'UTF8')), 'hex')
+  select encode(sha256(convert_to(to_jsonb(e)::text, 'UTF8')), 'hex')
 $$;
 
 -- The hash of a seal: sha256 over the previous hash and the events' digests in id order.
@@ -405,6 +422,8 @@ declare
   s record;
   h record;
   expected_previous text;
+  expected_from bigint;
+  expected_seq bigint;
   current_tenant uuid;
   retention integer;
 begin
@@ -416,13 +435,20 @@ begin
     if current_tenant is distinct from s.tenant_id then
       current_tenant := s.tenant_id;
       expected_previous := null;
+      expected_from := null;
+      expected_seq := null;
       select t.audit_retention_days into retention from authhub.tenants t where t.id = s.tenant_id;
     end if;
     tenant_id := s.tenant_id;
     seq := s.seq;
-    if s.previous_hash is distinct from expected_previous then
+    if s.previous_hash is distinct from expected_previous
+       or s.from_transaction <> coalesce(expected_from, 0)
+       or s.seq <> coalesce(expected_seq, 0) + 1 then
       ok := false;
       problem := 'the chain is broken: this seal does not follow the previous one';
+    elsif s.to_transaction > txid_current() then
+      ok := false;
+      problem := 'the seal covers transactions that have not happened yet';
     else
       select * into h from authhub_private.audit_range_hash(s.tenant_id, s.from_transaction, s.to_transaction, s.previous_hash);
       if h.hash = s.hash and h.event_count = s.event_count then
@@ -437,6 +463,8 @@ begin
       end if;
     end if;
     expected_previous := s.hash;
+    expected_from := s.to_transaction;
+    expected_seq := s.seq;
     return next;
   end loop;
 end;

@@ -10,7 +10,7 @@ import pg from "pg";
 import { Logger, runOnce } from "graphile-worker";
 import { runCli } from "../../server/cli.js";
 import { tasks } from "../../worker/tasks/index.js";
-import type { TestDatabase } from "../helpers/db.js";
+import { attemptAs, type TestDatabase } from "../helpers/db.js";
 import { useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
 
 let db: TestDatabase;
@@ -89,8 +89,19 @@ describe("retention", () => {
     await expect(db.owner.query("delete from authhub.audit_events where tenant_id = $1", [f.a.id])).rejects.toMatchObject({ code: "AH403" });
   });
 
-  test("retention is validated tenant configuration", async () => {
-    await expect(db.owner.query("update authhub.tenants set audit_retention_days = 0 where id = $1", [f.a.id])).rejects.toMatchObject({ code: "23514" });
+  test("retention is validated tenant configuration that only a tenant admin changes", async () => {
+    await expect(db.owner.query("update authhub.tenants set audit_retention_days = 7 where id = $1", [f.a.id])).rejects.toMatchObject({ code: "23514" });
+    // tenant:config alone (name, branding) does not reach retention: shortening it erases history.
+    const { rows } = await db.owner.query<{ id: string }>("insert into authhub.roles (tenant_id, key, name, level) values ($1, 'brand', 'Brand', 'TENANT_ADMIN') returning id", [f.a.id]);
+    await db.owner.query("insert into authhub.role_permissions (tenant_id, role_id, permission_key) values ($1, $2, 'tenant:config')", [f.a.id, rows[0]!.id]);
+    await db.owner.query("insert into authhub.role_assignments (tenant_id, user_id, role_id) values ($1, $2, $3)", [f.a.id, f.a.users.member, rows[0]!.id]);
+    const branding = { userId: f.a.users.member, tenantId: f.a.id, level: "USER" as const };
+    const forged = { ...branding, level: "TENANT_ADMIN" as const };
+    expect(await attemptAs(db, branding, "update authhub.tenants set primary_color = '#010203' where id = $1", [f.a.id])).toBe(1);
+    expect(await attemptAs(db, branding, "update authhub.tenants set audit_retention_days = 30 where id = $1", [f.a.id])).toBe("42501");
+    expect(await attemptAs(db, forged, "update authhub.tenants set audit_retention_days = 30 where id = $1", [f.a.id])).toBe("42501");
+    expect(await attemptAs(db, { userId: f.a.users.tenantAdmin, tenantId: f.a.id, level: "TENANT_ADMIN" }, "update authhub.tenants set audit_retention_days = 90 where id = $1", [f.a.id])).toBe(1);
+    await db.owner.query("delete from authhub.roles where id = $1", [rows[0]!.id]);
   });
 });
 
@@ -155,6 +166,26 @@ describe("tamper evidence", () => {
     await superuser.query("truncate saved_events");
     expect(result.code).toBe(1);
     expect(result.body.first_broken).toMatchObject({ tenant_id: f.b.id, seal: 1 });
+    expect((await verify()).code).toBe(0);
+  });
+
+  test("verify catches a seal that does not continue the chain", async () => {
+    const { rows } = await db.owner.query<{ seq: string; to_transaction: string; hash: string }>(
+      "select seq, to_transaction, hash from authhub_private.audit_seals where tenant_id = $1 order by seq desc limit 1",
+      [f.b.id],
+    );
+    const last = rows[0]!;
+    // A seal far in the future would stop sealing for the tenant: refused by verify.
+    await superuser.query(
+      "insert into authhub_private.audit_seals (tenant_id, seq, from_transaction, to_transaction, event_count, previous_hash, hash) values ($1, $2, $3, $4, 0, $5, 'x')",
+      [f.b.id, Number(last.seq) + 1, "9223372036854775000", "9223372036854775806", last.hash],
+    );
+    const result = await verify();
+    await superuser.query("alter table authhub_private.audit_seals disable trigger _100_append_only");
+    await superuser.query("delete from authhub_private.audit_seals where tenant_id = $1 and seq = $2", [f.b.id, Number(last.seq) + 1]);
+    await superuser.query("alter table authhub_private.audit_seals enable always trigger _100_append_only");
+    expect(result.code).toBe(1);
+    expect(result.body.first_broken).toMatchObject({ tenant_id: f.b.id, seal: Number(last.seq) + 1 });
     expect((await verify()).code).toBe(0);
   });
 
