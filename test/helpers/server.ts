@@ -11,6 +11,7 @@ import { loadActiveSigningKey, mintAccessToken, type SigningKey } from "../../se
 import { readConfig, type Config } from "../../server/config.js";
 import { makeLogger } from "../../server/logger.js";
 import type { TestDatabase } from "./db.js";
+import { useFixtureDatabase, type Fixtures } from "./fixtures.js";
 
 export const TEST_ISSUER = "http://authhub.test";
 
@@ -41,4 +42,19 @@ export async function startTestServer(db: TestDatabase, env: Record<string, stri
       (await mintAccessToken(key, identity, { issuer: TEST_ISSUER, ttlSeconds: options?.ttlSeconds ?? 300 })).token,
     close: () => app.release(),
   };
+}
+
+/**
+ * For a test file: a fresh database with the fixtures, and the app on it,
+ * released after the file's tests. `ready` receives all three.
+ */
+export function useFixtureServer(ready: (db: TestDatabase, f: Fixtures, srv: TestServer) => void): void {
+  let srv: TestServer | undefined;
+  useFixtureDatabase(async (db, f) => {
+    srv = await startTestServer(db);
+    ready(db, f, srv);
+  });
+  afterAll(async () => {
+    await srv?.close();
+  });
 }

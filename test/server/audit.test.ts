@@ -8,20 +8,17 @@ import { randomBytes } from "node:crypto";
 import request from "supertest";
 import { runCli } from "../../server/cli.js";
 import type { TestDatabase } from "../helpers/db.js";
-import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
-import { startTestServer, TEST_ISSUER, type TestServer } from "../helpers/server.js";
+import { cast, type Fixtures } from "../helpers/fixtures.js";
+import { TEST_ISSUER, useFixtureServer, type TestServer } from "../helpers/server.js";
 
 let db: TestDatabase;
 let f: Fixtures;
 let srv: TestServer;
 
-useFixtureDatabase(async (database, fixtures) => {
+useFixtureServer((database, fixtures, server) => {
   db = database;
   f = fixtures;
-  srv = await startTestServer(db);
-});
-afterAll(async () => {
-  await srv.close();
+  srv = server;
 });
 
 test("a GraphQL mutation is recorded with its user and the request's trace id", async () => {

@@ -5,20 +5,17 @@ import request from "supertest";
 import type { Identity } from "../../db/claims.js";
 import { MAX_CHECKS } from "../../server/authorize.js";
 import type { TestDatabase } from "../helpers/db.js";
-import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
-import { startTestServer, type TestServer } from "../helpers/server.js";
+import { cast, type Fixtures } from "../helpers/fixtures.js";
+import { useFixtureServer, type TestServer } from "../helpers/server.js";
 
 let db: TestDatabase;
 let f: Fixtures;
 let srv: TestServer;
 
-useFixtureDatabase(async (database, fixtures) => {
+useFixtureServer((database, fixtures, server) => {
   db = database;
   f = fixtures;
-  srv = await startTestServer(db);
-});
-afterAll(async () => {
-  await srv.close();
+  srv = server;
 });
 
 async function ask(who: Identity | null, body: unknown) {
