@@ -1,5 +1,5 @@
 --! Previous: sha1:1734bb0ab39e20b406605283a144f7f4f87e2dc0
---! Hash: sha1:3b76a9f3f4d95c3ea3162d4e20a0f87d77a63d66
+--! Hash: sha1:3ca01ffea019d6cbba950ca139290e3cb71c5cc7
 --! Message: audit: generic trigger, append-only log, read policies
 
 --! split: 200-audit.sql
@@ -282,33 +282,6 @@ grant select on authhub.audit_events to authhub_user;
 
 
 -------------------------------------------------------------------------------
--- Retention: the worker's audit_events__purge job deletes expired events in
--- bounded batches. Definer: it runs as the worker role, which has no rights on
--- the log itself; the append-only trigger still refuses anything unexpired.
-create function authhub_private.purge_expired_audit_events(batch_size integer) returns integer
-  language plpgsql volatile security definer
-  set search_path = pg_catalog, pg_temp
-as $$
-declare
-  purged integer;
-begin
-  with expired as (
-    select e.tenant_id, e.id
-    from authhub.audit_events e
-    join authhub.tenants t on t.id = e.tenant_id
-    where e.occurred_at < now() - make_interval(days => t.audit_retention_days)
-    order by e.occurred_at
-    limit greatest(1, least(batch_size, 10000))
-  )
-  delete from authhub.audit_events e using expired x
-  where e.tenant_id = x.tenant_id and e.id = x.id;
-  get diagnostics purged = row_count;
-  return purged;
-end;
-$$;
-grant execute on function authhub_private.purge_expired_audit_events(integer) to authhub_worker;
-
--------------------------------------------------------------------------------
 -- Tamper evidence: the worker's audit_events__seal job seals each tenant's new
 -- events into a hash chain. A seal covers the events of every transaction that
 -- finished before it (transaction ids below the snapshot's xmin: that set can no
@@ -321,6 +294,8 @@ create table authhub_private.audit_seals (
   from_transaction bigint not null,
   to_transaction   bigint not null,
   event_count    integer not null,
+  -- The newest covered event: the whole seal expires (and may be purged) after it.
+  last_occurred_at timestamptz not null,
   previous_hash  text,
   hash           text not null,
   sealed_at      timestamptz not null default now(),
@@ -359,11 +334,12 @@ $$;
 
 -- The hash of a seal: sha256 over the previous hash and the events' digests in id order.
 create function authhub_private.audit_range_hash(tenant_id uuid, from_transaction bigint, to_transaction bigint, previous_hash text)
-  returns table (event_count integer, hash text)
+  returns table (event_count integer, last_occurred_at timestamptz, hash text)
   language sql stable security definer
   set search_path = pg_catalog, pg_temp
 as $$
   select count(*)::integer,
+         max(e.occurred_at),
          encode(sha256(convert_to(coalesce(audit_range_hash.previous_hash, '') || ':' ||
            coalesce(string_agg(authhub_private.audit_event_digest(e), ',' order by e.id), ''), 'UTF8')), 'hex')
   from authhub.audit_events e
@@ -401,8 +377,8 @@ begin
     if h.event_count = 0 then
       continue;
     end if;
-    insert into authhub_private.audit_seals (tenant_id, seq, from_transaction, to_transaction, event_count, previous_hash, hash)
-    values (t.tenant_id, t.last_seq + 1, t.from_tx, horizon, h.event_count, t.previous_hash, h.hash);
+    insert into authhub_private.audit_seals (tenant_id, seq, from_transaction, to_transaction, event_count, last_occurred_at, previous_hash, hash)
+    values (t.tenant_id, t.last_seq + 1, t.from_tx, horizon, h.event_count, h.last_occurred_at, t.previous_hash, h.hash);
     sealed := sealed + 1;
   end loop;
   return sealed;
@@ -410,9 +386,62 @@ end;
 $$;
 grant execute on function authhub_private.seal_audit_events() to authhub_worker;
 
+-------------------------------------------------------------------------------
+-- Retention: the worker's audit_events__purge job deletes expired events, a
+-- whole seal at a time (a seal expires with its newest event), and records each
+-- purge, so that verify knows which ranges were emptied on purpose and checks
+-- every other one fully. Events not yet sealed are never purged. Definer: it
+-- runs as the worker role, which has no rights on the log itself; the
+-- append-only trigger still refuses anything unexpired.
+create table authhub_private.audit_seal_purges (
+  tenant_id  uuid not null,
+  seq        bigint not null,
+  events     integer not null,
+  purged_at  timestamptz not null default now(),
+  primary key (tenant_id, seq),
+  constraint audit_seal_purges_seal_fkey foreign key (tenant_id, seq) references authhub_private.audit_seals (tenant_id, seq)
+);
+alter table authhub_private.audit_seal_purges enable row level security;
+alter table authhub_private.audit_seal_purges force row level security;
+create policy select_owner on authhub_private.audit_seal_purges for select to authhub_owner using (true);
+create policy insert_owner on authhub_private.audit_seal_purges for insert to authhub_owner with check (true);
+create trigger _100_append_only before update or delete on authhub_private.audit_seal_purges
+  for each row execute function authhub_private.tg_audit_seals__append_only();
+alter table authhub_private.audit_seal_purges enable always trigger _100_append_only;
+
+-- Purges up to `max_seals` expired seals' events; returns the events deleted.
+create function authhub_private.purge_expired_audit_events(max_seals integer) returns integer
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  s record;
+  deleted integer;
+  total integer := 0;
+begin
+  for s in
+    select a.tenant_id, a.seq, a.from_transaction, a.to_transaction
+    from authhub_private.audit_seals a
+    join authhub.tenants t on t.id = a.tenant_id
+    where a.last_occurred_at < now() - make_interval(days => t.audit_retention_days)
+      and not exists (select 1 from authhub_private.audit_seal_purges p where p.tenant_id = a.tenant_id and p.seq = a.seq)
+    order by a.tenant_id, a.seq
+    limit greatest(1, least(max_seals, 100))
+  loop
+    delete from authhub.audit_events e
+    where e.tenant_id = s.tenant_id and e.transaction_id >= s.from_transaction and e.transaction_id < s.to_transaction;
+    get diagnostics deleted = row_count;
+    insert into authhub_private.audit_seal_purges (tenant_id, seq, events) values (s.tenant_id, s.seq, deleted);
+    total := total + deleted;
+  end loop;
+  return total;
+end;
+$$;
+grant execute on function authhub_private.purge_expired_audit_events(integer) to authhub_worker;
+
 -- Recomputes a tenant's chain (all tenants when null): one row per seal, with
--- what is wrong with it. Seals whose events are all past retention are checked
--- for linkage only (their events may have been purged).
+-- what is wrong with it. A purged seal's range must be empty; every other seal's
+-- events must hash to it.
 create function authhub_private.verify_audit_chain(only_tenant uuid)
   returns table (tenant_id uuid, seq bigint, ok boolean, problem text)
   language plpgsql stable security definer
@@ -425,10 +454,10 @@ declare
   expected_from bigint;
   expected_seq bigint;
   current_tenant uuid;
-  retention integer;
 begin
   for s in
-    select a.* from authhub_private.audit_seals a
+    select a.*, exists (select 1 from authhub_private.audit_seal_purges p where p.tenant_id = a.tenant_id and p.seq = a.seq) as purged
+    from authhub_private.audit_seals a
     where only_tenant is null or a.tenant_id = only_tenant
     order by a.tenant_id, a.seq
   loop
@@ -437,10 +466,10 @@ begin
       expected_previous := null;
       expected_from := null;
       expected_seq := null;
-      select t.audit_retention_days into retention from authhub.tenants t where t.id = s.tenant_id;
     end if;
     tenant_id := s.tenant_id;
     seq := s.seq;
+    select * into h from authhub_private.audit_range_hash(s.tenant_id, s.from_transaction, s.to_transaction, s.previous_hash);
     if s.previous_hash is distinct from expected_previous
        or s.from_transaction <> coalesce(expected_from, 0)
        or s.seq <> coalesce(expected_seq, 0) + 1 then
@@ -449,18 +478,15 @@ begin
     elsif s.to_transaction > txid_current() then
       ok := false;
       problem := 'the seal covers transactions that have not happened yet';
+    elsif s.purged then
+      ok := h.event_count = 0;
+      problem := case when ok then 'purged by retention' else format('%s event(s) appeared in a purged range', h.event_count) end;
+    elsif h.hash = s.hash and h.event_count = s.event_count then
+      ok := true;
+      problem := null;
     else
-      select * into h from authhub_private.audit_range_hash(s.tenant_id, s.from_transaction, s.to_transaction, s.previous_hash);
-      if h.hash = s.hash and h.event_count = s.event_count then
-        ok := true;
-        problem := null;
-      elsif s.sealed_at < now() - make_interval(days => coalesce(retention, 365)) then
-        ok := true;
-        problem := 'past retention: events may have been purged';
-      else
-        ok := false;
-        problem := format('events were changed, removed or added (sealed %s, now %s)', s.event_count, h.event_count);
-      end if;
+      ok := false;
+      problem := format('events were changed, removed or added (sealed %s, now %s)', s.event_count, h.event_count);
     end if;
     expected_previous := s.hash;
     expected_from := s.to_transaction;
@@ -471,7 +497,8 @@ end;
 $$;
 
 insert into authhub_private.audit_exemptions (table_name, reason) values
-  ('authhub_private.audit_seals', 'The hash chain over the audit log (append-only).');
+  ('authhub_private.audit_seals', 'The hash chain over the audit log (append-only).'),
+  ('authhub_private.audit_seal_purges', 'The record of retention purges (append-only).');
 
 -- The query API's search: a time range and optional filters by table,
 -- operation, actor and row, newest first. Invoker: RLS decides what is
