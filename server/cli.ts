@@ -200,6 +200,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
       },
     });
     const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
+    // A connection closed under us (server restart, administrator) surfaces as a query error, not a crash.
+    owner.on("error", () => undefined);
     const ctx = { config, db, owner, values, out: { json, print: (human: string, machine: Record<string, unknown>) => write(json ? JSON.stringify(machine) : human) } };
     try {
       if (isAuditVerify) return await auditVerify(ctx);

@@ -54,6 +54,13 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       await Promise.all([owner.end(), auth.end()]);
       const r = new pg.Client({ connectionString: rootUrl });
       await r.connect();
+      // Let pools that close lazily (graphile-migrate keeps one briefly) go first:
+      // forcing them would surface as errors in whatever still holds them.
+      for (let i = 0; i < 40; i++) {
+        const { rows } = await r.query("select count(*)::int as n from pg_stat_activity where datname = $1", [name]);
+        if (rows[0].n === 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
       await r.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
       await r.end();
     },
