@@ -1,5 +1,5 @@
 --! Previous: sha1:239c7d5cb0d9301bd1e16bfbacec11392a7d6f2c
---! Hash: sha1:1734bb0ab39e20b406605283a144f7f4f87e2dc0
+--! Hash: sha1:b11f76b390210967b0b6c12c1f348ff583027909
 --! Message: rbac: permissions, custom roles and assignments
 
 --! split: 100-permissions.sql
@@ -551,6 +551,9 @@ drop policy insert_tenant_admin on authhub.users;
 drop policy update_tenant_admin on authhub.users;
 drop policy delete_tenant_admin on authhub.users;
 drop policy update_guard on authhub.users;
+-- Its only reader was the org-admin select policy above; user:read in a subtree
+-- is answered by users_in_organizations_with_permission now.
+drop function authhub_private.managed_user_ids();
 
 create policy select_permitted on authhub.users for select to authhub_user
   using (

@@ -1,5 +1,5 @@
---! Previous: sha1:1734bb0ab39e20b406605283a144f7f4f87e2dc0
---! Hash: sha1:271c4493d4b8d476bfad409aada6001f77698f9e
+--! Previous: sha1:b11f76b390210967b0b6c12c1f348ff583027909
+--! Hash: sha1:d3a89331ad88dc10cfe830831b708cc767663999
 --! Message: audit: generic trigger, append-only log, read policies
 
 --! split: 200-audit.sql
@@ -131,7 +131,7 @@ declare
   secrets text[] := string_to_array(nullif(tg_argv[2], ''), ',');
   key_columns text[] := tg_argv[3:];
   actor text := authhub_private.current_actor();
-  actor_user uuid := nullif(pg_catalog.current_setting('jwt.claims.sub', true), '')::uuid;
+  actor_user uuid := authhub.current_user_id();
   trace text := authhub.current_trace_id();
 begin
   if tg_op = 'TRUNCATE' then

@@ -53,6 +53,8 @@ test("another tenant's organization answers false, never an error that reveals i
     ],
   });
   expect(res.body).toEqual({ results: [{ allowed: false }, { allowed: false }] });
+  // Control: the organization exists, and its own tenant's admin is allowed.
+  expect((await ask(cast(f, f.b).tenantAdmin, { permission: "org:read", organizationId: f.b.orgs.root })).body).toEqual({ allowed: true });
 });
 
 test("authority is live: a removed membership answers false on the next call with the same token", async () => {
