@@ -179,3 +179,69 @@ test("a worker job's changes name the job as the actor", async () => {
     client.release();
   }
 });
+
+test("an update that changes a row's key still records both sides", async () => {
+  const org = (
+    await db.owner.query<{ id: string }>("insert into authhub.organizations (tenant_id, slug, name) values ($1, 'rekeyed', 'Rekeyed') returning id", [f.a.id])
+  ).rows[0]!.id;
+  const renamed = (await db.owner.query<{ id: string }>("update authhub.organizations set id = gen_random_uuid() where id = $1 returning id", [org])).rows[0]!.id;
+  const { rows } = await db.owner.query(
+    `select row_key ->> 'id' as key, old ->> 'id' as old_id, new ->> 'id' as new_id from authhub.audit_events
+     where table_name = 'organizations' and operation = 'UPDATE' and row_key ->> 'id' in ($1, $2) order by row_key ->> 'id' = $1 desc`,
+    [org, renamed],
+  );
+  expect(rows).toEqual([
+    { key: org, old_id: org, new_id: null },
+    { key: renamed, old_id: null, new_id: renamed },
+  ]);
+});
+
+test("org-scoped readers keep the history of organizations deleted from their subtree, and only theirs", async () => {
+  const org = async (slug: string, parent: string) =>
+    (
+      await db.owner.query<{ id: string }>("insert into authhub.organizations (tenant_id, slug, name, parent_id) values ($1, $2, $3, $4) returning id", [
+        f.a.id,
+        slug,
+        slug,
+        parent,
+      ])
+    ).rows[0]!.id;
+  // Two levels below the org admin's subtree, and one under the sibling tree.
+  const doomed = await org("doomed", f.a.orgs.grandchild);
+  const doomedChild = await org("doomed-child", doomed);
+  const elsewhere = await org("elsewhere", f.a.orgs.sibling);
+  for (const o of [doomedChild, elsewhere]) {
+    await db.owner.query("insert into authhub.memberships (tenant_id, organization_id, user_id, level) values ($1, $2, $3, 'USER')", [f.a.id, o, f.a.users.outsider]);
+  }
+  // Deleting an organization cascades to its memberships; children go first.
+  await db.owner.query("delete from authhub.organizations where id = any($1)", [[doomedChild, elsewhere]]);
+  await db.owner.query("delete from authhub.organizations where id = $1", [doomed]);
+
+  const history = (actor: Parameters<typeof attemptAs>[1]) =>
+    asActor(db, actor, async (c) =>
+      (
+        await c.query<{ organization_id: string; table_name: string; operation: string }>(
+          "select organization_id, table_name, operation from authhub.audit_events where organization_id = any($1) order by id",
+          [[doomed, doomedChild, elsewhere]],
+        )
+      ).rows,
+    );
+  const asOrgAdmin = await history(cast(f, f.a).orgAdmin);
+  const key = (e: { organization_id: string; table_name: string; operation: string }) => `${e.organization_id} ${e.table_name} ${e.operation}`;
+  expect(asOrgAdmin.map(key).sort()).toEqual(
+    [
+      `${doomed} organizations INSERT`,
+      `${doomed} organizations DELETE`,
+      `${doomedChild} organizations INSERT`,
+      `${doomedChild} organizations DELETE`,
+      `${doomedChild} memberships INSERT`,
+      `${doomedChild} memberships DELETE`,
+    ].sort(),
+  );
+  // The sibling tree's deleted organization stays out of the org admin's view, and
+  // tenant B's org admin (same shape, other tenant) sees none of it; a tenant admin sees all.
+  expect(await history(cast(f, f.b).orgAdmin)).toEqual([]);
+  const asTenantAdmin = await history(cast(f, f.a).tenantAdmin);
+  expect(asTenantAdmin.filter((e) => e.organization_id === elsewhere)).toHaveLength(4);
+  expect(asTenantAdmin).toHaveLength(10);
+});
