@@ -1,5 +1,5 @@
 --! Previous: sha1:d3a89331ad88dc10cfe830831b708cc767663999
---! Hash: sha1:258ad42f5177c7f1da5a30f25b7ec103b9513156
+--! Hash: sha1:4cec9d94f77f6cef9f9abc7532a21f6d3578aa10
 --! Message: audit: one jsonb per row, key changes kept, deleted organizations' history
 
 --! split: 400-audit-trigger.sql
@@ -11,6 +11,9 @@
 --  * Updates pair old and new rows by primary key with a FULL join: a statement
 --    that changes a key still records every row (as an UPDATE with the side it
 --    could not pair), where an inner join dropped it silently.
+--  * A table with no tenant column (enrolled with tenant column ''; the signing
+--    keys) records its events under the all-zero tenant, like TRUNCATE: global
+--    events, which super admins read.
 -- Same arguments as before (tenant column, organization column, secret columns,
 -- key columns), so enrolled tables keep their triggers.
 create or replace function authhub_private.tg__audit() returns trigger
@@ -18,7 +21,8 @@ create or replace function authhub_private.tg__audit() returns trigger
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  tenant_column text := tg_argv[0];
+  tenant_column text := nullif(tg_argv[0], '');
+  global_tenant constant uuid := '00000000-0000-0000-0000-000000000000';
   organization_column text := nullif(tg_argv[1], '');
   secrets text[] := coalesce(string_to_array(nullif(tg_argv[2], ''), ','), '{}');
   key_columns text[] := tg_argv[3:];
@@ -28,12 +32,12 @@ declare
 begin
   if tg_op = 'TRUNCATE' then
     insert into authhub.audit_events (tenant_id, table_name, operation, actor, actor_user_id, trace_id)
-    values ('00000000-0000-0000-0000-000000000000', tg_table_name, 'TRUNCATE', actor, actor_user, trace);
+    values (global_tenant, tg_table_name, 'TRUNCATE', actor, actor_user, trace);
     return null;
   end if;
   if tg_op = 'INSERT' then
     insert into authhub.audit_events (tenant_id, table_name, operation, row_key, organization_id, new, actor, actor_user_id, trace_id)
-    select (r ->> tenant_column)::uuid, tg_table_name, 'INSERT',
+    select coalesce((r ->> tenant_column)::uuid, global_tenant), tg_table_name, 'INSERT',
            case cardinality(key_columns)
              when 1 then jsonb_build_object(key_columns[1], r -> key_columns[1])
              when 2 then jsonb_build_object(key_columns[1], r -> key_columns[1], key_columns[2], r -> key_columns[2])
@@ -45,7 +49,7 @@ begin
     from (select to_jsonb(n) as r from new_rows n offset 0) x;
   elsif tg_op = 'DELETE' then
     insert into authhub.audit_events (tenant_id, table_name, operation, row_key, organization_id, old, actor, actor_user_id, trace_id)
-    select (r ->> tenant_column)::uuid, tg_table_name, 'DELETE',
+    select coalesce((r ->> tenant_column)::uuid, global_tenant), tg_table_name, 'DELETE',
            case cardinality(key_columns)
              when 1 then jsonb_build_object(key_columns[1], r -> key_columns[1])
              when 2 then jsonb_build_object(key_columns[1], r -> key_columns[1], key_columns[2], r -> key_columns[2])
@@ -57,7 +61,7 @@ begin
     from (select to_jsonb(o) as r from old_rows o offset 0) x;
   else
     insert into authhub.audit_events (tenant_id, table_name, operation, row_key, organization_id, old, new, changed_columns, actor, actor_user_id, trace_id)
-    select (coalesce(n.r, o.r) ->> tenant_column)::uuid, tg_table_name, 'UPDATE', coalesce(n.k, o.k),
+    select coalesce((coalesce(n.r, o.r) ->> tenant_column)::uuid, global_tenant), tg_table_name, 'UPDATE', coalesce(n.k, o.k),
            (coalesce(n.r, o.r) ->> organization_column)::uuid,
            o.r - secrets, n.r - secrets,
            array(select c from (select jsonb_object_keys(n.r) union select jsonb_object_keys(o.r)) keys (c)
