@@ -195,6 +195,7 @@ async function main() {
       config: readConfig({ NODE_ENV: "development", AUTHHUB_ISSUER: "http://bench.authhub", LOG_LEVEL: "silent" }),
       authPool: auth,
       logger: makeLogger("silent"),
+      masterKey,
     });
     const devServer = devApp.server.listen(0, "127.0.0.1");
     await new Promise((r) => devServer.once("listening", r));
@@ -211,7 +212,7 @@ async function main() {
     const generatedSql = explained.extensions.explain.operations.find((o) => o.type === "sql")!.query!;
 
     const config = readConfig({ NODE_ENV: "production", DATABASE_URL: ownerUrl, AUTHHUB_MASTER_KEY: randomBytes(32).toString("base64"), AUTHHUB_ISSUER: "http://bench.authhub", LOG_LEVEL: "silent" });
-    const app = await makeApp({ config, authPool: auth, logger: makeLogger("silent") });
+    const app = await makeApp({ config, authPool: auth, logger: makeLogger("silent"), masterKey });
     // The baseline route: same server, same pool, same settings and transaction, the generated SQL, JSON out.
     const raw = express.Router();
     raw.post("/bench/raw", async (_req, res) => {

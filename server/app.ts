@@ -9,7 +9,9 @@ import type pg from "pg";
 import { postgraphile } from "postgraphile";
 import { grafserv } from "postgraphile/grafserv/express/v4";
 import { latestCommittedHash } from "../db/migrate.js";
+import { authApiRouter, OAuthError } from "./auth/authApi.js";
 import { authenticate } from "./auth/authenticate.js";
+import type { MasterKey } from "./auth/masterKey.js";
 import { authorizeBodyParser, authorizeHandler } from "./authorize.js";
 import { TokenVerifier } from "./auth/verify.js";
 import type { Config } from "./config.js";
@@ -25,6 +27,8 @@ export interface AppDeps {
   /** Pool logged in as authhub_authenticator: the only connection request paths use. */
   authPool: pg.Pool;
   logger: Logger;
+  /** Opens the signing keys the Auth API signs with. */
+  masterKey: MasterKey;
 }
 
 export interface App {
@@ -126,6 +130,11 @@ function installErrors(app: express.Express, logger: Logger) {
         : bodyType === "entity.parse.failed"
           ? new AppError("invalid_input", "The request body is not valid JSON.")
           : toAppError(err);
+    if (err instanceof OAuthError) {
+      if (err.retryAfter !== undefined) res.setHeader("Retry-After", String(err.retryAfter));
+      res.status(err.status).json({ error: err.error, error_description: err.description });
+      return;
+    }
     if (error.code === "internal") {
       logger.error("unhandled error", { trace_id: requestState(req).traceId, err });
     }
@@ -135,6 +144,10 @@ function installErrors(app: express.Express, logger: Logger) {
     // GraphQL clients read `errors`; everyone else reads DESIGN.md §9's `error`.
     if (req.path.startsWith("/graphql")) {
       res.json({ errors: [{ message: error.message, extensions: { code: error.code } }] });
+    } else if (req.path.startsWith("/auth/")) {
+      // OAuth clients read RFC 6749's shape.
+      const oauth = error.code === "internal" ? "server_error" : error.code === "invalid_input" || error.code === "payload_too_large" ? "invalid_request" : error.code;
+      res.json({ error: oauth, error_description: error.message });
     } else {
       res.json(error.toJSON());
     }
@@ -146,7 +159,9 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   const server = http.createServer(app);
   installRequestContext(app, deps.logger);
   installHealth(app, deps.authPool);
-  const authenticateRequest = authenticate({ verifier: makeVerifier(deps), gatewaySecret: deps.config.gatewaySecret });
+  const verifier = makeVerifier(deps);
+  const authenticateRequest = authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret });
+  app.use(authApiRouter({ config: deps.config, authPool: deps.authPool, masterKey: deps.masterKey, verifier }));
   installAuthorize(app, deps, authenticateRequest);
   const releaseGraphQL = await installGraphQL(app, server, deps, authenticateRequest);
   installErrors(app, deps.logger);

@@ -10,7 +10,7 @@ import pg from "pg";
 import type { Identity, RoleLevel } from "../db/claims.js";
 import { prepareDatabase, type DatabaseHandle } from "../db/database.js";
 import { loadMasterKey } from "./auth/masterKey.js";
-import { loadActiveSigningKey, mintAccessToken } from "./auth/signingKeys.js";
+import { loadActiveSigningKey, mintAccessToken, newSigningKeyMaterial } from "./auth/signingKeys.js";
 import { readConfig, type Config } from "./config.js";
 import { toAppError } from "./errors.js";
 
@@ -23,6 +23,10 @@ Commands:
   token --tenant <slug> --email <email> [--org <slug>] [--ttl <seconds>]
                                             mint a short-lived access token for that user
   audit verify [--tenant <slug>]            recompute the audit hash chain; exit 1 on tampering
+  keys rotate [--retire-now]                make a new signing key; the old one stays published
+                                            until every token it signed has expired (--retire-now:
+                                            stop trusting it at once, for a compromised key)
+  keys rewrap                               re-encrypt stored secrets under the current master key
 
 Options:
   --json    print one JSON object on stdout
@@ -30,6 +34,9 @@ Options:
 `;
 
 class UsageError extends Error {}
+
+/** The longest-lived token the CLI mints (`token --ttl`). */
+const MAX_CLI_TOKEN_TTL = 86_400;
 
 interface Output {
   json: boolean;
@@ -101,41 +108,98 @@ const commands: Record<string, Command> = {
     const email = required(values, "email");
     const orgSlug = typeof values.org === "string" ? values.org : null;
     const ttl = values.ttl === undefined ? config.accessTokenTtlSeconds : Number(values.ttl);
-    if (!Number.isInteger(ttl) || ttl < 60 || ttl > 86_400) throw new UsageError("--ttl must be a whole number of seconds between 60 and 86400");
-    const { rows } = await owner.query<{
-      tenant_id: string;
-      user_id: string;
-      level: RoleLevel;
-      org_id: string | null;
-      org_level: RoleLevel | null;
-      any_org_admin: boolean;
-    }>(
-      `select u.tenant_id, u.id as user_id, u.level,
-              o.id as org_id, m.level as org_level,
-              exists (select 1 from authhub.memberships am
-                      where am.tenant_id = u.tenant_id and am.user_id = u.id and am.level = 'ORG_ADMIN') as any_org_admin
+    if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_CLI_TOKEN_TTL) throw new UsageError(`--ttl must be a whole number of seconds between 60 and ${MAX_CLI_TOKEN_TTL}`);
+    // The level a token carries is decided in SQL, as for token exchange and refresh.
+    const { rows } = await owner.query<{ tenant_id: string; user_id: string; org_id: string | null; level: RoleLevel | null }>(
+      `select u.tenant_id, u.id as user_id, o.id as org_id,
+              authhub_private.token_level(u.tenant_id, u.id, o.id) as level
        from authhub.tenants t
        join authhub.users u on u.tenant_id = t.id and u.email = lower($2)
        left join authhub.organizations o on o.tenant_id = t.id and o.slug = $3
-       left join authhub.memberships m on m.tenant_id = t.id and m.organization_id = o.id and m.user_id = u.id
-       where t.slug = $1 and t.status = 'active' and u.status = 'active'`,
+       where t.slug = $1`,
       [slug, email, orgSlug],
     );
     const row = rows[0];
-    if (!row) throw new UsageError(`No active user ${email} in an active tenant ${slug}.`);
-    if (orgSlug !== null && (row.org_id === null || row.org_level === null)) {
-      throw new UsageError(`${email} is not a member of organization ${orgSlug} in ${slug}.`);
+    const level = row?.level ?? null;
+    if (!row || level === null || (orgSlug !== null && row.org_id === null)) {
+      throw new UsageError(
+        orgSlug !== null
+          ? `${email} is not an active member of organization ${orgSlug} in an active tenant ${slug}.`
+          : `No active user ${email} in an active tenant ${slug}.`,
+      );
     }
-    // The token names the highest level the database grants; SQL re-checks it on every request.
-    const orgAdmin = orgSlug !== null ? row.org_level === "ORG_ADMIN" : row.any_org_admin;
-    const level: RoleLevel = row.level !== "USER" ? row.level : orgAdmin ? "ORG_ADMIN" : "USER";
-    const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (m) => process.stderr.write(`warning: ${m}\n`));
+    const masterKey = masterKeyFor(config);
     const key = await loadActiveSigningKey(owner, masterKey);
     const identity: Identity = { userId: row.user_id, tenantId: row.tenant_id, orgId: row.org_id, level };
     const { token, expiresAt } = await mintAccessToken(key, identity, { issuer: config.issuer, ttlSeconds: ttl });
     out.print(token, { token, expires_at: expiresAt.toISOString(), roles: [level], tenant_id: row.tenant_id, user_id: row.user_id, org_id: row.org_id });
   },
 };
+
+const masterKeyFor = (config: Config) =>
+  loadMasterKey(config.masterKey, config.dataDir, config.env, (m) => process.stderr.write(`warning: ${m}\n`), config.masterKeyPrevious);
+
+/** Runs `fn` in one transaction whose audit events name the CLI command. */
+async function asCliCommand<T>(owner: pg.Pool, command: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await owner.connect();
+  try {
+    await client.query("begin");
+    await client.query("select set_config('authhub.actor', $1, true)", [`system:cli:${command}`]);
+    const result = await fn(client);
+    await client.query("commit");
+    return result;
+  } catch (err) {
+    await client.query("rollback").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * `keys rotate`: a new active signing key. The retired one stays published for
+ * the longest a token can live (AUTHHUB_ACCESS_TOKEN_TTL, or a day for tokens
+ * minted with `token --ttl`), plus a minute of clock skew.
+ */
+async function keysRotate({ config, owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  const material = await newSigningKeyMaterial(masterKeyFor(config));
+  const publishFor = values["retire-now"] ? 0 : Math.max(config.accessTokenTtlSeconds, MAX_CLI_TOKEN_TTL) + 60;
+  const retired = await asCliCommand(owner, "keys-rotate", async (client) =>
+    (
+      await client.query<{ retired_kid: string; publish_until: Date }>(
+        "select retired_kid, publish_until from authhub_private.rotate_signing_key($1, $2, $3, make_interval(secs => $4))",
+        [material.kid, JSON.stringify(material.publicJwk), material.privateKeyEncrypted, publishFor],
+      )
+    ).rows[0],
+  );
+  out.print(
+    retired
+      ? `New signing key ${material.kid} is active. ${retired.retired_kid} is retired and published until ${retired.publish_until.toISOString()}.`
+      : `New signing key ${material.kid} is active.`,
+    { kid: material.kid, retired: retired ? { kid: retired.retired_kid, published_until: retired.publish_until.toISOString() } : null },
+  );
+  return 0;
+}
+
+/** `keys rewrap`: every stored secret not encrypted under the current master key is re-encrypted under it. */
+async function keysRewrap({ config, owner, out }: Parameters<Command>[0]): Promise<number> {
+  const masterKey = masterKeyFor(config);
+  const rewrapped = await asCliCommand(owner, "keys-rewrap", async (client) => {
+    const { rows } = await client.query<{ kid: string; private_key_encrypted: string }>(
+      "select kid, private_key_encrypted from authhub_private.signing_keys for update",
+    );
+    let n = 0;
+    for (const row of rows) {
+      if (masterKey.versionOf(row.private_key_encrypted) === masterKey.version) continue;
+      const plaintext = masterKey.decrypt(row.private_key_encrypted);
+      await client.query("update authhub_private.signing_keys set private_key_encrypted = $2 where kid = $1", [row.kid, masterKey.encrypt(plaintext)]);
+      n++;
+    }
+    return n;
+  });
+  out.print(`Re-encrypted ${rewrapped} secret(s) under master key v${masterKey.version}.`, { rewrapped, version: masterKey.version });
+  return 0;
+}
 
 /** `audit verify`: the first broken link, or how many seals hold. */
 async function auditVerify({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
@@ -162,6 +226,12 @@ async function auditVerify({ owner, values, out }: Parameters<Command>[0]): Prom
   return 0;
 }
 
+const TWO_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise<number>> = {
+  "audit verify": auditVerify,
+  "keys rotate": keysRotate,
+  "keys rewrap": keysRewrap,
+};
+
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let json = argv.includes("--json");
   const write = (s: string) => process.stdout.write(s.endsWith("\n") ? s : s + "\n");
@@ -180,6 +250,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
         email: { type: "string" },
         org: { type: "string" },
         ttl: { type: "string" },
+        "retire-now": { type: "boolean" },
       },
     });
     json = values.json === true;
@@ -188,9 +259,9 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
       write(USAGE);
       return values.help ? 0 : 2;
     }
-    const isAuditVerify = name === "audit" && positionals[1] === "verify" && positionals.length === 2;
-    const command = commands[name];
-    if (!isAuditVerify && (!command || positionals.length > 1)) throw new UsageError(`Unknown command: ${positionals.join(" ")}`);
+    const twoWord = positionals.length === 2 ? TWO_WORD_COMMANDS[positionals.join(" ")] : undefined;
+    const command = positionals.length === 1 ? commands[name] : undefined;
+    if (!twoWord && !command) throw new UsageError(`Unknown command: ${positionals.join(" ")}`);
     const config = readConfig(env);
     const db = await prepareDatabase(config, {
       whenRunning: "share",
@@ -204,7 +275,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
     owner.on("error", () => undefined);
     const ctx = { config, db, owner, values, out: { json, print: (human: string, machine: Record<string, unknown>) => write(json ? JSON.stringify(machine) : human) } };
     try {
-      if (isAuditVerify) return await auditVerify(ctx);
+      if (twoWord) return await twoWord(ctx);
       await command!(ctx);
     } finally {
       await owner.end();

@@ -25,10 +25,17 @@ export interface Config {
   /** Superuser or CREATEROLE connection used to create roles and the database. */
   rootDatabaseUrl: string | null;
   masterKey: string | null;
+  /** Older master keys (comma-separated), for decryption while secrets are re-wrapped. */
+  masterKeyPrevious: string | null;
   issuer: string;
   trustedIssuers: TrustedIssuer[];
   gatewaySecret: string | null;
   accessTokenTtlSeconds: number;
+  /** Each refresh token's life (rotation starts a new one), and a login's absolute life. */
+  refreshTokenTtlSeconds: number;
+  sessionMaxAgeSeconds: number;
+  /** POST /auth/token abuse limits, per minute. */
+  tokenRateLimit: { perIp: number; perSubject: number };
   graphql: {
     maxDepth: number;
     maxPageSize: number;
@@ -137,6 +144,11 @@ export function readConfig(env: Source = process.env): Config {
   } catch {
     throw new ConfigError("AUTHHUB_ISSUER", "must be a URL");
   }
+  const refreshTokenTtlSeconds = int(env, "AUTHHUB_REFRESH_TOKEN_TTL", 14 * 86400, 300, 365 * 86400);
+  const sessionMaxAgeSeconds = int(env, "AUTHHUB_SESSION_MAX_AGE", 30 * 86400, 300, 365 * 86400);
+  if (refreshTokenTtlSeconds > sessionMaxAgeSeconds) {
+    throw new ConfigError("AUTHHUB_REFRESH_TOKEN_TTL", `must not exceed AUTHHUB_SESSION_MAX_AGE (${sessionMaxAgeSeconds})`);
+  }
   return {
     env: nodeEnv,
     port,
@@ -146,10 +158,17 @@ export function readConfig(env: Source = process.env): Config {
     authDatabaseUrl: postgresUrl(env, "AUTH_DATABASE_URL"),
     rootDatabaseUrl: postgresUrl(env, "ROOT_DATABASE_URL"),
     masterKey,
+    masterKeyPrevious: str(env, "AUTHHUB_MASTER_KEY_PREVIOUS"),
     issuer,
     trustedIssuers: trustedIssuers(env),
     gatewaySecret: str(env, "AUTHHUB_GATEWAY_SECRET"),
     accessTokenTtlSeconds: int(env, "AUTHHUB_ACCESS_TOKEN_TTL", 900, 60, 86400),
+    refreshTokenTtlSeconds,
+    sessionMaxAgeSeconds,
+    tokenRateLimit: {
+      perIp: int(env, "AUTHHUB_TOKEN_RATE_LIMIT_IP", 300, 1, 1_000_000),
+      perSubject: int(env, "AUTHHUB_TOKEN_RATE_LIMIT_SUBJECT", 30, 1, 1_000_000),
+    },
     graphql: {
       maxDepth: int(env, "AUTHHUB_GRAPHQL_MAX_DEPTH", 10, 2, 50),
       maxPageSize: maxPage,

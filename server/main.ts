@@ -64,7 +64,7 @@ async function main() {
     migrate: true,
     log: (level, msg) => (level === "error" ? logger.error(msg) : logger.info(msg)),
   });
-  const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (msg) => logger.warn(msg));
+  const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (msg) => logger.warn(msg), config.masterKeyPrevious);
   const ownerPool = new pg.Pool({ connectionString: db.ownerUrl, max: 5 });
   ownerPool.on("error", (err) => logger.error("owner pool error", { err }));
   ownerPool.on("connect", (client) => client.on("error", (err) => logger.error("owner connection error", { err })));
@@ -72,7 +72,10 @@ async function main() {
   authPool.on("error", (err) => logger.error("authenticator pool error", { err }));
   await ensureActiveSigningKey(ownerPool, masterKey);
 
-  const { server, release } = await makeApp({ config, authPool, logger });
+  if (config.trustedIssuers.length > 1) {
+    logger.warn("Several trusted issuers are configured: a user's external_id is matched whichever of them signed, so their subject ids must not collide.");
+  }
+  const { server, release } = await makeApp({ config, authPool, logger, masterKey });
   const worker = config.runWorker ? await startWorker({ ownerPool, logger }) : null;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -20,22 +20,27 @@ export interface SigningKey {
 
 type Queryable = Pick<pg.Pool, "query">;
 
+/** A fresh ES256 key pair: its kid (the JWK thumbprint), public JWK and encrypted private JWK. */
+export async function newSigningKeyMaterial(masterKey: MasterKey): Promise<{ kid: string; publicJwk: JWK; privateKeyEncrypted: string }> {
+  const { publicKey, privateKey } = await generateKeyPair(ALG, { extractable: true });
+  const publicJwk = await exportJWK(publicKey);
+  const kid = await calculateJwkThumbprint(publicJwk);
+  return { kid, publicJwk, privateKeyEncrypted: masterKey.encrypt(JSON.stringify(await exportJWK(privateKey))) };
+}
+
 /** Makes sure an active key exists; returns its kid. Safe to call concurrently. */
 export async function ensureActiveSigningKey(owner: Queryable, masterKey: MasterKey): Promise<string> {
   const existing = await owner.query<{ kid: string }>(
     "select kid from authhub_private.signing_keys where status = 'active' order by created_at desc limit 1",
   );
   if (existing.rows[0]) return existing.rows[0].kid;
-  const { publicKey, privateKey } = await generateKeyPair(ALG, { extractable: true });
-  const publicJwk = await exportJWK(publicKey);
-  const privateJwk = await exportJWK(privateKey);
-  const kid = await calculateJwkThumbprint(publicJwk);
+  const { kid, publicJwk, privateKeyEncrypted } = await newSigningKeyMaterial(masterKey);
   // Two processes booting at once: the single-active unique index lets one key win.
   await owner.query(
     `insert into authhub_private.signing_keys (kid, public_jwk, private_key_encrypted)
      values ($1, $2, $3)
      on conflict ((true)) where status = 'active' do nothing`,
-    [kid, JSON.stringify(publicJwk), masterKey.encrypt(JSON.stringify(privateJwk))],
+    [kid, JSON.stringify(publicJwk), privateKeyEncrypted],
   );
   const active = await owner.query<{ kid: string }>(
     "select kid from authhub_private.signing_keys where status = 'active' order by created_at desc limit 1",
@@ -77,4 +82,48 @@ export async function mintAccessToken(key: SigningKey, identity: Identity, optio
     .setExpirationTime(now + options.ttlSeconds)
     .sign(key.privateKey);
   return { token, expiresAt: new Date((now + options.ttlSeconds) * 1000) };
+}
+
+/**
+ * The server's signer: signs with whichever key is active *now* (the session
+ * functions name it in the same statement that checks the user), decrypting
+ * each key once. The server's login role reads only the active key's
+ * ciphertext; the master key that opens it never leaves this process.
+ */
+export class ActiveKeySigner {
+  private readonly keys = new Map<string, Promise<SigningKey>>();
+
+  constructor(
+    private readonly authPool: Queryable,
+    private readonly masterKey: MasterKey,
+    private readonly options: MintOptions,
+  ) {}
+
+  private key(kid: string): Promise<SigningKey> {
+    const cached = this.keys.get(kid);
+    if (cached) return cached;
+    const loading = (async () => {
+      const { rows } = await this.authPool.query<{ kid: string; private_key_encrypted: string }>(
+        "select kid, private_key_encrypted from authhub_private.active_signing_key()",
+      );
+      const row = rows[0];
+      if (!row) throw new Error("There is no active signing key");
+      const jwk = JSON.parse(this.masterKey.decrypt(row.private_key_encrypted)) as JWK;
+      return { kid: row.kid, privateKey: (await importJWK(jwk, ALG)) as CryptoKey };
+    })();
+    // Rotated between the statement that named `kid` and now: the new active key
+    // signs instead, and is remembered under its own kid.
+    const settled = loading.then((key) => {
+      if (key.kid !== kid) this.keys.set(key.kid, loading);
+      return key;
+    });
+    this.keys.set(kid, settled);
+    settled.catch(() => this.keys.delete(kid));
+    return settled;
+  }
+
+  /** An access token for `identity`, signed by the key `kid` (the active one, as the database said). */
+  async sign(kid: string, identity: Identity): Promise<{ token: string; expiresAt: Date }> {
+    return mintAccessToken(await this.key(kid), identity, this.options);
+  }
 }

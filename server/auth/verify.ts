@@ -23,7 +23,12 @@ import { ALG, AUDIENCE } from "./signingKeys.js";
 /** Asymmetric algorithms only: never `none`, never HS* (a public key must not become an HMAC secret). */
 const TRUSTED_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
 
-/** Reads AuthHub's published public keys; reloaded on an unknown kid (at most every 10 s) and every 5 minutes. */
+/**
+ * Reads AuthHub's published public keys: reloaded every minute (so a retired
+ * key drops out within one), and on an unknown kid at most once a second (so a
+ * key rotated in by another instance verifies at once, and a flood of made-up
+ * kids costs at most one query a second).
+ */
 export type OwnKeysLoader = () => Promise<JSONWebKeySet>;
 
 /** The AuthHub user id for an identity provider's user id in a tenant, or null (unknown, suspended). */
@@ -69,13 +74,34 @@ export class TokenVerifier {
   private async ownKeys(kid: string | undefined): Promise<JWTVerifyGetKey> {
     const age = Date.now() - this.ownLoadedAt;
     const unknownKid = kid !== undefined && !this.ownKids.has(kid);
-    if (!this.ownKeySet || age > 300_000 || (unknownKid && age > 10_000)) {
+    if (!this.ownKeySet || age > 60_000 || (unknownKid && age > 1_000)) {
       const jwks = await this.loadOwnKeys();
       this.ownKeySet = createLocalJWKSet(jwks);
       this.ownKids = new Set(jwks.keys.map((k) => k.kid).filter((k): k is string => typeof k === "string"));
       this.ownLoadedAt = Date.now();
     }
     return this.ownKeySet;
+  }
+
+  /**
+   * A trusted identity provider's token presented for token exchange (RFC 8693
+   * subject_token): its issuer and subject, once signature, algorithm, issuer,
+   * audience and expiry hold. AuthHub's own tokens are not accepted here.
+   */
+  async verifySubjectToken(token: string): Promise<{ issuer: string; subject: string }> {
+    let iss: unknown;
+    try {
+      iss = decodeJwt(token).iss;
+    } catch {
+      throw unauthenticated("The subject token is not a JWT.");
+    }
+    const rule = typeof iss === "string" ? this.trusted.get(iss) : undefined;
+    if (!rule) throw unauthenticated("The subject token's issuer is not trusted.");
+    const payload = await verifyWith(token, rule);
+    if (typeof payload.sub !== "string" || !EXTERNAL_ID_RE.test(payload.sub)) {
+      throw unauthenticated("The subject token's subject is not a valid external user id.");
+    }
+    return { issuer: rule.issuer, subject: payload.sub };
   }
 
   /** The identity a bearer token proves, or an `unauthenticated` error saying only what a client can fix. */
@@ -97,25 +123,7 @@ export class TokenVerifier {
     }
     if (!rule) throw unauthenticated("The token's issuer is not trusted.");
 
-    let payload: JWTPayload;
-    try {
-      ({ payload } = await jwtVerify(token, rule.keys, {
-        issuer: rule.issuer,
-        audience: rule.audience,
-        algorithms: rule.algorithms,
-        requiredClaims: ["exp", "iat", "sub"],
-        clockTolerance: 5,
-      }));
-    } catch (cause) {
-      const code = (cause as { code?: string }).code;
-      const message =
-        code === "ERR_JWT_EXPIRED"
-          ? "The token has expired."
-          : code === "ERR_JWT_CLAIM_VALIDATION_FAILED"
-            ? "The token is not meant for AuthHub or is missing required claims."
-            : "The token's signature could not be verified.";
-      throw unauthenticated(message, cause);
-    }
+    const payload = await verifyWith(token, rule);
     if (rule.own) return identityFromClaims(payload, payload.sub);
     // A trusted issuer names its own user id: it speaks only for the AuthHub user
     // holding that external_id in the tenant it names (DESIGN.md §5).
@@ -128,6 +136,29 @@ export class TokenVerifier {
     const userId = await this.resolveExternalUser(tenantId.toLowerCase(), externalId);
     if (!userId) throw unauthenticated("The token's user is not known to AuthHub.");
     return identityFromClaims(payload, userId);
+  }
+}
+
+/** Signature, algorithm, issuer, audience, expiry and required claims; errors say only what a client can fix. */
+async function verifyWith(token: string, rule: KeySetRule): Promise<JWTPayload> {
+  try {
+    const { payload } = await jwtVerify(token, rule.keys, {
+      issuer: rule.issuer,
+      audience: rule.audience,
+      algorithms: rule.algorithms,
+      requiredClaims: ["exp", "iat", "sub"],
+      clockTolerance: 5,
+    });
+    return payload;
+  } catch (cause) {
+    const code = (cause as { code?: string }).code;
+    const message =
+      code === "ERR_JWT_EXPIRED"
+        ? "The token has expired."
+        : code === "ERR_JWT_CLAIM_VALIDATION_FAILED"
+          ? "The token is not meant for AuthHub or is missing required claims."
+          : "The token's signature could not be verified.";
+    throw unauthenticated(message, cause);
   }
 }
 

@@ -7,11 +7,10 @@
 import { jest } from "@jest/globals";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { Logger, runOnce } from "graphile-worker";
 import { runCli } from "../../server/cli.js";
-import { tasks } from "../../worker/tasks/index.js";
 import { attemptAs, type TestDatabase } from "../helpers/db.js";
 import { useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
+import { runTask as runTaskOnce } from "../helpers/worker.js";
 
 let db: TestDatabase;
 let f: Fixtures;
@@ -29,22 +28,7 @@ afterAll(async () => {
   await superuser.end();
 });
 
-/** Runs the given worker task once through graphile-worker itself. */
-async function runTask(identifier: string) {
-  const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
-  owner.on("error", () => undefined);
-  owner.on("connect", (c) => c.on("error", () => undefined));
-  try {
-    const { makeWorkerUtils } = await import("graphile-worker");
-    const logger = new Logger(() => () => undefined);
-    const utils = await makeWorkerUtils({ pgPool: owner, logger });
-    await utils.addJob(identifier, {});
-    await utils.release();
-    await runOnce({ pgPool: owner, taskList: tasks, noHandleSignals: true, logger });
-  } finally {
-    await owner.end();
-  }
-}
+const runTask = (identifier: string) => runTaskOnce(db, identifier);
 
 async function cli(...args: string[]) {
   let stdout = "";

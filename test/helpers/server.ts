@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import type { Identity } from "../../db/claims.js";
 import { makeApp, type App } from "../../server/app.js";
-import { parseMasterKey } from "../../server/auth/masterKey.js";
+import { parseMasterKey, type MasterKey } from "../../server/auth/masterKey.js";
 import { loadActiveSigningKey, mintAccessToken, type SigningKey } from "../../server/auth/signingKeys.js";
 import { readConfig, type Config } from "../../server/config.js";
 import { makeLogger } from "../../server/logger.js";
@@ -18,6 +18,7 @@ export const TEST_ISSUER = "http://authhub.test";
 export interface TestServer extends App {
   config: Config;
   key: SigningKey;
+  masterKey: MasterKey;
   mint(identity: Identity, options?: { ttlSeconds?: number }): Promise<string>;
   close(): Promise<void>;
 }
@@ -33,11 +34,12 @@ export async function startTestServer(db: TestDatabase, env: Record<string, stri
     masterKeys.set(db, masterKey);
   }
   const key = await loadActiveSigningKey(db.owner, masterKey);
-  const app = await makeApp({ config, authPool: db.auth, logger: makeLogger(config.logLevel) });
+  const app = await makeApp({ config, authPool: db.auth, logger: makeLogger(config.logLevel), masterKey });
   return {
     ...app,
     config,
     key,
+    masterKey,
     mint: async (identity, options) =>
       (await mintAccessToken(key, identity, { issuer: TEST_ISSUER, ttlSeconds: options?.ttlSeconds ?? 300 })).token,
     close: () => app.release(),

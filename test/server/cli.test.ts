@@ -1,8 +1,10 @@
 /**
  * The operator CLI against a real database: migrate, bootstrap (idempotent,
- * promotes, validates), and token, whose output the server accepts.
+ * promotes, validates), token, whose output the server accepts, and the
+ * signing-key and master-key rotations.
  */
 import { jest } from "@jest/globals";
+import { decodeProtectedHeader } from "jose";
 import { randomBytes } from "node:crypto";
 import request from "supertest";
 import { runCli } from "../../server/cli.js";
@@ -26,7 +28,9 @@ afterAll(async () => {
 });
 
 /** Runs the CLI, capturing what it writes. */
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+const cli = (...args: string[]) => cliWith({}, ...args);
+
+async function cliWith(overrides: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = "";
   let stderr = "";
   const out = jest.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
@@ -38,7 +42,7 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
     return true;
   });
   try {
-    const code = await runCli(args, env);
+    const code = await runCli(args, { ...env, ...overrides });
     return { code, stdout, stderr };
   } finally {
     out.mockRestore();
@@ -125,7 +129,7 @@ describe("token", () => {
     expect(r).toMatchObject({ roles: ["ORG_ADMIN"], org_id: org.rows[0]!.id });
     const missing = await cli("token", "--tenant", "acme", "--email", "lead@acme.test", "--org", "nowhere");
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/not a member/);
+    expect(missing.stderr).toMatch(/not an active member of organization nowhere/);
   });
 
   test("refuses unknown and suspended users without minting anything", async () => {
@@ -134,5 +138,53 @@ describe("token", () => {
     const r = await cli("token", "--tenant", "acme", "--email", "lead@acme.test", "--json");
     expect(r.code).toBe(2);
     expect(r.stdout).toBe("");
+  });
+});
+
+/** Runs last: it changes the signing keys and, finally, the master key the earlier tests use. */
+describe("keys", () => {
+  const kidOf = async (overrides: Record<string, string> = {}) => {
+    const r = await cliWith(overrides, "token", "--tenant", "acme", "--email", "admin@acme.test", "--json");
+    expect(r.code).toBe(0);
+    return decodeProtectedHeader(JSON.parse(r.stdout).token).kid;
+  };
+  const published = async () => (await db.auth.query<{ kid: string }>("select jwk ->> 'kid' as kid from authhub_private.public_signing_keys() jwk")).rows.map((r) => r.kid);
+
+  test("rotate: a new key signs at once; the old one stays published a day (the longest token), or not at all with --retire-now", async () => {
+    const first = await kidOf();
+    const r = await cli("keys", "rotate", "--json");
+    expect(r.code).toBe(0);
+    const rotated = JSON.parse(r.stdout);
+    expect(rotated.retired.kid).toBe(first);
+    const until = new Date(rotated.retired.published_until).getTime() - Date.now();
+    expect(until).toBeGreaterThan(86_000_000);
+    expect(until).toBeLessThanOrEqual((86_400 + 60) * 1000);
+    expect(await kidOf()).toBe(rotated.kid);
+    expect(await published()).toEqual(expect.arrayContaining([first, rotated.kid]));
+
+    const emergency = JSON.parse((await cli("keys", "rotate", "--retire-now", "--json")).stdout);
+    expect(emergency.retired.kid).toBe(rotated.kid);
+    const now = await published();
+    expect(now).not.toContain(rotated.kid);
+    expect(now).toEqual(expect.arrayContaining([first, emergency.kid]));
+    const audited = await db.owner.query("select actor from authhub.audit_events where table_name = 'signing_keys' and row_key ->> 'kid' = $1", [emergency.kid]);
+    expect(audited.rows).toEqual([{ actor: "system:cli:keys-rotate" }]);
+  });
+
+  test("rewrap: after a master-key rotation, secrets move to the new key; until then the old one must stay configured", async () => {
+    const next = { AUTHHUB_MASTER_KEY: `2:${randomBytes(32).toString("base64")}` };
+    const withoutOld = await cliWith(next, "token", "--tenant", "acme", "--email", "admin@acme.test");
+    expect(withoutOld.code).toBe(1);
+    expect(withoutOld.stderr).toMatch(/AUTHHUB_MASTER_KEY_PREVIOUS/);
+    const both = { ...next, AUTHHUB_MASTER_KEY_PREVIOUS: env.AUTHHUB_MASTER_KEY! };
+    const r = await cliWith(both, "keys", "rewrap", "--json");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ version: 2 });
+    expect(JSON.parse(r.stdout).rewrapped).toBeGreaterThanOrEqual(3);
+    const { rows } = await db.owner.query("select private_key_encrypted from authhub_private.signing_keys");
+    expect(rows.every((row) => row.private_key_encrypted.startsWith("v2."))).toBe(true);
+    // Nothing needs the old key any more.
+    expect(await kidOf(next)).toBeDefined();
+    expect(JSON.parse((await cliWith(next, "keys", "rewrap", "--json")).stdout).rewrapped).toBe(0);
   });
 });

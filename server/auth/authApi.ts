@@ -1,0 +1,237 @@
+/**
+ * The Auth API (DESIGN.md §5):
+ *
+ *   GET  /.well-known/jwks.json               AuthHub's public signing keys
+ *   GET  /.well-known/openid-configuration    where everything is
+ *   POST /auth/token                          RFC 8693 token exchange, refresh_token
+ *   POST /auth/revoke                         RFC 7009, revokes a login (refresh family)
+ *
+ * /auth/* answer in OAuth's shape: `{"error": "invalid_grant", "error_description": …}`.
+ * Clients are public (no client authentication): possession of a subject token
+ * or a refresh token is what counts. Everything about users, tenants and
+ * sessions is decided in SQL by definer functions that answer a refusal the
+ * same way whichever part failed, so nothing here can tell an unknown user
+ * from a suspended one or a tenant they do not belong to.
+ */
+import express, { type NextFunction, type Request, type Response } from "express";
+import { createHash, createHmac, randomBytes } from "node:crypto";
+import type pg from "pg";
+import type { Identity, RoleLevel } from "../../db/claims.js";
+import type { Config } from "../config.js";
+import type { MasterKey } from "./masterKey.js";
+import { ActiveKeySigner } from "./signingKeys.js";
+import type { TokenVerifier } from "./verify.js";
+
+export const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
+/** Subject tokens are JWTs from a trusted issuer, however the client labels them. */
+const SUBJECT_TOKEN_TYPES = new Set(["urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token", ACCESS_TOKEN_TYPE]);
+/** `rt_` + 32 random bytes, base64url. */
+const REFRESH_TOKEN_RE = /^rt_[A-Za-z0-9_-]{43}$/;
+/** A client retrying a refresh within this many seconds gets the same successor. */
+export const REFRESH_RETRY_GRACE_SECONDS = 10;
+const MAX_TOKEN_LENGTH = 16_384;
+
+export class OAuthError extends Error {
+  constructor(
+    readonly error: string,
+    readonly description: string,
+    readonly status = 400,
+    readonly retryAfter?: number,
+  ) {
+    super(description);
+    this.name = "OAuthError";
+  }
+}
+
+export interface AuthApiDeps {
+  config: Config;
+  authPool: pg.Pool;
+  masterKey: MasterKey;
+  verifier: TokenVerifier;
+}
+
+const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest();
+const newRefreshToken = () => `rt_${randomBytes(32).toString("base64url")}`;
+
+/** The successor of a refresh token: derived, so a retry derives the same one, and stored only hashed. */
+function successorOf(token: string, successorKey: Buffer): string {
+  return `rt_${createHmac("sha256", successorKey).update(token, "utf8").digest("base64url")}`;
+}
+
+/** One form or JSON parameter: absent → null; repeated or not a string → invalid_request (RFC 6749 §3.2). */
+function param(body: Record<string, unknown>, name: string, maxLength = 500): string | null {
+  const value = body[name];
+  if (value === undefined || value === "") return null;
+  if (typeof value !== "string") throw new OAuthError("invalid_request", `The ${name} parameter must be given once, as a string.`);
+  if (value.length > maxLength) throw new OAuthError("invalid_request", `The ${name} parameter is too long.`);
+  return value;
+}
+
+function requiredParam(body: Record<string, unknown>, name: string, maxLength?: number): string {
+  const value = param(body, name, maxLength);
+  if (value === null) throw new OAuthError("invalid_request", `The ${name} parameter is required.`);
+  return value;
+}
+
+interface SessionRow {
+  tenant_id: string;
+  user_id: string;
+  organization_id: string | null;
+  level: RoleLevel;
+  family_id: string;
+  signing_kid: string;
+}
+
+const bodyParsers = [express.urlencoded({ extended: false, limit: "32kb" }), express.json({ limit: "32kb" })];
+
+export function authApiRouter(deps: AuthApiDeps): express.Router {
+  const { config, authPool, verifier } = deps;
+  const base = config.issuer.replace(/\/+$/, "");
+  const signer = new ActiveKeySigner(authPool, deps.masterKey, { issuer: config.issuer, ttlSeconds: config.accessTokenTtlSeconds });
+  const successorKey = deps.masterKey.derive("refresh-token-successor");
+  const refreshTtl = `${config.refreshTokenTtlSeconds} seconds`;
+  const sessionMaxAge = `${config.sessionMaxAgeSeconds} seconds`;
+  const router = express.Router();
+
+  router.get("/.well-known/jwks.json", async (_req, res, next) => {
+    try {
+      const { rows } = await authPool.query<{ jwk: Record<string, unknown> }>("select authhub_private.public_signing_keys() as jwk");
+      // Public members only, whatever the row holds (the table's check refuses private ones too).
+      const keys = rows.map(({ jwk }) => Object.fromEntries(["kty", "crv", "x", "y", "kid", "alg", "use"].filter((k) => k in jwk).map((k) => [k, jwk[k]])));
+      res.setHeader("Cache-Control", "public, max-age=60");
+      res.json({ keys });
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  router.get("/.well-known/openid-configuration", (_req, res) => {
+    res.setHeader("Cache-Control", "public, max-age=300");
+    res.json({
+      issuer: config.issuer,
+      jwks_uri: `${base}/.well-known/jwks.json`,
+      token_endpoint: `${base}/auth/token`,
+      revocation_endpoint: `${base}/auth/revoke`,
+      grant_types_supported: [TOKEN_EXCHANGE, "refresh_token"],
+      token_endpoint_auth_methods_supported: ["none"],
+      revocation_endpoint_auth_methods_supported: ["none"],
+      subject_token_types_supported: [...SUBJECT_TOKEN_TYPES],
+      access_token_signing_alg_values_supported: ["ES256"],
+    });
+  });
+
+  /** One hit in a per-minute bucket; over the limit → 429 with Retry-After. */
+  async function limit(bucket: string, max: number) {
+    const { rows } = await authPool.query<{ allowed: boolean; reset_at: Date }>(
+      "select allowed, reset_at from authhub_private.rate_limit_hit($1, $2, 60)",
+      [bucket, max],
+    );
+    const row = rows[0]!;
+    if (!row.allowed) {
+      const retryAfter = Math.max(1, Math.ceil((row.reset_at.getTime() - Date.now()) / 1000));
+      throw new OAuthError("rate_limited", "Too many token requests; try again later.", 429, retryAfter);
+    }
+  }
+  const clientIp = (req: Request) => req.socket.remoteAddress ?? "unknown";
+  const subjectBucket = (kind: string, key: string) => `auth:${kind}:${sha256(key).toString("base64url")}`;
+
+  async function tokenAnswer(res: Response, row: SessionRow, refreshToken: string) {
+    const identity: Identity = { userId: row.user_id, tenantId: row.tenant_id, orgId: row.organization_id, level: row.level, sessionId: row.family_id };
+    const { token } = await signer.sign(row.signing_kid, identity);
+    res.json({
+      access_token: token,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: "Bearer",
+      expires_in: config.accessTokenTtlSeconds,
+      refresh_token: refreshToken,
+    });
+  }
+
+  async function exchange(req: Request, res: Response, body: Record<string, unknown>) {
+    const subjectToken = requiredParam(body, "subject_token", MAX_TOKEN_LENGTH);
+    const subjectTokenType = requiredParam(body, "subject_token_type");
+    if (!SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
+      throw new OAuthError("invalid_request", "subject_token_type must name a JWT (urn:ietf:params:oauth:token-type:jwt, id_token or access_token).");
+    }
+    const requested = param(body, "requested_token_type");
+    if (requested !== null && requested !== ACCESS_TOKEN_TYPE) {
+      throw new OAuthError("invalid_request", `Only ${ACCESS_TOKEN_TYPE} can be requested.`);
+    }
+    const tenant = requiredParam(body, "tenant", 100);
+    const organization = param(body, "organization", 100);
+    let subject: { issuer: string; subject: string };
+    try {
+      subject = await verifier.verifySubjectToken(subjectToken);
+    } catch (err) {
+      throw new OAuthError("invalid_grant", (err as Error).message);
+    }
+    await limit(subjectBucket("subject", `${subject.issuer} ${subject.subject}`), config.tokenRateLimit.perSubject);
+    const refreshToken = newRefreshToken();
+    const { rows } = await authPool.query<SessionRow>(
+      "select * from authhub_private.start_session($1, $2, $3, $4, $5, $6::interval, $7::interval)",
+      [tenant, organization, subject.subject, subject.issuer, sha256(refreshToken), refreshTtl, sessionMaxAge],
+    );
+    if (!rows[0]) throw new OAuthError("invalid_target", "No token can be issued for this subject in the tenant or organization requested.");
+    await tokenAnswer(res, rows[0], refreshToken);
+  }
+
+  async function refresh(res: Response, body: Record<string, unknown>) {
+    const token = requiredParam(body, "refresh_token");
+    const invalid = new OAuthError("invalid_grant", "The refresh token is invalid, expired or revoked.");
+    if (!REFRESH_TOKEN_RE.test(token)) throw invalid;
+    await limit(subjectBucket("refresh", token), config.tokenRateLimit.perSubject);
+    const successor = successorOf(token, successorKey);
+    const { rows } = await authPool.query<SessionRow & { outcome: string }>(
+      "select * from authhub_private.rotate_refresh_token($1, $2, $3::interval, $4::interval)",
+      [sha256(token), sha256(successor), refreshTtl, `${REFRESH_RETRY_GRACE_SECONDS} seconds`],
+    );
+    const row = rows[0];
+    if (!row || (row.outcome !== "rotated" && row.outcome !== "replayed")) throw invalid;
+    await tokenAnswer(res, row, successor);
+  }
+
+  router.post("/auth/token", bodyParsers, async (req: Request, res: Response, next: NextFunction) => {
+    res.setHeader("Cache-Control", "no-store");
+    res.setHeader("Pragma", "no-cache");
+    try {
+      await limit(`auth:ip:${clientIp(req)}`, config.tokenRateLimit.perIp);
+      const body = (typeof req.body === "object" && req.body !== null ? req.body : {}) as Record<string, unknown>;
+      const grantType = requiredParam(body, "grant_type");
+      if (grantType === TOKEN_EXCHANGE) await exchange(req, res, body);
+      else if (grantType === "refresh_token") await refresh(res, body);
+      else if (grantType === "client_credentials") {
+        throw new OAuthError("unsupported_grant_type", "client_credentials is not available yet: it arrives with Open API keys.");
+      } else throw new OAuthError("unsupported_grant_type", "Supported grant types: token exchange and refresh_token.");
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  router.post("/auth/revoke", bodyParsers, async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      await limit(`auth:ip:${clientIp(req)}`, config.tokenRateLimit.perIp);
+      const body = (typeof req.body === "object" && req.body !== null ? req.body : {}) as Record<string, unknown>;
+      const token = requiredParam(body, "token", MAX_TOKEN_LENGTH);
+      const hint = param(body, "token_type_hint");
+      if (REFRESH_TOKEN_RE.test(token)) {
+        await authPool.query("select authhub_private.revoke_refresh_token($1)", [sha256(token)]);
+      } else if (hint === "access_token" || token.split(".").length === 3) {
+        // Access tokens are short-lived and checked live against the database on use.
+        throw new OAuthError("unsupported_token_type", "Access tokens are not revocable; revoke the refresh token of the login.");
+      }
+      // RFC 7009 §2.2: unknown and already-revoked tokens answer 200 too.
+      res.status(200).end();
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  return router;
+}
+
+/** The OAuth-shaped answer for an error on /auth/*; other errors are left to the app's handler. */
+export function oauthErrorBody(err: unknown): { status: number; body: { error: string; error_description: string }; retryAfter?: number } | null {
+  if (!(err instanceof OAuthError)) return null;
+  return { status: err.status, body: { error: err.error, error_description: err.description }, retryAfter: err.retryAfter };
+}
