@@ -90,6 +90,7 @@ async function main() {
       "",
       `  AuthHub is running (${config.env}).`,
       `  GraphQL:   ${base}/graphql${config.env === "development" ? `   (GraphiQL: ${base}/graphiql)` : ""}`,
+      `  Auth API:  ${base}/.well-known/openid-configuration`,
       `  Health:    ${base}/healthz   ${base}/readyz`,
       "",
       "  First token, from another terminal:",
