@@ -19,6 +19,7 @@ import { AppError, toAppError } from "./errors.js";
 import { makePreset } from "./graphql/preset.js";
 import type { Logger } from "./logger.js";
 import { requestState } from "./requestState.js";
+import { RateLimits } from "./rateLimit.js";
 import { newTraceId, traceIdFrom } from "./trace.js";
 import type { JSONWebKeySet } from "jose";
 
@@ -161,7 +162,8 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   installHealth(app, deps.authPool);
   const verifier = makeVerifier(deps);
   const authenticateRequest = authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret });
-  app.use(authApiRouter({ config: deps.config, authPool: deps.authPool, masterKey: deps.masterKey, verifier }));
+  const rateLimits = new RateLimits(deps.authPool);
+  app.use(authApiRouter({ config: deps.config, authPool: deps.authPool, masterKey: deps.masterKey, verifier, rateLimits }));
   installAuthorize(app, deps, authenticateRequest);
   const releaseGraphQL = await installGraphQL(app, server, deps, authenticateRequest);
   installErrors(app, deps.logger);

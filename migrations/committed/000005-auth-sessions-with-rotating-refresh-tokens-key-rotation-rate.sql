@@ -1,5 +1,5 @@
 --! Previous: sha1:4cec9d94f77f6cef9f9abc7532a21f6d3578aa10
---! Hash: sha1:3b3bc93d85e69fc106eb18aa25eb29fd43f29786
+--! Hash: sha1:7e488cca9696d227799ca2c18f38112a74ee2dd0
 --! Message: auth: sessions with rotating refresh tokens, key rotation, rate limits
 
 --! split: 500-auth-sessions.sql
@@ -295,50 +295,23 @@ insert into authhub_private.audit_secret_columns (table_name, column_name) value
 select authhub_private.audit_table('authhub_private.signing_keys', '', null);
 
 --! split: 520-rate-limits.sql
--- Rate-limit counters (issue 5 for /auth/token abuse limits; the Open API's
--- per-key limits use the same function). Fixed windows per bucket, counted in
--- one statement, so limits hold across server instances sharing the database.
--- Unlogged: counters are not worth WAL, and a crash that loses them only
--- forgives a window.
+-- Rate-limit counters (the Auth API's abuse limits, the Open API's per-key
+-- limits): rate-limiter-flexible's Postgres store (server/rateLimit.ts), so
+-- limits hold across server instances sharing the database. The columns are
+-- the library's (key, points consumed, window end in epoch ms), in its order.
+-- Unlogged: counters are not worth WAL or a commit flush per request, and a
+-- crash that loses them only forgives the current windows.
 create unlogged table authhub_private.rate_limits (
-  bucket       text primary key constraint rate_limits_bucket_length check (length(bucket) between 1 and 300),
-  window_start timestamptz not null,
-  hits         integer not null
+  key    varchar(255) primary key,
+  points integer not null default 0,
+  expire bigint
 );
 alter table authhub_private.rate_limits enable row level security;
 alter table authhub_private.rate_limits force row level security;
 create policy all_owner on authhub_private.rate_limits for all to authhub_owner using (true) with check (true);
+-- The server counts as its login role, outside any request's transaction: the
+-- one table it writes directly. Counters only; nothing here names a user.
+create policy counting on authhub_private.rate_limits for all to authhub_authenticator using (true) with check (true);
+grant select, insert, update, delete on authhub_private.rate_limits to authhub_authenticator;
 insert into authhub_private.audit_exemptions (table_name, reason) values
   ('authhub_private.rate_limits', 'Transient request counters, not data anyone changes.');
-
--- Counts one hit in `bucket` for the current window of `window_seconds` and
--- tells whether it is within `max_hits`, how many remain and when the window
--- resets. Hits over the limit are counted too (a client that keeps hammering
--- stays limited until the window ends).
-create function authhub_private.rate_limit_hit(bucket text, max_hits integer, window_seconds integer)
-  returns table (allowed boolean, remaining integer, reset_at timestamptz)
-  language sql volatile security definer
-  set search_path = pg_catalog, pg_temp
-as $$
-  insert into authhub_private.rate_limits as r (bucket, window_start, hits)
-  values (rate_limit_hit.bucket,
-          to_timestamp(floor(extract(epoch from now()) / rate_limit_hit.window_seconds) * rate_limit_hit.window_seconds),
-          1)
-  on conflict (bucket) do update
-    set hits = case when r.window_start = excluded.window_start then r.hits + 1 else 1 end,
-        window_start = excluded.window_start
-  returning r.hits <= rate_limit_hit.max_hits,
-            greatest(rate_limit_hit.max_hits - r.hits, 0),
-            r.window_start + make_interval(secs => rate_limit_hit.window_seconds)
-$$;
-grant execute on function authhub_private.rate_limit_hit(text, integer, integer) to authhub_authenticator;
-
--- Expired windows, removed by the worker's rate_limits__cleanup job.
-create function authhub_private.purge_rate_limits(older_than interval) returns integer
-  language sql volatile security definer
-  set search_path = pg_catalog, pg_temp
-as $$
-  with gone as (delete from authhub_private.rate_limits r where r.window_start < now() - older_than returning 1)
-  select count(*)::integer from gone
-$$;
-grant execute on function authhub_private.purge_rate_limits(interval) to authhub_worker;

@@ -18,6 +18,7 @@ import { createHash, createHmac, randomBytes } from "node:crypto";
 import type pg from "pg";
 import type { Identity, RoleLevel } from "../../db/claims.js";
 import type { Config } from "../config.js";
+import type { RateLimits } from "../rateLimit.js";
 import type { MasterKey } from "./masterKey.js";
 import { ActiveKeySigner } from "./signingKeys.js";
 import type { TokenVerifier } from "./verify.js";
@@ -49,6 +50,7 @@ export interface AuthApiDeps {
   authPool: pg.Pool;
   masterKey: MasterKey;
   verifier: TokenVerifier;
+  rateLimits: RateLimits;
 }
 
 const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest();
@@ -122,19 +124,14 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
   });
 
   /** One hit in a per-minute bucket; over the limit → 429 with Retry-After. */
-  async function limit(bucket: string, max: number) {
-    const { rows } = await authPool.query<{ allowed: boolean; reset_at: Date }>(
-      "select allowed, reset_at from authhub_private.rate_limit_hit($1, $2, 60)",
-      [bucket, max],
-    );
-    const row = rows[0]!;
-    if (!row.allowed) {
-      const retryAfter = Math.max(1, Math.ceil((row.reset_at.getTime() - Date.now()) / 1000));
-      throw new OAuthError("rate_limited", "Too many token requests; try again later.", 429, retryAfter);
+  async function limit(kind: string, key: string, max: number) {
+    const decision = await deps.rateLimits.hit(kind, key, max);
+    if (!decision.allowed) {
+      throw new OAuthError("rate_limited", "Too many token requests; try again later.", 429, decision.resetSeconds);
     }
   }
   const clientIp = (req: Request) => req.socket.remoteAddress ?? "unknown";
-  const subjectBucket = (kind: string, key: string) => `auth:${kind}:${sha256(key).toString("base64url")}`;
+  const digest = (key: string) => sha256(key).toString("base64url");
 
   async function tokenAnswer(res: Response, row: SessionRow, refreshToken: string) {
     const identity: Identity = { userId: row.user_id, tenantId: row.tenant_id, orgId: row.organization_id, level: row.level, sessionId: row.family_id };
@@ -166,7 +163,7 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     } catch (err) {
       throw new OAuthError("invalid_grant", (err as Error).message);
     }
-    await limit(subjectBucket("subject", `${subject.issuer} ${subject.subject}`), config.tokenRateLimit.perSubject);
+    await limit("auth-subject", digest(`${subject.issuer} ${subject.subject}`), config.tokenRateLimit.perSubject);
     const refreshToken = newRefreshToken();
     const { rows } = await authPool.query<SessionRow>(
       "select * from authhub_private.start_session($1, $2, $3, $4, $5, $6::interval, $7::interval)",
@@ -180,7 +177,7 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     const token = requiredParam(body, "refresh_token");
     const invalid = new OAuthError("invalid_grant", "The refresh token is invalid, expired or revoked.");
     if (!REFRESH_TOKEN_RE.test(token)) throw invalid;
-    await limit(subjectBucket("refresh", token), config.tokenRateLimit.perSubject);
+    await limit("auth-refresh", digest(token), config.tokenRateLimit.perSubject);
     const successor = successorOf(token, successorKey);
     const { rows } = await authPool.query<SessionRow & { outcome: string }>(
       "select * from authhub_private.rotate_refresh_token($1, $2, $3::interval, $4::interval)",
@@ -195,7 +192,7 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     res.setHeader("Cache-Control", "no-store");
     res.setHeader("Pragma", "no-cache");
     try {
-      await limit(`auth:ip:${clientIp(req)}`, config.tokenRateLimit.perIp);
+      await limit("auth-ip", clientIp(req), config.tokenRateLimit.perIp);
       const body = (typeof req.body === "object" && req.body !== null ? req.body : {}) as Record<string, unknown>;
       const grantType = requiredParam(body, "grant_type");
       if (grantType === TOKEN_EXCHANGE) await exchange(req, res, body);
@@ -210,7 +207,7 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
 
   router.post("/auth/revoke", bodyParsers, async (req: Request, res: Response, next: NextFunction) => {
     try {
-      await limit(`auth:ip:${clientIp(req)}`, config.tokenRateLimit.perIp);
+      await limit("auth-ip", clientIp(req), config.tokenRateLimit.perIp);
       const body = (typeof req.body === "object" && req.body !== null ? req.body : {}) as Record<string, unknown>;
       const token = requiredParam(body, "token", MAX_TOKEN_LENGTH);
       const hint = param(body, "token_type_hint");

@@ -88,15 +88,27 @@ test("no runtime role is superuser, BYPASSRLS, able to create roles, or the owne
   expect(ownerRole.rows[0]).toEqual({ rolsuper: false, rolbypassrls: false });
 });
 
-test("the authenticator has no rights of its own and cannot inherit any", async () => {
+/**
+ * Tables the login role uses directly, outside any request: only the rate-limit
+ * counters (rate-limiter-flexible's store, server/rateLimit.ts), which name no
+ * one and hold nothing but counts.
+ */
+const AUTHENTICATOR_TABLES = ["rate_limits"];
+
+test("the authenticator has no rights of its own and cannot inherit any (but for the rate-limit counters)", async () => {
   const { rows } = await db.owner.query("select rolinherit from pg_roles where rolname = 'authhub_authenticator'");
   expect(rows[0]).toEqual({ rolinherit: false });
   const tables = await db.owner.query(
     `select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
-     where n.nspname = any($1) and c.relkind = 'r' and has_table_privilege('authhub_authenticator', c.oid, 'select')`,
+     where n.nspname = any($1) and c.relkind = 'r'
+       and (has_table_privilege('authhub_authenticator', c.oid, 'select') or has_table_privilege('authhub_authenticator', c.oid, 'insert')
+            or has_table_privilege('authhub_authenticator', c.oid, 'update') or has_table_privilege('authhub_authenticator', c.oid, 'delete'))
+     order by 1`,
     [SCHEMAS],
   );
-  expect(tables.rows).toEqual([]);
+  expect(tables.rows.map((r) => r.relname)).toEqual(AUTHENTICATOR_TABLES);
+  const unlogged = await db.owner.query("select relpersistence from pg_class where oid = 'authhub_private.rate_limits'::regclass");
+  expect(unlogged.rows).toEqual([{ relpersistence: "u" }]);
 });
 
 test("request roles write through column grants only: no table-wide INSERT or UPDATE", async () => {
@@ -106,8 +118,9 @@ test("request roles write through column grants only: no table-wide INSERT or UP
           aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) g
      join pg_roles r on r.oid = g.grantee
      where n.nspname = any($1) and c.relkind = 'r'
-       and g.privilege_type in ('INSERT', 'UPDATE') and r.rolname = any($2)`,
-    [SCHEMAS, RUNTIME_ROLES],
+       and g.privilege_type in ('INSERT', 'UPDATE') and r.rolname = any($2)
+       and not (r.rolname = 'authhub_authenticator' and c.relname = any($3))`,
+    [SCHEMAS, RUNTIME_ROLES, AUTHENTICATOR_TABLES],
   );
   expect(rows).toEqual([]);
 });

@@ -370,24 +370,27 @@ describe("signing keys", () => {
 });
 
 describe("abuse limits", () => {
-  test("per subject and per client IP: 429 with Retry-After, over the configured limits", async () => {
-    const limited = await startTestServer(db, {
+  test("per subject and per client IP: 429 with Retry-After, counted across server instances", async () => {
+    const env = {
       AUTHHUB_TRUSTED_ISSUERS: JSON.stringify([{ issuer: idp.issuer, jwksUri: idp.jwksUri }]),
       AUTHHUB_TOKEN_RATE_LIMIT_SUBJECT: "2",
       AUTHHUB_TOKEN_RATE_LIMIT_IP: "5",
-    });
+    };
+    const limited = await startTestServer(db, env);
+    const other = await startTestServer(db, env);
     try {
       // Limits count per minute-long window: start well inside one.
       const left = 60_000 - (Date.now() % 60_000);
       if (left < 5_000) await new Promise((r) => setTimeout(r, left + 100));
       await db.owner.query("delete from authhub_private.rate_limits");
-      const ask = async (subject: string) =>
-        request(limited.app)
+      const ask = async (subject: string, via = limited) =>
+        request(via.app)
           .post("/auth/token")
           .type("form")
           .send({ grant_type: TOKEN_EXCHANGE, subject_token: await idp.sign(subject), subject_token_type: JWT_TYPE, tenant: f.a.slug });
+      // Two servers, one count.
       expect((await ask("idp|org-admin")).status).toBe(200);
-      expect((await ask("idp|org-admin")).status).toBe(200);
+      expect((await ask("idp|org-admin", other)).status).toBe(200);
       const third = await ask("idp|org-admin");
       expect(third.status).toBe(429);
       expect(third.body.error).toBe("rate_limited");
@@ -400,6 +403,7 @@ describe("abuse limits", () => {
       expect(overIp.headers["retry-after"]).toBeDefined();
     } finally {
       await limited.close();
+      await other.close();
       await db.owner.query("delete from authhub_private.rate_limits");
     }
   });

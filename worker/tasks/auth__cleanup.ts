@@ -1,7 +1,7 @@
 /**
  * Housekeeping for the Auth API: deletes ended logins (expired, or revoked a
- * day ago) with their refresh tokens, in bounded batches, and rate-limit
- * windows that have closed.
+ * day ago) with their refresh tokens, in bounded batches. (Closed rate-limit
+ * windows are swept by the servers' limiter, server/rateLimit.ts.)
  */
 import type { Task } from "graphile-worker";
 import { inJobTransaction } from "../jobTransaction.js";
@@ -19,9 +19,5 @@ export const auth__cleanup: Task = async (_payload, helpers) => {
     families += purged;
     if (purged < FAMILIES_PER_TRANSACTION) break;
   }
-  const windows = await inJobTransaction(helpers, "auth__cleanup", async (client) => {
-    const { rows } = await client.query<{ n: number }>("select authhub_private.purge_rate_limits(interval '10 minutes') as n");
-    return rows[0]!.n;
-  });
-  if (families + windows > 0) helpers.logger.info(`removed ${families} ended login(s) and ${windows} rate-limit window(s)`);
+  if (families > 0) helpers.logger.info(`removed ${families} ended login(s)`);
 };
