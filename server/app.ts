@@ -39,9 +39,10 @@ export interface App {
   release(): Promise<void>;
 }
 
-function installRequestContext(app: express.Express, logger: Logger) {
+function installRequestContext(app: express.Express, logger: Logger, trustProxy: Config["trustProxy"]) {
   app.disable("x-powered-by");
-  app.set("trust proxy", false);
+  // Only proxies the operator names may speak for the client's address (req.ip).
+  app.set("trust proxy", trustProxy);
   app.use((req: Request, res: Response, next: NextFunction) => {
     const started = process.hrtime.bigint();
     const state = requestState(req);
@@ -94,10 +95,10 @@ function makeVerifier(deps: AppDeps): TokenVerifier {
     issuer: deps.config.issuer,
     trustedIssuers: deps.config.trustedIssuers,
     loadOwnKeys: () => loadOwnKeys(deps.authPool),
-    resolveExternalUser: async (tenantId, externalId) => {
+    resolveExternalUser: async (tenantId, issuer, externalId) => {
       const { rows } = await deps.authPool.query<{ id: string | null }>(
-        "select authhub_private.user_id_for_external_id($1, $2) as id",
-        [tenantId, externalId],
+        "select authhub_private.user_id_for_external_id($1, $2, $3, $4) as id",
+        [tenantId, issuer, externalId, deps.config.trustedIssuers.map((t) => t.issuer)],
       );
       return rows[0]?.id ?? null;
     },
@@ -158,7 +159,7 @@ function installErrors(app: express.Express, logger: Logger) {
 export async function makeApp(deps: AppDeps): Promise<App> {
   const app = express();
   const server = http.createServer(app);
-  installRequestContext(app, deps.logger);
+  installRequestContext(app, deps.logger, deps.config.trustProxy);
   installHealth(app, deps.authPool);
   const verifier = makeVerifier(deps);
   const authenticateRequest = authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret });

@@ -34,6 +34,8 @@ export interface Config {
   /** Each refresh token's life (rotation starts a new one), and a login's absolute life. */
   refreshTokenTtlSeconds: number;
   sessionMaxAgeSeconds: number;
+  /** Express's `trust proxy`: false, a hop count, or addresses/subnets of trusted proxies. */
+  trustProxy: false | number | string[];
   /** POST /auth/token abuse limits, per minute. */
   tokenRateLimit: { perIp: number; perSubject: number };
   graphql: {
@@ -91,6 +93,19 @@ function postgresUrl(env: Source, name: string): string | null {
     throw new ConfigError(name, "must start with postgres:// or postgresql://");
   }
   return raw;
+}
+
+function trustProxy(env: Source): false | number | string[] {
+  const raw = str(env, "AUTHHUB_TRUST_PROXY");
+  if (raw === null || raw === "false") return false;
+  if (/^\d{1,2}$/.test(raw)) return Number(raw);
+  const list = raw.split(",").map((s) => s.trim());
+  for (const item of list) {
+    if (!/^(loopback|linklocal|uniquelocal|[0-9a-fA-F.:]+(\/\d{1,3})?)$/.test(item)) {
+      throw new ConfigError("AUTHHUB_TRUST_PROXY", `must be a hop count or a list of proxy addresses/subnets (or loopback, linklocal, uniquelocal), got "${item}"`);
+    }
+  }
+  return list;
 }
 
 function trustedIssuers(env: Source): TrustedIssuer[] {
@@ -165,6 +180,7 @@ export function readConfig(env: Source = process.env): Config {
     accessTokenTtlSeconds: int(env, "AUTHHUB_ACCESS_TOKEN_TTL", 900, 60, 86400),
     refreshTokenTtlSeconds,
     sessionMaxAgeSeconds,
+    trustProxy: trustProxy(env),
     tokenRateLimit: {
       perIp: int(env, "AUTHHUB_TOKEN_RATE_LIMIT_IP", 300, 1, 1_000_000),
       perSubject: int(env, "AUTHHUB_TOKEN_RATE_LIMIT_SUBJECT", 30, 1, 1_000_000),

@@ -1,6 +1,66 @@
 --! Previous: sha1:4cec9d94f77f6cef9f9abc7532a21f6d3578aa10
---! Hash: sha1:7e488cca9696d227799ca2c18f38112a74ee2dd0
+--! Hash: sha1:9afdabd2bc22948f5676498696d01db09bc3f0df
 --! Message: auth: sessions with rotating refresh tokens, key rotation, rate limits
+
+--! split: 490-external-identity.sql
+-- Which identity provider vouches for a user (issue 5). A user's external_id is
+-- the provider's id for them; external_issuer names that provider. With one
+-- trusted issuer configured it may stay null (the only issuer speaks for every
+-- linked user); with several, a user is matched only for the issuer recorded,
+-- so one provider can never sign in as another provider's user.
+create domain authhub.issuer as text
+  constraint issuer_format check (length(value) between 1 and 500 and value !~ '[[:space:][:cntrl:]]');
+comment on domain authhub.issuer is 'A token issuer (`iss`), usually the identity provider''s URL.';
+
+alter table authhub.users add column external_issuer authhub.issuer;
+comment on column authhub.users.external_issuer is
+  'The identity provider (token issuer) that external_id belongs to. Required for sign-in when several issuers are trusted.';
+-- As external_id: user:write holders set it on users they create; changing it
+-- on an existing user re-points an identity, which only a tenant admin does.
+grant insert (external_issuer), update (external_issuer) on authhub.users to authhub_user;
+
+create function authhub_private.user_issuer_unchanged(tenant_id uuid, id uuid, external_issuer text) returns boolean
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select exists (
+    select 1 from authhub.users u
+    where u.tenant_id = user_issuer_unchanged.tenant_id and u.id = user_issuer_unchanged.id
+      and u.tenant_id = authhub.current_tenant_id()
+      and u.external_issuer::text is not distinct from user_issuer_unchanged.external_issuer
+  )
+$$;
+grant execute on function authhub_private.user_issuer_unchanged(uuid, uuid, text) to authhub_user;
+create policy update_issuer_guard on authhub.users as restrictive for update to authhub_user
+  using (true)
+  with check ((select authhub_private.is_tenant_admin()) or authhub_private.user_issuer_unchanged(tenant_id, id, external_issuer));
+
+-- Whether a trusted issuer speaks for this user: the user's recorded issuer, or,
+-- when none is recorded, whichever issuer is trusted if it is the only one.
+create function authhub_private.issuer_speaks_for(user_issuer text, issuer text, trusted_issuers text[]) returns boolean
+  language sql immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select issuer = any(trusted_issuers)
+     and (user_issuer = issuer or (user_issuer is null and cardinality(trusted_issuers) = 1))
+$$;
+
+-- A trusted issuer's user id → the AuthHub user, for bearer tokens at /graphql
+-- (server/auth/verify.ts). Replaces the issuer-blind version.
+drop function authhub_private.user_id_for_external_id(uuid, text);
+create function authhub_private.user_id_for_external_id(tenant_id uuid, issuer text, external_id text, trusted_issuers text[]) returns uuid
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select u.id
+  from authhub.users u
+  join authhub.tenants t on t.id = u.tenant_id
+  where u.tenant_id = user_id_for_external_id.tenant_id
+    and u.external_id = user_id_for_external_id.external_id
+    and authhub_private.issuer_speaks_for(u.external_issuer, user_id_for_external_id.issuer, user_id_for_external_id.trusted_issuers)
+    and u.status = 'active' and t.status = 'active'
+$$;
+grant execute on function authhub_private.user_id_for_external_id(uuid, text, text, text[]) to authhub_authenticator;
 
 --! split: 500-auth-sessions.sql
 -- The Auth API (issue 5): sessions started by token exchange, carried by
@@ -18,8 +78,11 @@ create table authhub_private.refresh_families (
   id              uuid not null default gen_random_uuid(),
   user_id         uuid not null,
   organization_id uuid,
-  -- Who vouched for the login (the subject token's issuer).
-  issuer          text not null constraint refresh_families_issuer_length check (length(issuer) between 1 and 500),
+  -- Who vouched for the login (the subject token's issuer) and for whom (its
+  -- subject): a refresh holds only while that issuer is trusted and the user
+  -- still holds that identity.
+  issuer          authhub.issuer not null,
+  external_id     authhub.external_id not null,
   created_at      timestamptz not null default now(),
   -- The family's absolute end: rotation never extends a login past it.
   expires_at      timestamptz not null,
@@ -47,8 +110,9 @@ create table authhub_private.refresh_tokens (
   foreign key (tenant_id, family_id) references authhub_private.refresh_families (tenant_id, id) on delete cascade,
   constraint refresh_tokens_rotation check ((rotated_at is null) = (successor_hash is null))
 );
--- A refresh request names only the token: found by hash across tenants.
-create index refresh_tokens_by_hash on authhub_private.refresh_tokens (token_hash);
+-- A refresh request names only the token: found by hash across tenants (a hash
+-- of 32 random bytes; unique anyway, and enforced so).
+create unique index refresh_tokens_by_hash on authhub_private.refresh_tokens (token_hash);
 create index refresh_tokens_family on authhub_private.refresh_tokens (tenant_id, family_id);
 
 alter table authhub_private.refresh_families enable row level security;
@@ -101,13 +165,24 @@ as $$
   select k.kid, k.private_key_encrypted from authhub_private.signing_keys k where k.status = 'active'
 $$;
 
+-- The session functions run as the server's login role, outside any request
+-- role; for the audit log they name the request's trace and, where the act is
+-- the user's own, the user (as a request of theirs would).
+create function authhub_private.act_as(user_id uuid, trace_id text) returns void
+  language sql volatile
+  set search_path = pg_catalog, pg_temp
+as $$
+  select set_config('jwt.claims.sub', coalesce(act_as.user_id::text, ''), true),
+         set_config('authhub.trace_id', coalesce(act_as.trace_id, ''), true)
+$$;
+
 -- Token exchange: the active user with this external id in the tenant named
--- (slug or id), optionally in an organization they belong to (slug or id),
--- gets a new family and its first refresh token. No row when any of that
--- fails, whichever part it was.
+-- (slug or id), for whom the issuer speaks (authhub_private.issuer_speaks_for),
+-- optionally in an organization they belong to (slug or id), gets a new family
+-- and its first refresh token. No row when any of that fails, whichever part.
 create function authhub_private.start_session(
-  tenant text, organization text, external_id text, issuer text,
-  token_hash bytea, token_ttl interval, family_ttl interval
+  tenant text, organization text, external_id text, issuer text, trusted_issuers text[],
+  token_hash bytea, token_ttl interval, family_ttl interval, trace_id text
 ) returns table (tenant_id uuid, user_id uuid, organization_id uuid, level authhub.role_level, family_id uuid, signing_kid text)
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
@@ -122,21 +197,25 @@ declare
 begin
   select t.id into t_id from authhub.tenants t
   where case when start_session.tenant ~ is_uuid then t.id = start_session.tenant::uuid else t.slug::text = start_session.tenant end;
-  if t_id is null then return; end if;
-  select u.id into u_id from authhub.users u where u.tenant_id = t_id and u.external_id::text = start_session.external_id;
-  if u_id is null then return; end if;
+  select u.id into u_id from authhub.users u
+  where u.tenant_id = t_id and u.external_id::text = start_session.external_id
+    and authhub_private.issuer_speaks_for(u.external_issuer, start_session.issuer, start_session.trusted_issuers);
   if start_session.organization is not null then
     select o.id into o_id from authhub.organizations o
     where o.tenant_id = t_id
       and case when start_session.organization ~ is_uuid then o.id = start_session.organization::uuid else o.slug::text = start_session.organization end;
-    if o_id is null then return; end if;
+    if o_id is null then
+      return;
+    end if;
   end if;
   lvl := authhub_private.token_level(t_id, u_id, o_id);
-  if lvl is null then return; end if;
-  -- The login is the user's own act: the audit log names them.
-  perform set_config('authhub.actor', 'user:' || u_id, true);
-  insert into authhub_private.refresh_families (tenant_id, user_id, organization_id, issuer, expires_at)
-  values (t_id, u_id, o_id, start_session.issuer, now() + family_ttl)
+  if lvl is null then
+    return;
+  end if;
+  -- The login is the user's own act: the audit log names them and the request.
+  perform authhub_private.act_as(u_id, start_session.trace_id);
+  insert into authhub_private.refresh_families (tenant_id, user_id, organization_id, issuer, external_id, expires_at)
+  values (t_id, u_id, o_id, start_session.issuer, start_session.external_id, now() + family_ttl)
   returning id into f_id;
   insert into authhub_private.refresh_tokens (tenant_id, token_hash, family_id, expires_at)
   values (t_id, start_session.token_hash, f_id, least(now() + token_ttl, now() + family_ttl));
@@ -144,101 +223,153 @@ begin
 end;
 $$;
 
--- Refresh: exchanges a refresh token for its successor (whose hash the server
--- derives from the token, so a retry derives the same one). Outcomes:
+-- The family a refresh token belongs to (for the per-login rate limit, counted
+-- before the token is spent), or nothing.
+create function authhub_private.refresh_token_family(token_hash bytea) returns uuid
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select r.family_id from authhub_private.refresh_tokens r where r.token_hash = refresh_token_family.token_hash
+$$;
+
+-- Refresh: exchanges a refresh token for its successor. The server derives the
+-- successor from the token (so a retry derives the same one) under each master
+-- key it holds, current first, and passes their hashes; `successor` answers
+-- which one stands (1 for a fresh rotation). Outcomes:
 --   rotated   the token was current: the successor is stored and answered;
---   replayed  the token was rotated less than `grace` ago and its successor is
---             unused: the same successor is answered again (a client retry);
+--   replayed  the token was rotated less than `grace` ago into one of the
+--             candidates, which is unused: that successor is answered again;
 --   reuse     any other use of a rotated token: the whole family is revoked;
---   inactive  the user, tenant or membership is no longer active: revoked;
+--   inactive  the user, tenant, membership or identity (issuer still trusted,
+--             external id still the user's) no longer holds: revoked;
 --   invalid   unknown, expired or revoked.
--- Never raises for these, so a revocation it makes is committed.
-create function authhub_private.rotate_refresh_token(token_hash bytea, successor_hash bytea, token_ttl interval, grace interval)
-  returns table (outcome text, tenant_id uuid, user_id uuid, organization_id uuid, level authhub.role_level, family_id uuid, signing_kid text)
+-- Never raises for these, so a revocation it makes is committed. Locks the
+-- family, then the token (the order deletions take, so they cannot deadlock).
+create function authhub_private.rotate_refresh_token(
+  token_hash bytea, successor_hashes bytea[], trusted_issuers text[], token_ttl interval, grace interval, trace_id text
+) returns table (outcome text, successor integer, tenant_id uuid, user_id uuid, organization_id uuid, level authhub.role_level, family_id uuid, signing_kid text)
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
 as $$
 declare
+  f_tenant uuid;
+  f_id uuid;
   tok authhub_private.refresh_tokens;
   fam authhub_private.refresh_families;
-  successor authhub_private.refresh_tokens;
+  successor_row authhub_private.refresh_tokens;
   lvl authhub.role_level;
+  candidate integer;
 begin
-  -- Concurrent refreshes with one token queue here; the second sees the first's rotation.
-  select * into tok from authhub_private.refresh_tokens r
-  where r.token_hash = rotate_refresh_token.token_hash
-  for update;
-  if tok.token_hash is null then
-    return query select 'invalid', null::uuid, null::uuid, null::uuid, null::authhub.role_level, null::uuid, null::text;
-    return;
-  end if;
-  select * into fam from authhub_private.refresh_families f
-  where f.tenant_id = tok.tenant_id and f.id = tok.family_id
-  for update;
-  if fam.revoked_at is not null or fam.expires_at <= now() or tok.expires_at <= now() then
-    return query select 'invalid', null::uuid, null::uuid, null::uuid, null::authhub.role_level, null::uuid, null::text;
+  select r.tenant_id, r.family_id into f_tenant, f_id from authhub_private.refresh_tokens r
+  where r.token_hash = rotate_refresh_token.token_hash;
+  -- Concurrent refreshes of one login queue here; the second sees the first's rotation.
+  select * into fam from authhub_private.refresh_families f where f.tenant_id = f_tenant and f.id = f_id for update;
+  select * into tok from authhub_private.refresh_tokens r where r.token_hash = rotate_refresh_token.token_hash for update;
+  if fam.id is null or tok.token_hash is null
+     or fam.revoked_at is not null or fam.expires_at <= now() or tok.expires_at <= now() then
+    return query select 'invalid', null::integer, null::uuid, null::uuid, null::uuid, null::authhub.role_level, null::uuid, null::text;
     return;
   end if;
   lvl := authhub_private.token_level(fam.tenant_id, fam.user_id, fam.organization_id);
-  if lvl is null then
+  if lvl is null or not exists (
+       select 1 from authhub.users u
+       where u.tenant_id = fam.tenant_id and u.id = fam.user_id and u.external_id::text = fam.external_id
+         and authhub_private.issuer_speaks_for(u.external_issuer, fam.issuer, rotate_refresh_token.trusted_issuers)) then
+    perform authhub_private.act_as(null, rotate_refresh_token.trace_id);
     perform set_config('authhub.actor', 'system:auth:refresh', true);
     update authhub_private.refresh_families f set revoked_at = now(), revoked_reason = 'inactive'
     where f.tenant_id = fam.tenant_id and f.id = fam.id;
-    return query select 'inactive', fam.tenant_id, fam.user_id, null::uuid, null::authhub.role_level, fam.id, null::text;
+    return query select 'inactive', null::integer, fam.tenant_id, fam.user_id, null::uuid, null::authhub.role_level, fam.id, null::text;
     return;
   end if;
   if tok.rotated_at is not null then
-    select * into successor from authhub_private.refresh_tokens r
+    candidate := array_position(rotate_refresh_token.successor_hashes, tok.successor_hash);
+    select * into successor_row from authhub_private.refresh_tokens r
     where r.tenant_id = tok.tenant_id and r.token_hash = tok.successor_hash;
-    if tok.rotated_at > now() - grace and tok.successor_hash = rotate_refresh_token.successor_hash
-       and successor.token_hash is not null and successor.rotated_at is null then
-      return query select 'replayed', fam.tenant_id, fam.user_id, fam.organization_id, lvl, fam.id,
+    if tok.rotated_at > now() - grace and candidate is not null
+       and successor_row.token_hash is not null and successor_row.rotated_at is null then
+      return query select 'replayed', candidate, fam.tenant_id, fam.user_id, fam.organization_id, lvl, fam.id,
                           (select k.kid from authhub_private.signing_keys k where k.status = 'active');
       return;
     end if;
-    -- Whoever presented it, a rotated token came back: the login is compromised.
+    -- Whoever presented it, a spent token came back: the login is compromised.
+    perform authhub_private.act_as(null, rotate_refresh_token.trace_id);
     perform set_config('authhub.actor', 'system:auth:reuse-detection', true);
     update authhub_private.refresh_families f set revoked_at = now(), revoked_reason = 'reuse'
     where f.tenant_id = fam.tenant_id and f.id = fam.id;
-    return query select 'reuse', fam.tenant_id, fam.user_id, null::uuid, null::authhub.role_level, fam.id, null::text;
+    return query select 'reuse', null::integer, fam.tenant_id, fam.user_id, null::uuid, null::authhub.role_level, fam.id, null::text;
     return;
   end if;
-  update authhub_private.refresh_tokens r set rotated_at = now(), successor_hash = rotate_refresh_token.successor_hash
+  update authhub_private.refresh_tokens r set rotated_at = now(), successor_hash = rotate_refresh_token.successor_hashes[1]
   where r.tenant_id = tok.tenant_id and r.token_hash = tok.token_hash;
   insert into authhub_private.refresh_tokens (tenant_id, token_hash, family_id, expires_at)
-  values (fam.tenant_id, rotate_refresh_token.successor_hash, fam.id, least(now() + token_ttl, fam.expires_at));
-  return query select 'rotated', fam.tenant_id, fam.user_id, fam.organization_id, lvl, fam.id,
+  values (fam.tenant_id, rotate_refresh_token.successor_hashes[1], fam.id, least(now() + token_ttl, fam.expires_at));
+  return query select 'rotated', 1, fam.tenant_id, fam.user_id, fam.organization_id, lvl, fam.id,
                       (select k.kid from authhub_private.signing_keys k where k.status = 'active');
 end;
 $$;
 
 -- RFC 7009: revokes the family of a refresh token (any of its tokens, rotated
 -- or not). True when a live family was revoked; unknown tokens are no error.
-create function authhub_private.revoke_refresh_token(token_hash bytea) returns boolean
+create function authhub_private.revoke_refresh_token(token_hash bytea, trace_id text) returns boolean
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  tok authhub_private.refresh_tokens;
+  f_tenant uuid;
+  f_id uuid;
+  f_user uuid;
   revoked integer;
 begin
-  select * into tok from authhub_private.refresh_tokens r where r.token_hash = revoke_refresh_token.token_hash;
-  if tok.token_hash is null then return false; end if;
+  select r.tenant_id, r.family_id into f_tenant, f_id from authhub_private.refresh_tokens r
+  where r.token_hash = revoke_refresh_token.token_hash;
+  select f.user_id into f_user from authhub_private.refresh_families f where f.tenant_id = f_tenant and f.id = f_id;
+  if f_user is null then
+    return false;
+  end if;
   -- The holder of a login's token ends it: the audit log names the login's user.
-  perform set_config('authhub.actor', 'user:' || f.user_id, true)
-  from authhub_private.refresh_families f where f.tenant_id = tok.tenant_id and f.id = tok.family_id;
+  perform authhub_private.act_as(f_user, revoke_refresh_token.trace_id);
   update authhub_private.refresh_families f set revoked_at = now(), revoked_reason = 'revoked'
-  where f.tenant_id = tok.tenant_id and f.id = tok.family_id and f.revoked_at is null;
+  where f.tenant_id = f_tenant and f.id = f_id and f.revoked_at is null;
   get diagnostics revoked = row_count;
   return revoked > 0;
 end;
 $$;
 
+-- Authority is live for sessions too: a token whose `sid` names a revoked
+-- login (signed out, reuse detected, user gone inactive) stops working at
+-- once, not at its expiry. Same lookup as before plus, for a sid that is a
+-- login's id, one primary-key probe.
+create or replace function authhub_private.current_user_level() returns authhub.role_level
+  language plpgsql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  sid text := nullif(pg_catalog.current_setting('jwt.claims.sid', true), '');
+begin
+  if sid ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' and exists (
+       select 1 from authhub_private.refresh_families f
+       where f.tenant_id = authhub.current_tenant_id() and f.id = sid::uuid and f.revoked_at is not null) then
+    return null;
+  end if;
+  return (
+    select u.level
+    from authhub.users u
+    join authhub.tenants t on t.id = u.tenant_id
+    where u.tenant_id = authhub.current_tenant_id()
+      and u.id = authhub.current_user_id()
+      and u.status = 'active'
+      and t.status = 'active'
+  );
+end;
+$$;
+
 grant execute on function
   authhub_private.active_signing_key(),
-  authhub_private.start_session(text, text, text, text, bytea, interval, interval),
-  authhub_private.rotate_refresh_token(bytea, bytea, interval, interval),
-  authhub_private.revoke_refresh_token(bytea)
+  authhub_private.start_session(text, text, text, text, text[], bytea, interval, interval, text),
+  authhub_private.refresh_token_family(bytea),
+  authhub_private.rotate_refresh_token(bytea, bytea[], text[], interval, interval, text),
+  authhub_private.revoke_refresh_token(bytea, text)
 to authhub_authenticator;
 
 -- Ended logins (expired, or revoked a day ago: long enough to answer a late

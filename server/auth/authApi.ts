@@ -19,6 +19,7 @@ import type pg from "pg";
 import type { Identity, RoleLevel } from "../../db/claims.js";
 import type { Config } from "../config.js";
 import type { RateLimits } from "../rateLimit.js";
+import { requestState } from "../requestState.js";
 import type { MasterKey } from "./masterKey.js";
 import { ActiveKeySigner } from "./signingKeys.js";
 import type { TokenVerifier } from "./verify.js";
@@ -56,9 +57,29 @@ export interface AuthApiDeps {
 const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest();
 const newRefreshToken = () => `rt_${randomBytes(32).toString("base64url")}`;
 
-/** The successor of a refresh token: derived, so a retry derives the same one, and stored only hashed. */
-function successorOf(token: string, successorKey: Buffer): string {
-  return `rt_${createHmac("sha256", successorKey).update(token, "utf8").digest("base64url")}`;
+/**
+ * The successor of a refresh token: derived, so a retry derives the same one,
+ * and stored only hashed. One candidate per master key the server holds
+ * (current first), so a retry still finds its successor across a master-key
+ * rotation or a rolling deploy.
+ */
+function successorsOf(token: string, successorKeys: Buffer[]): string[] {
+  return successorKeys.map((key) => `rt_${createHmac("sha256", key).update(token, "utf8").digest("base64url")}`);
+}
+
+/**
+ * The address a client is counted under: Express's `req.ip` (the TCP peer, or
+ * with AUTHHUB_TRUST_PROXY the address the trusted proxies report), an IPv6
+ * address by its /64, since one host can hold a whole /64.
+ */
+export function clientAddress(req: Request): string {
+  const ip = (req.ip ?? req.socket.remoteAddress ?? "unknown").replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
+  if (!ip.includes(":")) return ip;
+  const [head = "", tail = ""] = ip.split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const groups = ip.includes("::") ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, "")).join(":")}::/64`;
 }
 
 /** One form or JSON parameter: absent → null; repeated or not a string → invalid_request (RFC 6749 §3.2). */
@@ -67,6 +88,8 @@ function param(body: Record<string, unknown>, name: string, maxLength = 500): st
   if (value === undefined || value === "") return null;
   if (typeof value !== "string") throw new OAuthError("invalid_request", `The ${name} parameter must be given once, as a string.`);
   if (value.length > maxLength) throw new OAuthError("invalid_request", `The ${name} parameter is too long.`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw new OAuthError("invalid_request", `The ${name} parameter contains control characters.`);
   return value;
 }
 
@@ -91,18 +114,24 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
   const { config, authPool, verifier } = deps;
   const base = config.issuer.replace(/\/+$/, "");
   const signer = new ActiveKeySigner(authPool, deps.masterKey, { issuer: config.issuer, ttlSeconds: config.accessTokenTtlSeconds });
-  const successorKey = deps.masterKey.derive("refresh-token-successor");
+  const successorKeys = deps.masterKey.deriveAll("refresh-token-successor");
+  const trustedIssuers = config.trustedIssuers.map((t) => t.issuer);
+  let jwksCache: { at: number; body: { keys: Record<string, unknown>[] } } | null = null;
   const refreshTtl = `${config.refreshTokenTtlSeconds} seconds`;
   const sessionMaxAge = `${config.sessionMaxAgeSeconds} seconds`;
   const router = express.Router();
 
   router.get("/.well-known/jwks.json", async (_req, res, next) => {
     try {
-      const { rows } = await authPool.query<{ jwk: Record<string, unknown> }>("select authhub_private.public_signing_keys() as jwk");
-      // Public members only, whatever the row holds (the table's check refuses private ones too).
-      const keys = rows.map(({ jwk }) => Object.fromEntries(["kty", "crv", "x", "y", "kid", "alg", "use"].filter((k) => k in jwk).map((k) => [k, jwk[k]])));
+      // Read at most once a second per server, however often it is asked.
+      if (!jwksCache || Date.now() - jwksCache.at > 1000) {
+        const { rows } = await authPool.query<{ jwk: Record<string, unknown> }>("select authhub_private.public_signing_keys() as jwk");
+        // Public members only, whatever the row holds (the table's check refuses private ones too).
+        const keys = rows.map(({ jwk }) => Object.fromEntries(["kty", "crv", "x", "y", "kid", "alg", "use"].filter((k) => k in jwk).map((k) => [k, jwk[k]])));
+        jwksCache = { at: Date.now(), body: { keys } };
+      }
       res.setHeader("Cache-Control", "public, max-age=60");
-      res.json({ keys });
+      res.json(jwksCache.body);
     } catch (err) {
       next(err);
     }
@@ -130,7 +159,6 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
       throw new OAuthError("rate_limited", "Too many token requests; try again later.", 429, decision.resetSeconds);
     }
   }
-  const clientIp = (req: Request) => req.socket.remoteAddress ?? "unknown";
   const digest = (key: string) => sha256(key).toString("base64url");
 
   async function tokenAnswer(res: Response, row: SessionRow, refreshToken: string) {
@@ -166,37 +194,41 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     await limit("auth-subject", digest(`${subject.issuer} ${subject.subject}`), config.tokenRateLimit.perSubject);
     const refreshToken = newRefreshToken();
     const { rows } = await authPool.query<SessionRow>(
-      "select * from authhub_private.start_session($1, $2, $3, $4, $5, $6::interval, $7::interval)",
-      [tenant, organization, subject.subject, subject.issuer, sha256(refreshToken), refreshTtl, sessionMaxAge],
+      "select * from authhub_private.start_session($1, $2, $3, $4, $5, $6, $7::interval, $8::interval, $9)",
+      [tenant, organization, subject.subject, subject.issuer, trustedIssuers, sha256(refreshToken), refreshTtl, sessionMaxAge, requestState(req).traceId],
     );
     if (!rows[0]) throw new OAuthError("invalid_target", "No token can be issued for this subject in the tenant or organization requested.");
     await tokenAnswer(res, rows[0], refreshToken);
   }
 
-  async function refresh(res: Response, body: Record<string, unknown>) {
+  async function refresh(req: Request, res: Response, body: Record<string, unknown>) {
     const token = requiredParam(body, "refresh_token");
     const invalid = new OAuthError("invalid_grant", "The refresh token is invalid, expired or revoked.");
     if (!REFRESH_TOKEN_RE.test(token)) throw invalid;
-    await limit("auth-refresh", digest(token), config.tokenRateLimit.perSubject);
-    const successor = successorOf(token, successorKey);
-    const { rows } = await authPool.query<SessionRow & { outcome: string }>(
-      "select * from authhub_private.rotate_refresh_token($1, $2, $3::interval, $4::interval)",
-      [sha256(token), sha256(successor), refreshTtl, `${REFRESH_RETRY_GRACE_SECONDS} seconds`],
+    const hash = sha256(token);
+    // Counted per login (rotation makes a new token every time, the login stays).
+    const family = (await authPool.query<{ id: string | null }>("select authhub_private.refresh_token_family($1) as id", [hash])).rows[0]?.id;
+    if (!family) throw invalid;
+    await limit("auth-refresh", family, config.tokenRateLimit.perSubject);
+    const successors = successorsOf(token, successorKeys);
+    const { rows } = await authPool.query<SessionRow & { outcome: string; successor: number | null }>(
+      "select * from authhub_private.rotate_refresh_token($1, $2, $3, $4::interval, $5::interval, $6)",
+      [hash, successors.map(sha256), trustedIssuers, refreshTtl, `${REFRESH_RETRY_GRACE_SECONDS} seconds`, requestState(req).traceId],
     );
     const row = rows[0];
-    if (!row || (row.outcome !== "rotated" && row.outcome !== "replayed")) throw invalid;
-    await tokenAnswer(res, row, successor);
+    if (!row || (row.outcome !== "rotated" && row.outcome !== "replayed") || !row.successor) throw invalid;
+    await tokenAnswer(res, row, successors[row.successor - 1]!);
   }
 
   router.post("/auth/token", bodyParsers, async (req: Request, res: Response, next: NextFunction) => {
     res.setHeader("Cache-Control", "no-store");
     res.setHeader("Pragma", "no-cache");
     try {
-      await limit("auth-ip", clientIp(req), config.tokenRateLimit.perIp);
+      await limit("auth-ip", clientAddress(req), config.tokenRateLimit.perIp);
       const body = (typeof req.body === "object" && req.body !== null ? req.body : {}) as Record<string, unknown>;
       const grantType = requiredParam(body, "grant_type");
       if (grantType === TOKEN_EXCHANGE) await exchange(req, res, body);
-      else if (grantType === "refresh_token") await refresh(res, body);
+      else if (grantType === "refresh_token") await refresh(req, res, body);
       else if (grantType === "client_credentials") {
         throw new OAuthError("unsupported_grant_type", "client_credentials is not available yet: it arrives with Open API keys.");
       } else throw new OAuthError("unsupported_grant_type", "Supported grant types: token exchange and refresh_token.");
@@ -207,12 +239,12 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
 
   router.post("/auth/revoke", bodyParsers, async (req: Request, res: Response, next: NextFunction) => {
     try {
-      await limit("auth-ip", clientIp(req), config.tokenRateLimit.perIp);
+      await limit("auth-ip", clientAddress(req), config.tokenRateLimit.perIp);
       const body = (typeof req.body === "object" && req.body !== null ? req.body : {}) as Record<string, unknown>;
       const token = requiredParam(body, "token", MAX_TOKEN_LENGTH);
       const hint = param(body, "token_type_hint");
       if (REFRESH_TOKEN_RE.test(token)) {
-        await authPool.query("select authhub_private.revoke_refresh_token($1)", [sha256(token)]);
+        await authPool.query("select authhub_private.revoke_refresh_token($1, $2)", [sha256(token), requestState(req).traceId]);
       } else if (hint === "access_token" || token.split(".").length === 3) {
         // Access tokens are short-lived and checked live against the database on use.
         throw new OAuthError("unsupported_token_type", "Access tokens are not revocable; revoke the refresh token of the login.");

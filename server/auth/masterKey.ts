@@ -26,6 +26,8 @@ export interface MasterKey {
   /** The version a ciphertext was made with, or null when it is not one of ours. */
   versionOf(ciphertext: string): number | null;
   derive(purpose: string): Buffer;
+  /** The same, under every configured key: the current one first, then the previous ones. */
+  deriveAll(purpose: string): Buffer[];
 }
 
 export class MasterKeyError extends Error {
@@ -51,6 +53,7 @@ function parseOne(text: string, variable: string): VersionedKey {
 }
 
 const aad = (version: number) => Buffer.from(`authhub:v${version}`);
+const derive = (key: Buffer, purpose: string) => Buffer.from(hkdfSync("sha256", key, Buffer.alloc(0), `authhub:${purpose}`, 32));
 
 /** The current key (`text`) and, optionally, previous ones for decryption only. */
 export function parseMasterKey(text: string, previous: string | null = null): MasterKey {
@@ -93,7 +96,10 @@ export function parseMasterKey(text: string, previous: string | null = null): Ma
       return Buffer.concat([decipher.update(data), decipher.final()]).toString("utf8");
     },
     derive(purpose) {
-      return Buffer.from(hkdfSync("sha256", current.key, Buffer.alloc(0), `authhub:${purpose}`, 32));
+      return derive(current.key, purpose);
+    },
+    deriveAll(purpose) {
+      return [current.key, ...[...ring.entries()].filter(([v]) => v !== current.version).map(([, key]) => key)].map((key) => derive(key, purpose));
     },
   };
 }

@@ -31,8 +31,8 @@ const TRUSTED_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
  */
 export type OwnKeysLoader = () => Promise<JSONWebKeySet>;
 
-/** The AuthHub user id for an identity provider's user id in a tenant, or null (unknown, suspended). */
-export type ExternalUserResolver = (tenantId: string, externalId: string) => Promise<string | null>;
+/** The AuthHub user id for an identity provider's user id in a tenant, or null (unknown, suspended, another issuer's). */
+export type ExternalUserResolver = (tenantId: string, issuer: string, externalId: string) => Promise<string | null>;
 
 interface KeySetRule {
   own: boolean;
@@ -97,7 +97,8 @@ export class TokenVerifier {
     }
     const rule = typeof iss === "string" ? this.trusted.get(iss) : undefined;
     if (!rule) throw unauthenticated("The subject token's issuer is not trusted.");
-    const payload = await verifyWith(token, rule);
+    // However long the issuer let it live, a subject token older than this is not exchanged.
+    const payload = await verifyWith(token, rule, SUBJECT_TOKEN_MAX_AGE);
     if (typeof payload.sub !== "string" || !EXTERNAL_ID_RE.test(payload.sub)) {
       throw unauthenticated("The subject token's subject is not a valid external user id.");
     }
@@ -133,14 +134,14 @@ export class TokenVerifier {
       throw unauthenticated("The token's subject is not a valid external user id.");
     }
     if (typeof tenantId !== "string" || !UUID_RE.test(tenantId)) throw unauthenticated("The token carries no valid tenant_id.");
-    const userId = await this.resolveExternalUser(tenantId.toLowerCase(), externalId);
+    const userId = await this.resolveExternalUser(tenantId.toLowerCase(), rule.issuer, externalId);
     if (!userId) throw unauthenticated("The token's user is not known to AuthHub.");
     return identityFromClaims(payload, userId);
   }
 }
 
 /** Signature, algorithm, issuer, audience, expiry and required claims; errors say only what a client can fix. */
-async function verifyWith(token: string, rule: KeySetRule): Promise<JWTPayload> {
+async function verifyWith(token: string, rule: KeySetRule, maxTokenAge?: string): Promise<JWTPayload> {
   try {
     const { payload } = await jwtVerify(token, rule.keys, {
       issuer: rule.issuer,
@@ -148,13 +149,17 @@ async function verifyWith(token: string, rule: KeySetRule): Promise<JWTPayload> 
       algorithms: rule.algorithms,
       requiredClaims: ["exp", "iat", "sub"],
       clockTolerance: 5,
+      ...(maxTokenAge ? { maxTokenAge } : {}),
     });
     return payload;
   } catch (cause) {
     const code = (cause as { code?: string }).code;
+    const claim = (cause as { claim?: string }).claim;
     const message =
       code === "ERR_JWT_EXPIRED"
-        ? "The token has expired."
+        ? claim === "iat"
+          ? "The token is too old to be exchanged."
+          : "The token has expired."
         : code === "ERR_JWT_CLAIM_VALIDATION_FAILED"
           ? "The token is not meant for AuthHub or is missing required claims."
           : "The token's signature could not be verified.";
@@ -170,6 +175,9 @@ const optionalString = (v: unknown, max: number): string | null =>
   typeof v === "string" && v.length > 0 && v.length <= max ? v : null;
 
 const EXTERNAL_ID_RE = /^[^\s\p{Cc}]{1,255}$/u;
+
+/** Subject tokens are exchanged fresh: at most this long after they were issued (their `iat`). */
+export const SUBJECT_TOKEN_MAX_AGE = "1h";
 
 /**
  * Only these claims are read; any other claim (`role`, a setting name…) is

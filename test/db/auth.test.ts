@@ -33,19 +33,23 @@ interface Session {
   family_id: string;
 }
 
+const IDP = "https://idp.test";
+
 /** As the server's login role (no request role): start a session. */
-async function startSession(tenant: string, external: string, organization: string | null = null, token = newToken()) {
+async function startSession(tenant: string, external: string, organization: string | null = null, options: { issuer?: string; trusted?: string[] } = {}) {
+  const token = newToken();
   const { rows } = await db.auth.query<Session>(
-    "select * from authhub_private.start_session($1, $2, $3, 'https://idp.test', $4, interval '1 day', interval '30 days')",
-    [tenant, organization, external, hash(token)],
+    "select * from authhub_private.start_session($1, $2, $3, $4, $5, $6, interval '1 day', interval '30 days', 'trace-sql')",
+    [tenant, organization, external, options.issuer ?? IDP, options.trusted ?? [IDP], hash(token)],
   );
   return { session: rows[0] ?? null, token };
 }
 
-async function rotate(token: string, successor: string, grace = "10 seconds") {
-  const { rows } = await db.auth.query<Session & { outcome: string }>(
-    "select * from authhub_private.rotate_refresh_token($1, $2, interval '1 day', $3::interval)",
-    [hash(token), hash(successor), grace],
+async function rotate(token: string, successor: string | string[], options: { grace?: string; trusted?: string[] } = {}) {
+  const candidates = (Array.isArray(successor) ? successor : [successor]).map(hash);
+  const { rows } = await db.auth.query<Session & { outcome: string; successor: number | null }>(
+    "select * from authhub_private.rotate_refresh_token($1, $2, $3, interval '1 day', $4::interval, 'trace-sql')",
+    [hash(token), candidates, options.trusted ?? [IDP], options.grace ?? "10 seconds"],
   );
   return rows[0]!;
 }
@@ -53,9 +57,11 @@ async function rotate(token: string, successor: string, grace = "10 seconds") {
 describe("reach", () => {
   const tables = ["authhub_private.refresh_families", "authhub_private.refresh_tokens", "authhub_private.rate_limits", "authhub_private.signing_keys"];
   const functions = [
-    "authhub_private.start_session('tenant-a', null, 'ext-member', 'x', '\\x00'::bytea, '1 day', '1 day')",
-    "authhub_private.rotate_refresh_token('\\x00'::bytea, '\\x00'::bytea, '1 day', '10 seconds')",
-    "authhub_private.revoke_refresh_token('\\x00'::bytea)",
+    "authhub_private.start_session('tenant-a', null, 'ext-member', 'x', '{x}', '\\x00'::bytea, '1 day', '1 day', null)",
+    "authhub_private.refresh_token_family('\\x00'::bytea)",
+    "authhub_private.rotate_refresh_token('\\x00'::bytea, '{}'::bytea[], '{x}', '1 day', '10 seconds', null)",
+    "authhub_private.revoke_refresh_token('\\x00'::bytea, null)",
+    "authhub_private.user_id_for_external_id(gen_random_uuid(), 'x', 'x', '{x}')",
     "authhub_private.active_signing_key()",
     "authhub_private.purge_ended_sessions(10)",
   ];
@@ -160,7 +166,7 @@ describe("rotate_refresh_token", () => {
     const first = await startSession("tenant-a", "ext-member");
     const second = newToken();
     await rotate(first.token, second);
-    expect((await rotate(first.token, second, "0 seconds")).outcome).toBe("reuse");
+    expect((await rotate(first.token, second, { grace: "0 seconds" })).outcome).toBe("reuse");
     const { rows } = await db.owner.query("select revoked_reason from authhub_private.refresh_families where id = $1", [first.session!.family_id]);
     expect(rows).toEqual([{ revoked_reason: "reuse" }]);
 
@@ -192,8 +198,8 @@ describe("rotate_refresh_token", () => {
     await db.owner.query("update authhub_private.refresh_families set expires_at = now() - interval '1 second' where id = $1", [expired.session!.family_id]);
     expect((await rotate(expired.token, newToken())).outcome).toBe("invalid");
     const revoked = await startSession("tenant-a", "ext-member");
-    expect((await db.auth.query("select authhub_private.revoke_refresh_token($1) as r", [hash(revoked.token)])).rows[0].r).toBe(true);
-    expect((await db.auth.query("select authhub_private.revoke_refresh_token($1) as r", [hash(revoked.token)])).rows[0].r).toBe(false);
+    expect((await db.auth.query("select authhub_private.revoke_refresh_token($1, null) as r", [hash(revoked.token)])).rows[0].r).toBe(true);
+    expect((await db.auth.query("select authhub_private.revoke_refresh_token($1, null) as r", [hash(revoked.token)])).rows[0].r).toBe(false);
     expect((await rotate(revoked.token, newToken())).outcome).toBe("invalid");
 
     const user = (
@@ -203,6 +209,98 @@ describe("rotate_refresh_token", () => {
     await db.owner.query("delete from authhub.users where id = $1", [user]);
     expect((await rotate(leaver.token, newToken())).outcome).toBe("invalid");
   });
+});
+
+
+describe("identity: issuer and external id", () => {
+  const OTHER = "https://other-idp.test";
+
+  test("with one trusted issuer, an unbound external id is its; with several, only the recorded issuer speaks for a user", async () => {
+    expect((await startSession("tenant-a", "ext-member")).session).not.toBeNull();
+    // Two issuers trusted, the user bound to none: neither may sign in as them.
+    expect((await startSession("tenant-a", "ext-member", null, { trusted: [IDP, OTHER] })).session).toBeNull();
+    expect((await startSession("tenant-a", "ext-member", null, { issuer: OTHER, trusted: [IDP, OTHER] })).session).toBeNull();
+    await db.owner.query("update authhub.users set external_issuer = $2 where id = $1", [f.a.users.member, IDP]);
+    try {
+      expect((await startSession("tenant-a", "ext-member", null, { trusted: [IDP, OTHER] })).session).not.toBeNull();
+      expect((await startSession("tenant-a", "ext-member", null, { issuer: OTHER, trusted: [IDP, OTHER] })).session).toBeNull();
+      // An issuer that is not trusted at all never speaks, recorded or not.
+      expect((await startSession("tenant-a", "ext-member", null, { trusted: [OTHER] })).session).toBeNull();
+      const resolve = (issuer: string, trusted: string[]) =>
+        db.auth.query("select authhub_private.user_id_for_external_id($1, $2, 'ext-member', $3) as id", [f.a.id, issuer, trusted]).then((r) => r.rows[0].id);
+      expect(await resolve(IDP, [IDP, OTHER])).toBe(f.a.users.member);
+      expect(await resolve(OTHER, [IDP, OTHER])).toBeNull();
+    } finally {
+      await db.owner.query("update authhub.users set external_issuer = null where id = $1", [f.a.users.member]);
+    }
+  });
+
+  test("re-pointing a user's issuer takes a tenant admin", async () => {
+    const custodian = (
+      await db.owner.query<{ id: string }>("insert into authhub.roles (tenant_id, key, name, level) values ($1, 'custodian', 'Custodian', 'TENANT_ADMIN') returning id", [f.a.id])
+    ).rows[0]!.id;
+    await db.owner.query("insert into authhub.role_permissions (tenant_id, role_id, permission_key) values ($1, $2, 'user:read'), ($1, $2, 'user:write')", [f.a.id, custodian]);
+    await db.owner.query("insert into authhub.role_assignments (tenant_id, user_id, role_id) values ($1, $2, $3)", [f.a.id, f.a.users.outsider, custodian]);
+    try {
+      const sql = "update authhub.users set external_issuer = 'https://evil.test' where id = $1";
+      // A user:write holder can rename the member but not re-point its identity.
+      expect(await attemptAs(db, cast(f, f.a).outsider, "update authhub.users set display_name = 'Renamed' where id = $1", [f.a.users.member])).toBe(1);
+      expect(await attemptAs(db, cast(f, f.a).outsider, sql, [f.a.users.member])).toBe("42501");
+      expect(await attemptAs(db, cast(f, f.a).tenantAdmin, sql, [f.a.users.member])).toBe(1);
+      expect(await attemptAs(db, cast(f, f.b).tenantAdmin, sql, [f.a.users.member])).toBe(0);
+    } finally {
+      await db.owner.query("delete from authhub.roles where id = $1", [custodian]);
+    }
+  });
+
+  test("a refresh holds only while the user keeps the identity and the issuer stays trusted", async () => {
+    const unlinked = await startSession("tenant-a", "ext-org-admin");
+    await db.owner.query("update authhub.users set external_id = 'ext-org-admin-2' where id = $1", [f.a.users.orgAdmin]);
+    try {
+      expect((await rotate(unlinked.token, newToken())).outcome).toBe("inactive");
+    } finally {
+      await db.owner.query("update authhub.users set external_id = 'ext-org-admin' where id = $1", [f.a.users.orgAdmin]);
+    }
+    const distrusted = await startSession("tenant-a", "ext-org-admin");
+    expect((await rotate(distrusted.token, newToken(), { trusted: ["https://someone-else.test"] })).outcome).toBe("inactive");
+  });
+});
+
+describe("sessions end access at once", () => {
+  test("a revoked login's sid makes the user inactive to every policy", async () => {
+    const { session, token } = await startSession("tenant-a", "ext-member");
+    const asSession = { ...cast(f, f.a).member, sessionId: session!.family_id };
+    const seen = () => attemptAs(db, asSession, "select 1 from authhub.users where id = $1", [f.a.users.member]);
+    expect(await seen()).toBe(1);
+    await db.auth.query("select authhub_private.revoke_refresh_token($1, null)", [hash(token)]);
+    expect(await seen()).toBe(0);
+    // Other sessions of the same user, and tokens without a login, are unaffected.
+    const other = await startSession("tenant-a", "ext-member");
+    expect(await attemptAs(db, { ...cast(f, f.a).member, sessionId: other.session!.family_id }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(1);
+    expect(await attemptAs(db, { ...cast(f, f.a).member, sessionId: "not-a-uuid" }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(1);
+  });
+});
+
+test("logins and revocations are audited with the user and the request's trace", async () => {
+  const { session, token } = await startSession("tenant-a", "ext-member");
+  await db.auth.query("select authhub_private.revoke_refresh_token($1, 'trace-revoke')", [hash(token)]);
+  const { rows } = await db.owner.query(
+    "select operation, actor, actor_user_id, trace_id from authhub.audit_events where table_name = 'refresh_families' and row_key ->> 'id' = $1 order by id",
+    [session!.family_id],
+  );
+  expect(rows).toEqual([
+    { operation: "INSERT", actor: `user:${f.a.users.member}`, actor_user_id: f.a.users.member, trace_id: "trace-sql" },
+    { operation: "UPDATE", actor: `user:${f.a.users.member}`, actor_user_id: f.a.users.member, trace_id: "trace-revoke" },
+  ]);
+});
+
+test("a retry across a master-key rotation finds its successor among the candidates", async () => {
+  const { token } = await startSession("tenant-a", "ext-member");
+  const underOld = newToken();
+  expect((await rotate(token, underOld)).outcome).toBe("rotated");
+  // After the rotation the server's current key derives another successor; the old one is second.
+  const retry = await rotate(token, [newToken(), underOld]);
+  expect(retry).toMatchObject({ outcome: "replayed", successor: 2 });
 });
 
 test("the auth__cleanup job removes ended logins, as the worker", async () => {

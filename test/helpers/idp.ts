@@ -25,6 +25,7 @@ export interface SignOptions {
   issuer?: string;
   /** Seconds since the epoch. */
   exp?: number;
+  iat?: number;
   kid?: string;
   alg?: string;
   key?: CryptoKey | Uint8Array;
@@ -57,7 +58,7 @@ export async function startLocalIdp(options: { alg?: "RS256" | "ES256"; audience
         .setSubject(subject)
         .setIssuer(o.issuer ?? issuer)
         .setAudience(o.audience ?? options.audience ?? "authhub")
-        .setIssuedAt(now - 10)
+        .setIssuedAt(o.iat ?? now - 10)
         .setExpirationTime(o.exp ?? now + 300)
         .sign(o.key ?? pair.privateKey);
     },

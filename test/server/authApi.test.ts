@@ -203,6 +203,19 @@ describe("token exchange", () => {
     expect(typeof res.body.error_description).toBe("string");
   });
 
+  test("a subject token issued more than an hour ago is not exchanged, whatever its expiry", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const old = await idp.sign("idp|member", { exp: now + 86_400, iat: now - 7200 });
+    const res = await token({ grant_type: TOKEN_EXCHANGE, subject_token: old, subject_token_type: JWT_TYPE, tenant: f.a.slug });
+    expect(res.body).toEqual({ error: "invalid_grant", error_description: "The token is too old to be exchanged." });
+  });
+
+  test("control characters in a parameter are invalid_request, not a server error", async () => {
+    const res = await exchange("idp|member", { tenant: "tenant-a\u0000" });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe("invalid_request");
+  });
+
   test("a repeated parameter is refused", async () => {
     const res = await request(srv.app).post("/auth/token").type("form").send("grant_type=refresh_token&grant_type=refresh_token");
     expect(res.body.error).toBe("invalid_request");
@@ -288,6 +301,13 @@ describe("refresh", () => {
   });
 });
 
+test("signing out (revoke) ends the login's access tokens at once, not at their expiry", async () => {
+  const first = (await exchange("idp|member")).body;
+  expect(await whoami(first.access_token)).toBe("member@tenant-a.test");
+  await request(srv.app).post("/auth/revoke").type("form").send({ token: first.refresh_token });
+  expect(await whoami(first.access_token)).toBeUndefined();
+});
+
 describe("revoke", () => {
   const revoke = (params: Record<string, string>) => request(srv.app).post("/auth/revoke").type("form").send(params);
 
@@ -349,6 +369,8 @@ describe("signing keys", () => {
     // Past its publication period the retired key is gone from the JWKS, and a
     // server that reloads its keys no longer accepts what it signed.
     await db.owner.query("update authhub_private.signing_keys set publish_until = now() - interval '1 second' where kid = $1", [oldKid]);
+    // The JWKS is read from the database at most once a second.
+    await new Promise((r) => setTimeout(r, 1100));
     const later = (await request(srv.app).get("/.well-known/jwks.json")).body.keys.map((k: { kid: string }) => k.kid);
     expect(later).toEqual([serverKey.kid]);
     const fresh = await startTestServer(db);
@@ -370,6 +392,60 @@ describe("signing keys", () => {
 });
 
 describe("abuse limits", () => {
+  test("clients are counted by address: an IPv6 host by its /64, and X-Forwarded-For only from trusted proxies", async () => {
+    const { clientAddress } = await import("../../server/auth/authApi.js");
+    const at = (ip: string) => clientAddress({ ip } as never);
+    expect(at("203.0.113.7")).toBe("203.0.113.7");
+    expect(at("::ffff:203.0.113.7")).toBe("203.0.113.7");
+    expect(at("2001:db8:1:2:aaaa:bbbb:cccc:dddd")).toBe("2001:db8:1:2::/64");
+    expect(at("2001:db8:1:2::1")).toBe("2001:db8:1:2::/64");
+    expect(at("2001:0db8:0001:0002::ffff")).toBe("2001:db8:1:2::/64");
+    expect(at("2001:db8::1")).toBe("2001:db8:0:0::/64");
+
+    // Through Express's own request object: X-Forwarded-For counts only when AUTHHUB_TRUST_PROXY names the peer.
+    const viaProxy = async (trustProxy: Record<string, string>) => {
+      const s = await startTestServer(db, trustProxy);
+      try {
+        const req = Object.assign(Object.create(s.app.request), {
+          app: s.app,
+          headers: { "x-forwarded-for": "198.51.100.9" },
+          socket: { remoteAddress: "127.0.0.1" },
+          connection: { remoteAddress: "127.0.0.1" },
+        });
+        return clientAddress(req);
+      } finally {
+        await s.close();
+      }
+    };
+    expect(await viaProxy({})).toBe("127.0.0.1");
+    expect(await viaProxy({ AUTHHUB_TRUST_PROXY: "loopback" })).toBe("198.51.100.9");
+    expect(await viaProxy({ AUTHHUB_TRUST_PROXY: "10.0.0.0/8" })).toBe("127.0.0.1");
+  });
+
+  test("refreshes are counted per login, across rotations", async () => {
+    const limited = await startTestServer(db, {
+      AUTHHUB_TRUSTED_ISSUERS: JSON.stringify([{ issuer: idp.issuer, jwksUri: idp.jwksUri }]),
+      AUTHHUB_TOKEN_RATE_LIMIT_SUBJECT: "3",
+      AUTHHUB_TOKEN_RATE_LIMIT_IP: "1000",
+    });
+    try {
+      const left = 60_000 - (Date.now() % 60_000);
+      if (left < 5_000) await new Promise((r) => setTimeout(r, left + 100));
+      const send = (params: Record<string, string>) => request(limited.app).post("/auth/token").type("form").send(params);
+      let current = (await send({ grant_type: TOKEN_EXCHANGE, subject_token: await idp.sign("idp|tenant-admin"), subject_token_type: JWT_TYPE, tenant: f.a.slug })).body.refresh_token as string;
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const res = await send({ grant_type: "refresh_token", refresh_token: current });
+        statuses.push(res.status);
+        if (res.status === 200) current = res.body.refresh_token;
+      }
+      expect(statuses).toEqual([200, 200, 200, 429, 429]);
+    } finally {
+      await limited.close();
+      await db.owner.query("delete from authhub_private.rate_limits");
+    }
+  });
+
   test("per subject and per client IP: 429 with Retry-After, counted across server instances", async () => {
     const env = {
       AUTHHUB_TRUSTED_ISSUERS: JSON.stringify([{ issuer: idp.issuer, jwksUri: idp.jwksUri }]),
