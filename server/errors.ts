@@ -74,6 +74,7 @@ const CHECKS: Record<string, FieldProblem> = {
   hex_color_format: { field: "primaryColor", message: "must be a colour as #RRGGBB" },
   hostname_format: { field: "allowedDomains", message: "must be lowercase DNS names such as example.com" },
   external_id_format: { field: "externalId", message: "must be 1-255 characters without spaces" },
+  issuer_format: { field: "externalIssuer", message: "must be 1-500 characters without spaces (a token issuer)" },
   tenants_allowed_domains_size: { field: "allowedDomains", message: "must list at most 50 domains" },
   users_level_tenant_wide: { field: "level", message: "must be USER, TENANT_ADMIN or SUPER_ADMIN" },
   memberships_level_org_wide: { field: "level", message: "must be USER or ORG_ADMIN" },

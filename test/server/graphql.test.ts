@@ -174,6 +174,23 @@ describe("mutations", () => {
     expectNoLeak(dup);
   });
 
+  test("a tenant admin binds a user's external identity to its issuer; a malformed issuer is invalid_input", async () => {
+    const ok = await gql(
+      cast(f, f.a).tenantAdmin,
+      `mutation($t: UUID!, $id: UUID!) { updateUser(input: { tenantId: $t, rowId: $id, patch: { externalId: "user_42", externalIssuer: "https://clerk.example.com" } }) { user { externalId externalIssuer } } }`,
+      { t: f.a.id, id: f.a.users.outsider },
+    );
+    expect(ok.body).toEqual({ data: { updateUser: { user: { externalId: "user_42", externalIssuer: "https://clerk.example.com" } } } });
+    const bad = await gql(
+      cast(f, f.a).tenantAdmin,
+      `mutation($t: UUID!, $id: UUID!) { updateUser(input: { tenantId: $t, rowId: $id, patch: { externalIssuer: "has spaces" } }) { user { externalIssuer } } }`,
+      { t: f.a.id, id: f.a.users.outsider },
+    );
+    expect(codes(bad)).toEqual(["invalid_input"]);
+    expect(bad.body.errors![0]!.extensions!.details).toEqual([{ field: "externalIssuer", message: expect.any(String) }]);
+    expectNoLeak(bad);
+  });
+
   test("a plain user whose token claims TENANT_ADMIN cannot promote itself through GraphQL", async () => {
     const forged = { ...cast(f, f.a).member, level: "TENANT_ADMIN" as const };
     const r = await gql(
