@@ -173,7 +173,7 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     });
   }
 
-  async function exchange(req: Request, res: Response, body: Record<string, unknown>) {
+  async function exchange(req: Request, res: Response, body: Record<string, unknown>, ipLimit: Promise<void>) {
     const subjectToken = requiredParam(body, "subject_token", MAX_TOKEN_LENGTH);
     const subjectTokenType = requiredParam(body, "subject_token_type");
     if (!SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
@@ -185,12 +185,13 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     }
     const tenant = requiredParam(body, "tenant", 100);
     const organization = param(body, "organization", 100);
-    let subject: { issuer: string; subject: string };
-    try {
-      subject = await verifier.verifySubjectToken(subjectToken);
-    } catch (err) {
-      throw new OAuthError("invalid_grant", (err as Error).message);
-    }
+    // The address's limit is counted while the subject token is verified.
+    const [, subject] = await Promise.all([
+      ipLimit,
+      verifier.verifySubjectToken(subjectToken).catch((err: Error) => {
+        throw new OAuthError("invalid_grant", err.message);
+      }),
+    ]);
     await limit("auth-subject", digest(`${subject.issuer} ${subject.subject}`), config.tokenRateLimit.perSubject);
     const refreshToken = newRefreshToken();
     const { rows } = await authPool.query<SessionRow>(
@@ -201,13 +202,15 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     await tokenAnswer(res, rows[0], refreshToken);
   }
 
-  async function refresh(req: Request, res: Response, body: Record<string, unknown>) {
+  async function refresh(req: Request, res: Response, body: Record<string, unknown>, ipLimit: Promise<void>) {
     const token = requiredParam(body, "refresh_token");
     const invalid = new OAuthError("invalid_grant", "The refresh token is invalid, expired or revoked.");
     if (!REFRESH_TOKEN_RE.test(token)) throw invalid;
     const hash = sha256(token);
-    // Counted per login (rotation makes a new token every time, the login stays).
-    const family = (await authPool.query<{ id: string | null }>("select authhub_private.refresh_token_family($1) as id", [hash])).rows[0]?.id;
+    // Counted per login (rotation makes a new token every time, the login stays),
+    // found while the address's limit is counted.
+    const [, found] = await Promise.all([ipLimit, authPool.query<{ id: string | null }>("select authhub_private.refresh_token_family($1) as id", [hash])]);
+    const family = found.rows[0]?.id;
     if (!family) throw invalid;
     await limit("auth-refresh", family, config.tokenRateLimit.perSubject);
     const successors = successorsOf(token, successorKeys);
@@ -224,11 +227,13 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     res.setHeader("Cache-Control", "no-store");
     res.setHeader("Pragma", "no-cache");
     try {
-      await limit("auth-ip", clientAddress(req), config.tokenRateLimit.perIp);
+      const ipLimit = limit("auth-ip", clientAddress(req), config.tokenRateLimit.perIp);
+      // Settled here too, so a refusal that comes first leaves no unhandled rejection behind.
+      ipLimit.catch(() => undefined);
       const body = (typeof req.body === "object" && req.body !== null ? req.body : {}) as Record<string, unknown>;
       const grantType = requiredParam(body, "grant_type");
-      if (grantType === TOKEN_EXCHANGE) await exchange(req, res, body);
-      else if (grantType === "refresh_token") await refresh(req, res, body);
+      if (grantType === TOKEN_EXCHANGE) await exchange(req, res, body, ipLimit);
+      else if (grantType === "refresh_token") await refresh(req, res, body, ipLimit);
       else if (grantType === "client_credentials") {
         throw new OAuthError("unsupported_grant_type", "client_credentials is not available yet: it arrives with Open API keys.");
       } else throw new OAuthError("unsupported_grant_type", "Supported grant types: token exchange and refresh_token.");
