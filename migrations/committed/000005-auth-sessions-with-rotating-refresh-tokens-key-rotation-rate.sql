@@ -1,5 +1,5 @@
 --! Previous: sha1:4cec9d94f77f6cef9f9abc7532a21f6d3578aa10
---! Hash: sha1:9afdabd2bc22948f5676498696d01db09bc3f0df
+--! Hash: sha1:a1834586363acd91dc96067e1b2cf6d2a3311d04
 --! Message: auth: sessions with rotating refresh tokens, key rotation, rate limits
 
 --! split: 490-external-identity.sql
@@ -338,8 +338,9 @@ $$;
 
 -- Authority is live for sessions too: a token whose `sid` names a revoked
 -- login (signed out, reuse detected, user gone inactive) stops working at
--- once, not at its expiry. Same lookup as before plus, for a sid that is a
--- login's id, one primary-key probe.
+-- once, not at its expiry. The same lookup as the RBAC migration's (the level
+-- capped by the token's claim) plus, for a sid that is a login's id, one
+-- primary-key probe.
 create or replace function authhub_private.current_user_level() returns authhub.role_level
   language plpgsql stable security definer
   set search_path = pg_catalog, pg_temp
@@ -353,7 +354,7 @@ begin
     return null;
   end if;
   return (
-    select u.level
+    select least(u.level, coalesce(authhub.current_claimed_level(), 'USER'))
     from authhub.users u
     join authhub.tenants t on t.id = u.tenant_id
     where u.tenant_id = authhub.current_tenant_id()

@@ -514,3 +514,14 @@ describe("decisions and effective permissions", () => {
     expect(await decide(other, "user:read", f.a.orgs.child)).toBe(false);
   });
 });
+
+describe("the token's claim caps the level", () => {
+  test("a tenant admin acting with an ORG_ADMIN token is an org admin to SQL, not a tenant admin", async () => {
+    const orgScoped = { ...cast(f, f.a).tenantAdmin, level: "ORG_ADMIN" as const };
+    const level = await asActor(db, orgScoped, async (c) => (await c.query("select authhub_private.current_user_level() as l")).rows[0].l);
+    expect(level).toBe("ORG_ADMIN");
+    expect(await attempt(orgScoped, "update authhub.users set status = 'suspended' where id = $1", [f.a.users.member])).not.toBe(1);
+    const full = await asActor(db, cast(f, f.a).tenantAdmin, async (c) => (await c.query("select authhub_private.current_user_level() as l")).rows[0].l);
+    expect(full).toBe("TENANT_ADMIN");
+  });
+});
