@@ -6,7 +6,7 @@
  * revoked on reuse; the cleanup job removes what has ended.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { attemptAs, type Actor, type TestDatabase } from "../helpers/db.js";
+import { asActor, attemptAs, type Actor, type TestDatabase } from "../helpers/db.js";
 import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
 import { runTask } from "../helpers/worker.js";
 
@@ -19,6 +19,7 @@ useFixtureDatabase(async (database, fixtures) => {
   await db.owner.query("update authhub.users set external_id = 'ext-member' where id = $1", [f.a.users.member]);
   await db.owner.query("update authhub.users set external_id = 'ext-org-admin' where id = $1", [f.a.users.orgAdmin]);
   await db.owner.query("update authhub.users set external_id = 'ext-suspended' where id = $1", [f.a.users.suspended]);
+  await db.owner.query("update authhub.users set external_id = 'ext-tenant-admin' where id = $1", [f.a.users.tenantAdmin]);
   await db.owner.query("update authhub.users set external_id = 'ext-member' where id = $1", [f.b.users.member]);
 });
 
@@ -278,6 +279,19 @@ describe("sessions end access at once", () => {
     const other = await startSession("tenant-a", "ext-member");
     expect(await attemptAs(db, { ...cast(f, f.a).member, sessionId: other.session!.family_id }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(1);
     expect(await attemptAs(db, { ...cast(f, f.a).member, sessionId: "not-a-uuid" }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(1);
+  });
+
+  test("a tenant admin's ended login loses its tenant-wide permissions too, and the decision API says no", async () => {
+    const { session, token } = await startSession("tenant-a", "ext-tenant-admin");
+    const asSession = { ...cast(f, f.a).tenantAdmin, sessionId: session!.family_id };
+    const users = () => attemptAs(db, asSession, "select 1 from authhub.users");
+    const decide = () => asActor(db, asSession, async (c) => (await c.query("select authhub_private.authorize('user:write', null) as ok")).rows[0].ok);
+    expect(await users()).toBeGreaterThan(5);
+    expect(await decide()).toBe(true);
+    await db.auth.query("select authhub_private.revoke_refresh_token($1, null)", [hash(token)]);
+    expect(await users()).toBe(0);
+    expect(await decide()).toBe(false);
+    expect(await attemptAs(db, asSession, "update authhub.users set display_name = 'x' where id = $1", [f.a.users.member])).toBe(0);
   });
 });
 
