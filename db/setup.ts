@@ -63,6 +63,9 @@ export async function ensureRolesAndDatabase(setup: DatabaseSetup): Promise<void
     await client.query(`grant authhub_user to authhub_org_admin`);
     await client.query(`grant authhub_org_admin to authhub_tenant_admin`);
     await client.query(`grant authhub_tenant_admin to authhub_super_admin`);
+    // An API key's requests run under the same policies as a user's: its scopes
+    // and USER level are answered by the authority helpers (see the API-key migration).
+    await client.query(`grant authhub_user to authhub_api_client`);
     // The authenticator may become any request role (SET ROLE), and has no rights of its own.
     await client.query(`grant ${REQUEST_ROLES.map(ident).join(", ")} to ${ident(AUTHENTICATOR_ROLE)}`);
     // A runaway request cannot hold a connection for long (SET ROLE keeps this default).
