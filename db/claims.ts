@@ -15,6 +15,15 @@ export const PG_ROLE_FOR: Record<RoleLevel, string> = {
   SUPER_ADMIN: "authhub_super_admin",
 };
 export const ANONYMOUS_ROLE = "authhub_anonymous";
+export const API_CLIENT_ROLE = "authhub_api_client";
+
+/** An Open API key, as the server knows it once a request's signature holds. */
+export interface ApiKeyIdentity {
+  /** The key's row id (not the public `ak_…` id). */
+  apiKeyId: string;
+  tenantId: string;
+  orgId: string | null;
+}
 
 export interface Identity {
   userId: string;
@@ -55,6 +64,18 @@ export function pgSettingsFor(identity: Identity | null, traceId?: string): Reco
   if (identity.sessionId) settings["jwt.claims.sid"] = identity.sessionId;
   if (identity.tokenId) settings["jwt.claims.jti"] = identity.tokenId;
   if (identity.issuer) settings["jwt.claims.iss"] = identity.issuer;
+  return settings;
+}
+
+/**
+ * A key's request: the API client role, the key and its tenant (and
+ * organization). Never `jwt.claims.sub`: a key is not a user, and SQL answers
+ * for it from the key's own row (its scopes, its subtree).
+ */
+export function pgSettingsForApiKey(key: ApiKeyIdentity, traceId?: string): Record<string, string> {
+  const settings: Record<string, string> = { role: API_CLIENT_ROLE, "jwt.claims.api_key_id": key.apiKeyId, "jwt.claims.tenant_id": key.tenantId };
+  if (key.orgId) settings["jwt.claims.org_id"] = key.orgId;
+  if (traceId) settings["authhub.trace_id"] = traceId;
   return settings;
 }
 

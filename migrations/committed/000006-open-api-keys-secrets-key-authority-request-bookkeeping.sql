@@ -1,5 +1,5 @@
 --! Previous: sha1:ea73b3d46cac9c7068f99f57a3c8007546026f96
---! Hash: sha1:cc42eda73f746ca7a84833ee561bd90d9935e490
+--! Hash: sha1:a273589b5da4178c54d33b1922ba75d7479ac87c
 --! Message: open api: keys, secrets, key authority, request bookkeeping
 
 --! split: 600-api-keys.sql
@@ -291,7 +291,7 @@ create function authhub_private.can_manage_api_keys(organization_id uuid) return
   language sql stable
 as $$
   select authhub.current_user_id() is not null
-     and authhub_private.has_permission_at('apikey:write', organization_id)
+     and coalesce(authhub_private.has_permission_at('apikey:write', organization_id), false)
 $$;
 grant execute on function authhub_private.can_manage_api_keys(uuid) to authhub_user;
 
@@ -341,7 +341,7 @@ begin
       raise exception 'Issuing keys here needs apikey:write.' using errcode = 'AH403';
     end if;
     select s into unknown from unnest(scopes) s
-    where not authhub_private.has_permission_at(s, issue_api_key.organization_id) limit 1;
+    where not coalesce(authhub_private.has_permission_at(s, issue_api_key.organization_id), false) limit 1;
     if found then
       raise exception 'A key cannot be given % here: the issuer does not hold it.', unknown using errcode = 'AH403', column = 'scopes';
     end if;
@@ -462,6 +462,7 @@ create function authhub_private.begin_api_request(nonce text, window_seconds int
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
 as $$
+#variable_conflict use_column
 declare
   recorded boolean;
 begin

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { pgSettingsFor, type Identity } from "../../db/claims.js";
+import { pgSettingsFor, pgSettingsForApiKey, type ApiKeyIdentity, type Identity } from "../../db/claims.js";
 import { AUTHENTICATOR_ROLE, OWNER_ROLE, withCredentials } from "../../db/setup.js";
 
 export interface TestDatabase {
@@ -67,8 +67,8 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
-/** Who a test acts as: an identity as the server would derive it from a token, or anonymous. */
-export type Actor = Identity | "anonymous";
+/** Who a test acts as: an identity as the server would derive it from a token, an API key, or anonymous. */
+export type Actor = Identity | { apiKey: ApiKeyIdentity } | "anonymous";
 
 /**
  * Runs `fn` as `actor` inside a transaction that is always rolled back, with the
@@ -78,7 +78,8 @@ export async function asActor<T>(db: TestDatabase, actor: Actor, fn: (client: pg
   const client = await db.auth.connect();
   try {
     await client.query("begin");
-    const settings = pgSettingsFor(actor === "anonymous" ? null : actor, "test-trace-0001");
+    const settings =
+      actor !== "anonymous" && "apiKey" in actor ? pgSettingsForApiKey(actor.apiKey, "test-trace-0001") : pgSettingsFor(actor === "anonymous" ? null : actor, "test-trace-0001");
     await client.query("select set_config(key, value, true) from json_each_text($1::json)", [JSON.stringify(settings)]);
     return await fn(client);
   } finally {
