@@ -32,6 +32,12 @@ export interface Identity {
   /** The highest level named in the token's `roles` claim. */
   level: RoleLevel;
   sessionId?: string | null;
+  /**
+   * The AuthHub login (refresh family) an access token from /auth/token belongs
+   * to: SQL refuses the token once that login has ended. Null for tokens tied to
+   * no login (the CLI's, a trusted issuer's).
+   */
+  loginId?: string | null;
   tokenId?: string | null;
   issuer?: string | null;
 }
@@ -62,6 +68,7 @@ export function pgSettingsFor(identity: Identity | null, traceId?: string): Reco
   settings["jwt.claims.level"] = identity.level;
   if (identity.orgId) settings["jwt.claims.org_id"] = identity.orgId;
   if (identity.sessionId) settings["jwt.claims.sid"] = identity.sessionId;
+  if (identity.loginId) settings["authhub.session_id"] = identity.loginId;
   if (identity.tokenId) settings["jwt.claims.jti"] = identity.tokenId;
   if (identity.issuer) settings["jwt.claims.iss"] = identity.issuer;
   return settings;

@@ -3,7 +3,9 @@
  * unknown-but-prefixed or invalid fails fast with a message naming the variable.
  * README.md documents each one with its default.
  */
+import { isIP } from "node:net";
 import path from "node:path";
+import proxyAddr from "proxy-addr";
 
 export type Env = "development" | "test" | "production";
 
@@ -98,12 +100,28 @@ function postgresUrl(env: Source, name: string): string | null {
 function trustProxy(env: Source): false | number | string[] {
   const raw = str(env, "AUTHHUB_TRUST_PROXY");
   if (raw === null || raw === "false") return false;
-  if (/^\d{1,2}$/.test(raw)) return Number(raw);
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw);
+    // More hops than the real chain would let the client's own X-Forwarded-For entry through.
+    if (hops < 1 || hops > 5) throw new ConfigError("AUTHHUB_TRUST_PROXY", `as a hop count must be between 1 and 5 (the proxies really in front), got ${raw}`);
+    return hops;
+  }
   const list = raw.split(",").map((s) => s.trim());
   for (const item of list) {
-    if (!/^(loopback|linklocal|uniquelocal|[0-9a-fA-F.:]+(\/\d{1,3})?)$/.test(item)) {
-      throw new ConfigError("AUTHHUB_TRUST_PROXY", `must be a hop count or a list of proxy addresses/subnets (or loopback, linklocal, uniquelocal), got "${item}"`);
+    const [address, bits] = item.split("/");
+    const valid =
+      ["loopback", "linklocal", "uniquelocal"].includes(item) ||
+      ((isIP(address ?? "") === 4 && (bits === undefined || (/^\d+$/.test(bits) && Number(bits) >= 8 && Number(bits) <= 32))) ||
+        (isIP(address ?? "") === 6 && (bits === undefined || (/^\d+$/.test(bits) && Number(bits) >= 16 && Number(bits) <= 128))));
+    if (!valid) {
+      throw new ConfigError("AUTHHUB_TRUST_PROXY", `must be a hop count or proxy addresses/subnets (at least /8, or /16 for IPv6; or loopback, linklocal, uniquelocal), got "${item}"`);
     }
+  }
+  // What Express will do with it, checked now rather than at the first request.
+  try {
+    proxyAddr.compile(list);
+  } catch {
+    throw new ConfigError("AUTHHUB_TRUST_PROXY", `is not a valid list of proxies: "${raw}"`);
   }
   return list;
 }
@@ -118,12 +136,15 @@ function trustedIssuers(env: Source): TrustedIssuer[] {
     throw new ConfigError("AUTHHUB_TRUSTED_ISSUERS", "is not valid JSON");
   }
   if (!Array.isArray(parsed)) throw new ConfigError("AUTHHUB_TRUSTED_ISSUERS", "must be a JSON array");
+  const seen = new Set<string>();
   return parsed.map((item: unknown, i: number) => {
     const where = `AUTHHUB_TRUSTED_ISSUERS[${i}]`;
     if (typeof item !== "object" || item === null) throw new ConfigError(where, "must be an object");
     const { issuer, jwksUri, audience, ...rest } = item as Record<string, unknown>;
     if (Object.keys(rest).length > 0) throw new ConfigError(where, `has unknown keys: ${Object.keys(rest).join(", ")}`);
     if (typeof issuer !== "string" || issuer === "") throw new ConfigError(`${where}.issuer`, "must be a non-empty string");
+    if (seen.has(issuer)) throw new ConfigError(`${where}.issuer`, `repeats ${issuer}`);
+    seen.add(issuer);
     if (typeof jwksUri !== "string") throw new ConfigError(`${where}.jwksUri`, "must be a URL");
     try {
       const u = new URL(jwksUri);

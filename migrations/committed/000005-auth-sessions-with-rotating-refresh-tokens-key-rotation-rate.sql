@@ -1,5 +1,5 @@
 --! Previous: sha1:4cec9d94f77f6cef9f9abc7532a21f6d3578aa10
---! Hash: sha1:ea73b3d46cac9c7068f99f57a3c8007546026f96
+--! Hash: sha1:03bf963dfdd3b401dd4e6ddf25d9cfbd02b19fcf
 --! Message: auth: sessions with rotating refresh tokens, key rotation, rate limits
 
 --! split: 490-external-identity.sql
@@ -240,9 +240,10 @@ $$;
 --   replayed  the token was rotated less than `grace` ago into one of the
 --             candidates, which is unused: that successor is answered again;
 --   reuse     any other use of a rotated token: the whole family is revoked;
---   inactive  the user, tenant, membership or identity (issuer still trusted,
---             external id still the user's) no longer holds: revoked;
---   invalid   unknown, expired or revoked.
+--   inactive  the user, tenant, membership or identity (the external id and
+--             issuer the login used) no longer holds: revoked;
+--   invalid   unknown, expired or revoked; or an issuer this server does not
+--             trust now, or a retry it cannot derive: refused, not revoked.
 -- Never raises for these, so a revocation it makes is committed. Locks the
 -- family, then the token (the order deletions take, so they cannot deadlock).
 create function authhub_private.rotate_refresh_token(
@@ -271,15 +272,24 @@ begin
     return;
   end if;
   lvl := authhub_private.token_level(fam.tenant_id, fam.user_id, fam.organization_id);
+  -- The user, or the identity the login used, changed: the login ends.
   if lvl is null or not exists (
        select 1 from authhub.users u
        where u.tenant_id = fam.tenant_id and u.id = fam.user_id and u.external_id::text = fam.external_id
-         and authhub_private.issuer_speaks_for(u.external_issuer, fam.issuer, rotate_refresh_token.trusted_issuers)) then
+         and (u.external_issuer is null or u.external_issuer::text = fam.issuer)) then
     perform authhub_private.act_as(null, rotate_refresh_token.trace_id);
     perform set_config('authhub.actor', 'system:auth:refresh', true);
     update authhub_private.refresh_families f set revoked_at = now(), revoked_reason = 'inactive'
     where f.tenant_id = fam.tenant_id and f.id = fam.id;
     return query select 'inactive', null::integer, fam.tenant_id, fam.user_id, null::uuid, null::authhub.role_level, fam.id, null::text;
+    return;
+  end if;
+  -- The issuer is not trusted by this server now (configuration): refused, but
+  -- the login is not ended for it (a server configured otherwise may serve it).
+  if not exists (select 1 from authhub.users u
+                 where u.tenant_id = fam.tenant_id and u.id = fam.user_id
+                   and authhub_private.issuer_speaks_for(u.external_issuer, fam.issuer, rotate_refresh_token.trusted_issuers)) then
+    return query select 'invalid', null::integer, null::uuid, null::uuid, null::uuid, null::authhub.role_level, null::uuid, null::text;
     return;
   end if;
   if tok.rotated_at is not null then
@@ -290,6 +300,12 @@ begin
        and successor_row.token_hash is not null and successor_row.rotated_at is null then
       return query select 'replayed', candidate, fam.tenant_id, fam.user_id, fam.organization_id, lvl, fam.id,
                           (select k.kid from authhub_private.signing_keys k where k.status = 'active');
+      return;
+    end if;
+    -- A retry within the grace period whose successor this server cannot derive
+    -- (it lacks the master key another server used): refused, not taken for reuse.
+    if tok.rotated_at > now() - grace and candidate is null then
+      return query select 'invalid', null::integer, null::uuid, null::uuid, null::uuid, null::authhub.role_level, null::uuid, null::text;
       return;
     end if;
     -- Whoever presented it, a spent token came back: the login is compromised.
@@ -336,19 +352,25 @@ begin
 end;
 $$;
 
--- Authority is live for sessions too: a token whose `sid` names an ended login
--- (signed out, reuse detected, user gone inactive) stops working at once, not
--- at its expiry. One primary-key probe, for a sid that can be a login's id.
+-- Authority is live for sessions too: a token that names a login (an access
+-- token from /auth/token: the server sets `authhub.session_id` to its `sid`)
+-- stops working once that login ends (signed out, reuse detected, user gone
+-- inactive, expired, deleted), not at the token's expiry. One primary-key
+-- probe. Tokens not tied to a login (the CLI's, a trusted issuer's) set none.
 create function authhub_private.session_ended() returns boolean
   language plpgsql stable security definer
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  sid text := nullif(pg_catalog.current_setting('jwt.claims.sid', true), '');
+  sid text := nullif(pg_catalog.current_setting('authhub.session_id', true), '');
 begin
-  return sid ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' and exists (
+  if sid is null then
+    return false;
+  end if;
+  return sid !~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' or not exists (
     select 1 from authhub_private.refresh_families f
-    where f.tenant_id = authhub.current_tenant_id() and f.id = sid::uuid and f.revoked_at is not null);
+    where f.tenant_id = authhub.current_tenant_id() and f.id = sid::uuid
+      and f.revoked_at is null and f.expires_at > now());
 end;
 $$;
 

@@ -1,5 +1,5 @@
---! Previous: sha1:ea73b3d46cac9c7068f99f57a3c8007546026f96
---! Hash: sha1:a273589b5da4178c54d33b1922ba75d7479ac87c
+--! Previous: sha1:03bf963dfdd3b401dd4e6ddf25d9cfbd02b19fcf
+--! Hash: sha1:57de3a45da96182f76970073e717ee7ef9830db8
 --! Message: open api: keys, secrets, key authority, request bookkeeping
 
 --! split: 600-api-keys.sql

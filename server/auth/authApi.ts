@@ -15,6 +15,7 @@
  */
 import express, { type NextFunction, type Request, type Response } from "express";
 import { createHash, createHmac, randomBytes } from "node:crypto";
+import { isIPv4, isIPv6 } from "node:net";
 import type pg from "pg";
 import type { Identity, RoleLevel } from "../../db/claims.js";
 import type { Config } from "../config.js";
@@ -69,17 +70,45 @@ function successorsOf(token: string, successorKeys: Buffer[]): string[] {
 
 /**
  * The address a client is counted under: Express's `req.ip` (the TCP peer, or
- * with AUTHHUB_TRUST_PROXY the address the trusted proxies report), an IPv6
- * address by its /64, since one host can hold a whole /64.
+ * with AUTHHUB_TRUST_PROXY what the trusted proxies report), parsed strictly:
+ * brackets, a port and a zone are dropped, an IPv4-mapped IPv6 address counts as
+ * its IPv4 address, an IPv6 host by its /64 (one host can hold a whole /64).
+ * Anything that does not parse as an address counts as the TCP peer.
  */
-export function clientAddress(req: Request): string {
-  const ip = (req.ip ?? req.socket.remoteAddress ?? "unknown").replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
-  if (!ip.includes(":")) return ip;
-  const [head = "", tail = ""] = ip.split("::");
+export function clientAddress(req: Pick<Request, "ip" | "socket">): string {
+  return canonicalAddress(req.ip) ?? canonicalAddress(req.socket?.remoteAddress) ?? "unknown";
+}
+
+function canonicalAddress(raw: string | undefined): string | null {
+  if (!raw) return null;
+  let host = raw.trim();
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(host);
+  if (bracketed) host = bracketed[1]!;
+  else if (/^[^:]+:\d+$/.test(host)) host = host.slice(0, host.indexOf(":"));
+  host = host.split("%")[0]!;
+  if (isIPv4(host)) return host;
+  if (!isIPv6(host)) return null;
+  const groups = ipv6Groups(host);
+  // ::ffff:a.b.c.d (in any notation) is an IPv4 client.
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return [groups[6]! >> 8, groups[6]! & 255, groups[7]! >> 8, groups[7]! & 255].join(".");
+  }
+  return `${groups.slice(0, 4).map((g) => g.toString(16)).join(":")}::/64`;
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (an embedded IPv4 tail included). */
+function ipv6Groups(address: string): number[] {
+  let text = address.toLowerCase();
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    const [a, b, c, d] = v4[1]!.split(".").map(Number) as [number, number, number, number];
+    text = `${text.slice(0, -v4[1]!.length)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = "", tail] = text.split("::");
   const left = head ? head.split(":") : [];
   const right = tail ? tail.split(":") : [];
-  const groups = ip.includes("::") ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right] : left;
-  return `${groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, "")).join(":")}::/64`;
+  const middle = tail === undefined ? [] : Array(8 - left.length - right.length).fill("0");
+  return [...left, ...middle, ...right].map((g) => parseInt(g, 16));
 }
 
 /** One form or JSON parameter: absent → null; repeated or not a string → invalid_request (RFC 6749 §3.2). */

@@ -69,7 +69,9 @@ export async function mintAccessToken(key: SigningKey, identity: Identity, optio
   const claims: Record<string, unknown> = {
     tenant_id: identity.tenantId,
     roles: [identity.level],
-    sid: identity.sessionId ?? randomUUID(),
+    // A login's id (token exchange, refresh), or, for a token tied to no login
+    // (the CLI's), an id that cannot be mistaken for one.
+    sid: identity.sessionId ?? `cli-${randomUUID()}`,
   };
   if (identity.orgId) claims.org_id = identity.orgId;
   const token = await new SignJWT(claims)

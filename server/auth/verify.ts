@@ -125,7 +125,11 @@ export class TokenVerifier {
     if (!rule) throw unauthenticated("The token's issuer is not trusted.");
 
     const payload = await verifyWith(token, rule);
-    if (rule.own) return identityFromClaims(payload, payload.sub);
+    if (rule.own) {
+      const identity = identityFromClaims(payload, payload.sub);
+      // AuthHub's own token naming a login (a uuid sid): SQL checks the login is live.
+      return { ...identity, loginId: identity.sessionId && UUID_RE.test(identity.sessionId) ? identity.sessionId.toLowerCase() : null };
+    }
     // A trusted issuer names its own user id: it speaks only for the AuthHub user
     // holding that external_id in the tenant it names (DESIGN.md §5).
     const externalId = payload.sub;

@@ -158,9 +158,12 @@ describe("rotate_refresh_token", () => {
     const successor = newToken();
     expect(await rotate(token, successor)).toMatchObject({ outcome: "rotated", user_id: f.a.users.member, family_id: session!.family_id, level: "USER" });
     expect((await rotate(token, successor)).outcome).toBe("replayed");
-    // A different successor for the same token is not a retry: the family ends.
-    expect((await rotate(token, newToken())).outcome).toBe("reuse");
-    expect((await rotate(successor, newToken())).outcome).toBe("invalid");
+    // Within the grace period, a successor this server cannot derive (another
+    // master key) is refused without ending the login...
+    expect((await rotate(token, newToken())).outcome).toBe("invalid");
+    expect((await rotate(successor, newToken())).outcome).toBe("rotated");
+    // ...and once the grace period is over, the spent token is reuse.
+    expect((await rotate(token, newToken(), { grace: "0 seconds" })).outcome).toBe("reuse");
   });
 
   test("reuse after the grace period revokes the family; so does a retry after the successor was used", async () => {
@@ -262,28 +265,43 @@ describe("identity: issuer and external id", () => {
     } finally {
       await db.owner.query("update authhub.users set external_id = 'ext-org-admin' where id = $1", [f.a.users.orgAdmin]);
     }
+    // An issuer this server does not trust now is refused, but the login is not
+    // ended for it (a misconfigured replica must not sign everyone out).
     const distrusted = await startSession("tenant-a", "ext-org-admin");
-    expect((await rotate(distrusted.token, newToken(), { trusted: ["https://someone-else.test"] })).outcome).toBe("inactive");
+    expect((await rotate(distrusted.token, newToken(), { trusted: ["https://someone-else.test"] })).outcome).toBe("invalid");
+    expect((await rotate(distrusted.token, newToken(), { trusted: [] })).outcome).toBe("invalid");
+    expect((await rotate(distrusted.token, newToken())).outcome).toBe("rotated");
+    // A user bound to another issuer than the login's: the identity changed, the login ends.
+    const rebound = await startSession("tenant-a", "ext-org-admin");
+    await db.owner.query("update authhub.users set external_issuer = 'https://other.test' where id = $1", [f.a.users.orgAdmin]);
+    try {
+      expect((await rotate(rebound.token, newToken())).outcome).toBe("inactive");
+    } finally {
+      await db.owner.query("update authhub.users set external_issuer = null where id = $1", [f.a.users.orgAdmin]);
+    }
   });
 });
 
 describe("sessions end access at once", () => {
   test("a revoked login's sid makes the user inactive to every policy", async () => {
     const { session, token } = await startSession("tenant-a", "ext-member");
-    const asSession = { ...cast(f, f.a).member, sessionId: session!.family_id };
+    const asSession = { ...cast(f, f.a).member, loginId: session!.family_id };
     const seen = () => attemptAs(db, asSession, "select 1 from authhub.users where id = $1", [f.a.users.member]);
     expect(await seen()).toBe(1);
     await db.auth.query("select authhub_private.revoke_refresh_token($1, null)", [hash(token)]);
     expect(await seen()).toBe(0);
     // Other sessions of the same user, and tokens without a login, are unaffected.
     const other = await startSession("tenant-a", "ext-member");
-    expect(await attemptAs(db, { ...cast(f, f.a).member, sessionId: other.session!.family_id }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(1);
-    expect(await attemptAs(db, { ...cast(f, f.a).member, sessionId: "not-a-uuid" }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(1);
+    expect(await attemptAs(db, { ...cast(f, f.a).member, loginId: other.session!.family_id }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(1);
+    expect(await attemptAs(db, { ...cast(f, f.a).member, sessionId: "cli-token" }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(1);
+    // A login that no longer exists (deleted with its organization, or cleaned up) has ended too.
+    expect(await attemptAs(db, { ...cast(f, f.a).member, loginId: "00000000-0000-4000-8000-000000000000" }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(0);
+    expect(await attemptAs(db, { ...cast(f, f.a).member, loginId: "not-a-uuid" }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(0);
   });
 
   test("a tenant admin's ended login loses its tenant-wide permissions too, and the decision API says no", async () => {
     const { session, token } = await startSession("tenant-a", "ext-tenant-admin");
-    const asSession = { ...cast(f, f.a).tenantAdmin, sessionId: session!.family_id };
+    const asSession = { ...cast(f, f.a).tenantAdmin, loginId: session!.family_id };
     const users = () => attemptAs(db, asSession, "select 1 from authhub.users");
     const decide = () => asActor(db, asSession, async (c) => (await c.query("select authhub_private.authorize('user:write', null) as ok")).rows[0].ok);
     expect(await users()).toBeGreaterThan(5);

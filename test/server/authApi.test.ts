@@ -394,13 +394,20 @@ describe("signing keys", () => {
 describe("abuse limits", () => {
   test("clients are counted by address: an IPv6 host by its /64, and X-Forwarded-For only from trusted proxies", async () => {
     const { clientAddress } = await import("../../server/auth/authApi.js");
-    const at = (ip: string) => clientAddress({ ip } as never);
+    const at = (ip: string) => clientAddress({ ip, socket: { remoteAddress: "10.9.9.9" } } as never);
     expect(at("203.0.113.7")).toBe("203.0.113.7");
+    expect(at("203.0.113.7:5678")).toBe("203.0.113.7");
     expect(at("::ffff:203.0.113.7")).toBe("203.0.113.7");
+    expect(at("::FFFF:cb00:7107")).toBe("203.0.113.7");
     expect(at("2001:db8:1:2:aaaa:bbbb:cccc:dddd")).toBe("2001:db8:1:2::/64");
     expect(at("2001:db8:1:2::1")).toBe("2001:db8:1:2::/64");
-    expect(at("2001:0db8:0001:0002::ffff")).toBe("2001:db8:1:2::/64");
-    expect(at("2001:db8::1")).toBe("2001:db8:0:0::/64");
+    expect(at("2001:0DB8:0001:0002::ffff")).toBe("2001:db8:1:2::/64");
+    expect(at("[2001:db8::1]:443")).toBe("2001:db8:0:0::/64");
+    expect(at("fe80::1%eth0")).toBe("fe80:0:0:0::/64");
+    expect(at("::1")).toBe("0:0:0:0::/64");
+    // Not an address (a proxy's odd header): the TCP peer counts instead.
+    expect(at("01.02.03.04")).toBe("10.9.9.9");
+    expect(at("not-an-ip")).toBe("10.9.9.9");
 
     // Through Express's own request object: X-Forwarded-For counts only when AUTHHUB_TRUST_PROXY names the peer.
     const viaProxy = async (trustProxy: Record<string, string>) => {
