@@ -15,6 +15,7 @@ export interface SignRequestOptions {
   nonce?: string;
 }
 export interface SignedHeaders {
+  [header: string]: string;
   "X-Api-Key": string;
   "X-Timestamp": string;
   "X-Nonce": string;

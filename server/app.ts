@@ -19,6 +19,7 @@ import { AppError, toAppError } from "./errors.js";
 import { makePreset } from "./graphql/preset.js";
 import type { Logger } from "./logger.js";
 import { requestState } from "./requestState.js";
+import { openApiRouter } from "./openapi/router.js";
 import { RateLimits } from "./rateLimit.js";
 import { newTraceId, traceIdFrom } from "./trace.js";
 import type { JSONWebKeySet } from "jose";
@@ -165,6 +166,7 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   const authenticateRequest = authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret });
   const rateLimits = new RateLimits(deps.authPool);
   app.use(authApiRouter({ config: deps.config, authPool: deps.authPool, masterKey: deps.masterKey, verifier, rateLimits }));
+  app.use(openApiRouter({ authPool: deps.authPool, masterKey: deps.masterKey, rateLimits, maxBodyBytes: deps.config.graphql.maxRequestBytes }));
   installAuthorize(app, deps, authenticateRequest);
   const releaseGraphQL = await installGraphQL(app, server, deps, authenticateRequest);
   installErrors(app, deps.logger);

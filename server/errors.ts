@@ -9,6 +9,7 @@
 export type ErrorCode =
   | "unauthenticated"
   | "forbidden"
+  | "insufficient_scope"
   | "not_found"
   | "invalid_input"
   | "conflict"
@@ -21,6 +22,7 @@ export type ErrorCode =
 const STATUS: Record<ErrorCode, number> = {
   unauthenticated: 401,
   forbidden: 403,
+  insufficient_scope: 403,
   not_found: 404,
   invalid_input: 400,
   conflict: 409,

@@ -10,7 +10,7 @@ export interface RequestState {
   traceId: string;
   identity: Identity | null;
   /** How the identity was established, for logs. */
-  via: "anonymous" | "bearer" | "gateway";
+  via: "anonymous" | "bearer" | "gateway" | "api_key";
 }
 
 const states = new WeakMap<IncomingMessage, RequestState>();

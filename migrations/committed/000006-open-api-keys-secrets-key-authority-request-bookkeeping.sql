@@ -1,5 +1,5 @@
 --! Previous: sha1:03bf963dfdd3b401dd4e6ddf25d9cfbd02b19fcf
---! Hash: sha1:57de3a45da96182f76970073e717ee7ef9830db8
+--! Hash: sha1:baa5cb7d78deb4a927b40e88f9cb2f155d12e00d
 --! Message: open api: keys, secrets, key authority, request bookkeeping
 
 --! split: 600-api-keys.sql
@@ -436,12 +436,12 @@ grant execute on function authhub.api_keys_last_used_at(authhub.api_keys), authh
 -- nonce (refusing a reuse within its window) and counts the use.
 
 create function authhub_private.api_key_for_request(key_id text)
-  returns table (id uuid, tenant_id uuid, organization_id uuid, scopes text[], rate_limit_per_minute integer,
+  returns table (id uuid, tenant_id uuid, organization_id uuid, name text, scopes text[], rate_limit_per_minute integer,
                  tenant_rate_limit_per_minute integer, expires_at timestamptz, secrets text[])
   language sql stable security definer
   set search_path = pg_catalog, pg_temp
 as $$
-  select k.id, k.tenant_id, k.organization_id, k.scopes::text[], k.rate_limit_per_minute,
+  select k.id, k.tenant_id, k.organization_id, k.name::text, k.scopes::text[], k.rate_limit_per_minute,
          t.api_rate_limit_per_minute, k.expires_at,
          array(select s.secret_encrypted from authhub_private.api_key_secrets s
                where s.tenant_id = k.tenant_id and s.api_key_id = k.id and (s.expires_at is null or s.expires_at > now())

@@ -1,0 +1,152 @@
+/**
+ * /open/v1: the Open API for partner systems (DESIGN.md §6). Per request:
+ * verify the signature (keys.ts), check the route's scope, validate the input
+ * against the route's schemas, then run the handler in one transaction as
+ * authhub_api_client with the key's claims, whose first statement records the
+ * nonce and re-checks the key. The key's (and its tenant's) rate limit is
+ * counted meanwhile, on another connection, and decided before the commit:
+ * over the limit, the work is rolled back and the answer is 429.
+ */
+import { Ajv2020 } from "ajv/dist/2020.js";
+import addFormats from "ajv-formats";
+import express, { type NextFunction, type Request, type Response } from "express";
+import pg from "pg";
+import { pgSettingsForApiKey } from "../../db/claims.js";
+import type { MasterKey } from "../auth/masterKey.js";
+import { AppError, toAppError, type FieldProblem } from "../errors.js";
+import type { RateLimitDecision, RateLimits } from "../rateLimit.js";
+import { requestState } from "../requestState.js";
+import { openApiDocument } from "./document.js";
+import { ApiKeyStore, TIMESTAMP_WINDOW_SECONDS, unauthenticated, verifySignedRequest, type ApiKeyRecord } from "./keys.js";
+import { routes, schemas, type Ctx, type JsonSchema, type Route } from "./resources.js";
+
+export interface OpenApiOptions {
+  authPool: pg.Pool;
+  masterKey: MasterKey;
+  rateLimits: RateLimits;
+  maxBodyBytes: number;
+  /** How long a key read from the database is trusted (ms; 0: read it for every request). */
+  keyCacheMs?: number;
+  /** Benchmarks only: count no limits. */
+  rateLimiting?: boolean;
+  /** Benchmarks only: skip authentication and act as this key (never set by the server). */
+  actAs?: ApiKeyRecord;
+}
+
+const ajv = new Ajv2020({ allErrors: true, strict: false });
+(addFormats as unknown as (a: Ajv2020) => void)(ajv);
+for (const [name, schema] of Object.entries(schemas)) ajv.addSchema(schema, name);
+
+/** Ajv's complaints as field problems: `email`, `scopes[1]`, the missing property's name. */
+function problems(errors: { instancePath: string; keyword: string; params: Record<string, unknown>; message?: string }[] | null | undefined, prefix = ""): FieldProblem[] {
+  return (errors ?? []).map((e) => {
+    const path = e.instancePath.split("/").filter(Boolean).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join("").replace(/^\./, "");
+    const field = e.keyword === "required" ? [path, e.params.missingProperty].filter(Boolean).join(".") : e.keyword === "additionalProperties" ? [path, e.params.additionalProperty].filter(Boolean).join(".") : path;
+    const message = e.keyword === "additionalProperties" ? "is not a known field" : e.keyword === "required" ? "is required" : (e.message ?? "is not valid");
+    return { field: prefix + (field || "body"), message };
+  });
+}
+
+function objectValidator(properties: Record<string, JsonSchema> | undefined, required: string[]) {
+  return ajv.compile({ type: "object", additionalProperties: false, required, properties: properties ?? {} });
+}
+
+function rateLimitHeaders(res: Response, decision: RateLimitDecision) {
+  res.setHeader("RateLimit-Limit", String(decision.limit));
+  res.setHeader("RateLimit-Remaining", String(decision.remaining));
+  res.setHeader("RateLimit-Reset", String(decision.resetSeconds));
+}
+
+export function openApiRouter(options: OpenApiOptions): express.Router {
+  const router = express.Router();
+  const store = new ApiKeyStore(options.authPool, options.masterKey, options.keyCacheMs ?? 1000);
+  const document = openApiDocument();
+  router.get("/open/v1/openapi.json", (_req, res) => {
+    res.setHeader("Cache-Control", "public, max-age=300");
+    res.json(document);
+  });
+
+  /** The key's limit and its tenant's ceiling, counted together; the tighter one is reported. */
+  async function limits(key: ApiKeyRecord): Promise<RateLimitDecision> {
+    const decisions = await Promise.all([
+      options.rateLimits.hit("apikey", key.id, key.rateLimitPerMinute),
+      ...(key.tenantRateLimitPerMinute ? [options.rateLimits.hit("apikey-tenant", key.tenantId, key.tenantRateLimitPerMinute)] : []),
+    ]);
+    const refused = decisions.filter((d) => !d.allowed);
+    const pool = refused.length ? refused : decisions;
+    return pool.reduce((a, b) => (b.remaining < a.remaining || (!b.allowed && b.resetSeconds > a.resetSeconds) ? b : a));
+  }
+
+  const raw = express.raw({ type: () => true, limit: options.maxBodyBytes });
+  for (const route of routes) {
+    const validateParams = objectValidator(route.params, Object.keys(route.params ?? {}));
+    const validateQuery = objectValidator(route.query, []);
+    const validateBody = route.body ? ajv.getSchema(route.body)! : null;
+    const expressPath = `/open/v1${route.path.replace(/\{(\w+)\}/g, ":$1")}`;
+    router[route.method](expressPath, raw, async (req: Request, res: Response, next: NextFunction) => {
+      const state = requestState(req);
+      let client: pg.PoolClient | undefined;
+      let open = false;
+      try {
+        const rawBody = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+        const { key, nonce } = options.actAs
+          ? { key: options.actAs, nonce: null }
+          : await verifySignedRequest({ method: req.method, originalUrl: req.originalUrl, header: (n) => req.get(n), rawBody }, store);
+        state.via = "api_key";
+        // Counted from now, while the request is checked and run.
+        const decision = options.rateLimiting === false ? null : limits(key);
+        decision?.catch(() => undefined);
+        if (route.scope && !key.scopes.includes(route.scope)) {
+          throw new AppError("insufficient_scope", `This key lacks the scope ${route.scope}.`);
+        }
+        const params = { ...req.params } as Record<string, string>;
+        if (!validateParams(params)) throw new AppError("invalid_input", "The path is not valid.", { details: problems(validateParams.errors) });
+        const query = { ...(req.query as Record<string, unknown>) };
+        if (!validateQuery(query)) throw new AppError("invalid_input", "The query is not valid.", { details: problems(validateQuery.errors) });
+        let body: Record<string, unknown> = {};
+        if (validateBody) {
+          if (!req.is("application/json")) throw new AppError("invalid_input", "The body must be JSON (Content-Type: application/json).", { details: [{ field: "body", message: "must be JSON" }] });
+          try {
+            body = JSON.parse(rawBody.toString("utf8"));
+          } catch {
+            throw new AppError("invalid_input", "The request body is not valid JSON.", { details: [{ field: "body", message: "must be valid JSON" }] });
+          }
+          if (!validateBody(body)) throw new AppError("invalid_input", "The body is not valid.", { details: problems(validateBody.errors) });
+        }
+
+        client = await options.authPool.connect();
+        const settings = pgSettingsForApiKey({ apiKeyId: key.id, tenantId: key.tenantId, orgId: key.organizationId }, state.traceId);
+        // One round trip: the transaction, its settings, and (for a signed request) the nonce and the key's liveness.
+        open = true;
+        await client.query(
+          `begin; select ${Object.entries(settings)
+            .map(([k, v]) => `set_config(${pg.escapeLiteral(k)}, ${pg.escapeLiteral(v)}, true)`)
+            .join(", ")};` + (nonce ? ` select authhub_private.begin_api_request(${pg.escapeLiteral(nonce)}, ${TIMESTAMP_WINDOW_SECONDS});` : ""),
+        );
+        // Counted by now (it ran alongside the statement above).
+        const limit = decision ? await decision : null;
+        if (limit) {
+          rateLimitHeaders(res, limit);
+          if (!limit.allowed) {
+            res.setHeader("Retry-After", String(limit.resetSeconds));
+            throw new AppError("rate_limited", "This key is over its rate limit; try again later.");
+          }
+        }
+        const ctx: Ctx = { client, key, params, query: query as Record<string, string | undefined>, body, rateLimit: limit };
+        const result = await route.handler(ctx);
+        await client.query("commit");
+        open = false;
+        if (route.response.status === 204) res.status(204).end();
+        else res.status(route.response.status).json(result);
+      } catch (err) {
+        if (client && open) await client.query("rollback").catch(() => undefined);
+        // A key revoked or a nonce replayed (raised by the request's first statement) is the same 401.
+        const code = (err as { code?: unknown }).code;
+        next(code === "AH401" ? unauthenticated() : err instanceof AppError ? err : toAppError(err));
+      } finally {
+        client?.release();
+      }
+    });
+  }
+  return router;
+}
