@@ -113,7 +113,7 @@ function installAuthorize(app: express.Express, deps: AppDeps, authenticateReque
 
 async function installGraphQL(app: express.Express, server: http.Server, deps: AppDeps, authenticateRequest: express.RequestHandler) {
   app.use("/graphql", authenticateRequest);
-  const pgl = postgraphile(makePreset(deps.config, deps.authPool, deps.logger));
+  const pgl = postgraphile(makePreset(deps.config, deps.authPool, deps.logger, deps.masterKey));
   const serv = pgl.createServ(grafserv);
   await serv.addTo(app, server, false);
   return async () => {

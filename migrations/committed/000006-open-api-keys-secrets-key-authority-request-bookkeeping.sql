@@ -1,5 +1,5 @@
 --! Previous: sha1:03bf963dfdd3b401dd4e6ddf25d9cfbd02b19fcf
---! Hash: sha1:baa5cb7d78deb4a927b40e88f9cb2f155d12e00d
+--! Hash: sha1:17672587e7b17ebe0c17a3a5a5cf73aa370998a6
 --! Message: open api: keys, secrets, key authority, request bookkeeping
 
 --! split: 600-api-keys.sql
@@ -411,7 +411,7 @@ begin
   return k;
 end;
 $$;
-comment on function authhub.revoke_api_key(uuid) is 'Revokes an API key: it stops working within a second.';
+comment on function authhub.revoke_api_key(uuid) is E'@resultFieldName apiKey\nRevokes an API key: it stops working within a second.';
 grant execute on function authhub.revoke_api_key(uuid) to authhub_user;
 
 -- When a key was last used and how many requests it has made (GraphQL fields).

@@ -17,6 +17,8 @@ import type { Config } from "../config.js";
 import { AppError, fromDatabaseError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { requestState } from "../requestState.js";
+import type { MasterKey } from "../auth/masterKey.js";
+import { makeApiKeysPlugin } from "./apiKeys.js";
 import { DepthLimitPlugin, PageSizePlugin } from "./limits.js";
 
 export function makeMaskError(config: Config, logger: Logger) {
@@ -43,13 +45,14 @@ export function makeMaskError(config: Config, logger: Logger) {
   };
 }
 
-export function makePreset(config: Config, pool: pg.Pool, logger: Logger): GraphileConfig.Preset {
+export function makePreset(config: Config, pool: pg.Pool, logger: Logger, masterKey: MasterKey): GraphileConfig.Preset {
   const development = config.env === "development";
   return {
     extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PgAggregatesPreset],
     plugins: [
       DepthLimitPlugin(config.graphql.maxDepth),
       PageSizePlugin({ max: config.graphql.maxPageSize, default: config.graphql.defaultPageSize }),
+      makeApiKeysPlugin(masterKey),
     ],
     pgServices: [
       makePgService({

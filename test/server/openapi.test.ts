@@ -300,3 +300,42 @@ describe("the OpenAPI document", () => {
     expect(res.body.components.schemas.Error.properties.error.required).toEqual(["code", "message"]);
   });
 });
+
+describe("managing keys through GraphQL", () => {
+  const gql = async (actor: Parameters<TestServer["mint"]>[0], query: string, variables: Record<string, unknown> = {}) =>
+    request(srv.app).post("/graphql").set("Authorization", `Bearer ${await srv.mint(actor)}`).send({ query, variables });
+  const CREATE = `mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { keyId secret apiKey { rowId name scopes organizationId rateLimitPerMinute lastUsedAt requestCount } } }`;
+
+  test("a tenant admin creates a key (the secret shown once), which then works; rotates it; revokes it", async () => {
+    const { cast } = await import("../helpers/fixtures.js");
+    const admin = cast(f, f.a).tenantAdmin;
+    const res = await gql(admin, CREATE, { input: { name: "CRM sync", scopes: ["user:read"], rateLimitPerMinute: 600 } });
+    expect(res.body.errors).toBeUndefined();
+    const created = res.body.data.createApiKey;
+    expect(created).toMatchObject({ keyId: expect.stringMatching(/^ak_/), secret: expect.stringMatching(/^sk_/), apiKey: { name: "CRM sync", scopes: ["user:read"], rateLimitPerMinute: 600, requestCount: "0" } });
+    expect((await call({ keyId: created.keyId, secret: created.secret }, { path: "/open/v1/me" })).status).toBe(200);
+    const listed = await gql(admin, `{ apiKeys { nodes { keyId requestCount lastUsedAt } } }`);
+    const mine = listed.body.data.apiKeys.nodes.find((k: { keyId: string }) => k.keyId === created.keyId);
+    expect(mine).toMatchObject({ requestCount: "1", lastUsedAt: expect.any(String) });
+    expect(JSON.stringify(listed.body)).not.toContain(created.secret);
+
+    const rotated = await gql(admin, `mutation($id: UUID!) { rotateApiKeySecret(input: { id: $id, gracePeriodSeconds: 0 }) { keyId secret } }`, { id: created.apiKey.rowId });
+    expect(rotated.body.data.rotateApiKeySecret.secret).not.toBe(created.secret);
+    const revoked = await gql(admin, `mutation($id: UUID!) { revokeApiKey(input: { id: $id }) { apiKey { revokedAt } } }`, { id: created.apiKey.rowId });
+    expect(revoked.body.data.revokeApiKey.apiKey.revokedAt).toEqual(expect.any(String));
+    expect((await call({ keyId: created.keyId, secret: rotated.body.data.rotateApiKeySecret.secret }, { path: "/open/v1/me" })).status).toBe(401);
+  });
+
+  test("nobody creates a key with more than they hold: errors carry stable codes", async () => {
+    const { cast } = await import("../helpers/fixtures.js");
+    const orgAdmin = cast(f, f.a).orgAdmin;
+    const beyond = await gql(orgAdmin, CREATE, { input: { name: "x", scopes: ["org:read"] } });
+    expect(beyond.body.errors[0].extensions.code).toBe("forbidden");
+    const unknown = await gql(cast(f, f.a).tenantAdmin, CREATE, { input: { name: "x", scopes: ["made:up"] } });
+    expect(unknown.body.errors[0].extensions.code).toBe("invalid_input");
+    const member = await gql(cast(f, f.a).member, CREATE, { input: { name: "x", scopes: ["org:read"] } });
+    expect(member.body.errors[0].extensions.code).toBe("forbidden");
+    const inScope = await gql(orgAdmin, CREATE, { input: { name: "Org sync", scopes: ["org:read"], organizationId: f.a.orgs.child } });
+    expect(inScope.body.data.createApiKey.apiKey.organizationId).toBe(f.a.orgs.child);
+  });
+});
