@@ -11,6 +11,7 @@ import type { Identity, RoleLevel } from "../db/claims.js";
 import { prepareDatabase, type DatabaseHandle } from "../db/database.js";
 import { loadMasterKey } from "./auth/masterKey.js";
 import { loadActiveSigningKey, mintAccessToken, newSigningKeyMaterial } from "./auth/signingKeys.js";
+import { issueApiKey, rotateApiKeySecret } from "./openapi/issue.js";
 import { readConfig, type Config } from "./config.js";
 import { toAppError } from "./errors.js";
 
@@ -27,6 +28,12 @@ Commands:
                                             until every token it signed has expired (--retire-now:
                                             stop trusting it at once, for a compromised key)
   keys rewrap                               re-encrypt stored secrets under the current master key
+  apikey create --tenant <slug> [--org <slug>] --scopes a,b [--rate N] [--name <name>] [--expires <ISO date>]
+                                            issue an Open API key; prints its id and secret (shown once)
+  apikey list --tenant <slug>               the tenant's keys (never their secrets)
+  apikey rotate --key <ak_…> [--grace <seconds>]
+                                            a new secret; the old one works for the grace period (default 0)
+  apikey revoke --key <ak_…>                revoke a key (it stops working within a second)
 
 Options:
   --json    print one JSON object on stdout
@@ -201,6 +208,80 @@ async function keysRewrap({ config, owner, out }: Parameters<Command>[0]): Promi
   return 0;
 }
 
+async function tenantBySlug(owner: pg.Pool, slug: string): Promise<string> {
+  const { rows } = await owner.query<{ id: string }>("select id from authhub.tenants where slug = $1", [slug]);
+  if (!rows[0]) throw new UsageError(`No tenant ${slug}.`);
+  return rows[0].id;
+}
+
+async function apiKeyByPublicId(owner: pg.Pool, values: Record<string, unknown>): Promise<{ id: string; key_id: string }> {
+  const keyId = required(values, "key");
+  const { rows } = await owner.query<{ id: string; key_id: string }>("select id, key_id from authhub.api_keys where key_id = $1", [keyId]);
+  if (!rows[0]) throw new UsageError(`No API key ${keyId}.`);
+  return rows[0];
+}
+
+/** `apikey create`: the operator issues a key in any tenant (the same validation as GraphQL's createApiKey). */
+async function apikeyCreate({ config, owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  const tenantId = await tenantBySlug(owner, required(values, "tenant"));
+  const scopes = required(values, "scopes").split(",").map((s) => s.trim()).filter(Boolean);
+  let organizationId: string | null = null;
+  if (typeof values.org === "string") {
+    const { rows } = await owner.query<{ id: string }>("select id from authhub.organizations where tenant_id = $1 and slug = $2", [tenantId, values.org]);
+    if (!rows[0]) throw new UsageError(`No organization ${values.org} in that tenant.`);
+    organizationId = rows[0].id;
+  }
+  const rate = values.rate === undefined ? null : Number(values.rate);
+  if (rate !== null && !(Number.isInteger(rate) && rate >= 1 && rate <= 1_000_000)) throw new UsageError("--rate must be a whole number of requests per minute (1-1000000)");
+  const expiresAt = typeof values.expires === "string" ? new Date(values.expires) : null;
+  if (expiresAt && Number.isNaN(expiresAt.getTime())) throw new UsageError("--expires must be a date, e.g. 2027-01-01T00:00:00Z");
+  const name = typeof values.name === "string" ? values.name : "API key";
+  const issued = await asCliCommand(owner, "apikey-create", (client) =>
+    issueApiKey(client, masterKeyFor(config), { name, scopes, organizationId, rateLimitPerMinute: rate, expiresAt, tenantId }),
+  );
+  out.print(
+    [
+      `API key ${issued.keyId} (id ${issued.id}), scopes ${issued.scopes.join(", ")}, ${issued.rateLimitPerMinute}/min.`,
+      `Secret (shown once, store it now): ${issued.secret}`,
+    ].join("\n"),
+    { id: issued.id, key_id: issued.keyId, secret: issued.secret, tenant_id: issued.tenantId, organization_id: issued.organizationId, scopes: issued.scopes, rate_limit_per_minute: issued.rateLimitPerMinute, expires_at: issued.expiresAt?.toISOString() ?? null },
+  );
+  return 0;
+}
+
+async function apikeyList({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  const tenantId = await tenantBySlug(owner, required(values, "tenant"));
+  const { rows } = await owner.query(
+    `select k.key_id, k.id, k.name, k.scopes::text[] as scopes, k.organization_id, k.rate_limit_per_minute, k.expires_at, k.revoked_at, k.created_at,
+            authhub.api_keys_last_used_at(k) as last_used_at, authhub.api_keys_request_count(k) as request_count
+     from authhub.api_keys k where k.tenant_id = $1 order by k.created_at`,
+    [tenantId],
+  );
+  out.print(
+    rows.length
+      ? rows.map((r) => `${r.key_id}  ${r.revoked_at ? "revoked" : "active "}  ${r.name}  [${r.scopes.join(", ")}]  ${r.request_count} requests`).join("\n")
+      : "No API keys.",
+    { keys: rows },
+  );
+  return 0;
+}
+
+async function apikeyRotate({ config, owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  const key = await apiKeyByPublicId(owner, values);
+  const grace = values.grace === undefined ? 0 : Number(values.grace);
+  if (!(Number.isInteger(grace) && grace >= 0 && grace <= 604_800)) throw new UsageError("--grace must be a whole number of seconds (0-604800)");
+  const rotated = await asCliCommand(owner, "apikey-rotate", (client) => rotateApiKeySecret(client, masterKeyFor(config), key.id, grace));
+  out.print(`New secret for ${rotated.keyId} (shown once): ${rotated.secret}`, { key_id: rotated.keyId, secret: rotated.secret, grace_seconds: grace });
+  return 0;
+}
+
+async function apikeyRevoke({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  const key = await apiKeyByPublicId(owner, values);
+  await asCliCommand(owner, "apikey-revoke", (client) => client.query("select authhub.revoke_api_key($1)", [key.id]));
+  out.print(`Revoked ${key.key_id}.`, { key_id: key.key_id, revoked: true });
+  return 0;
+}
+
 /** `audit verify`: the first broken link, or how many seals hold. */
 async function auditVerify({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
   let tenantId: string | null = null;
@@ -230,6 +311,10 @@ const TWO_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise
   "audit verify": auditVerify,
   "keys rotate": keysRotate,
   "keys rewrap": keysRewrap,
+  "apikey create": apikeyCreate,
+  "apikey list": apikeyList,
+  "apikey rotate": apikeyRotate,
+  "apikey revoke": apikeyRevoke,
 };
 
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -251,6 +336,11 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
         org: { type: "string" },
         ttl: { type: "string" },
         "retire-now": { type: "boolean" },
+        scopes: { type: "string" },
+        rate: { type: "string" },
+        expires: { type: "string" },
+        key: { type: "string" },
+        grace: { type: "string" },
       },
     });
     json = values.json === true;

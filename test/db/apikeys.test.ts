@@ -242,3 +242,15 @@ describe("a key's requests", () => {
     void identity;
   });
 });
+
+test("the open_api__cleanup job forgets expired nonces only", async () => {
+  const { runTask } = await import("../helpers/worker.js");
+  const k = (await issue(null, { scopes: ["user:read"], tenantId: f.a.id })) as KeyRow;
+  await db.owner.query(
+    "insert into authhub_private.api_nonces (api_key_id, nonce, expires_at) values ($1, 'old-nonce-0000000000', now() - interval '1 minute'), ($1, 'new-nonce-0000000000', now() + interval '5 minutes')",
+    [k.id],
+  );
+  await runTask(db, "open_api__cleanup");
+  const { rows } = await db.owner.query("select nonce from authhub_private.api_nonces where api_key_id = $1", [k.id]);
+  expect(rows).toEqual([{ nonce: "new-nonce-0000000000" }]);
+});

@@ -141,6 +141,31 @@ describe("token", () => {
   });
 });
 
+describe("apikey", () => {
+  test("create, list, rotate and revoke, with the secret shown once; bad input is refused", async () => {
+    const created = await cli("apikey", "create", "--tenant", "acme", "--scopes", "user:read,org:read", "--rate", "120", "--name", "CRM", "--json");
+    expect(created.code).toBe(0);
+    const key = JSON.parse(created.stdout);
+    expect(key).toMatchObject({ key_id: expect.stringMatching(/^ak_[0-9A-Za-z]{22}$/), secret: expect.stringMatching(/^sk_[0-9A-Za-z]{43}$/), scopes: ["org:read", "user:read"], rate_limit_per_minute: 120 });
+    const listed = await cli("apikey", "list", "--tenant", "acme", "--json");
+    expect(JSON.parse(listed.stdout).keys).toEqual([expect.objectContaining({ key_id: key.key_id, name: "CRM", revoked_at: null })]);
+    expect(listed.stdout).not.toContain(key.secret);
+    const rotated = JSON.parse((await cli("apikey", "rotate", "--key", key.key_id, "--grace", "60", "--json")).stdout);
+    expect(rotated.secret).not.toBe(key.secret);
+    expect((await cli("apikey", "revoke", "--key", key.key_id, "--json")).code).toBe(0);
+    const after = JSON.parse((await cli("apikey", "list", "--tenant", "acme", "--json")).stdout).keys[0];
+    expect(after.revoked_at).not.toBeNull();
+    const audited = await db.owner.query("select distinct actor from authhub.audit_events where table_name in ('api_keys', 'api_key_secrets') order by 1");
+    expect(audited.rows.map((r) => r.actor)).toEqual(["system:cli:apikey-create", "system:cli:apikey-revoke", "system:cli:apikey-rotate"]);
+
+    const bad = await cli("apikey", "create", "--tenant", "acme", "--scopes", "nope:nope", "--json");
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.stderr).error.code).toBe("invalid_input");
+    expect((await cli("apikey", "create", "--tenant", "acme", "--scopes", "user:read", "--rate", "0")).code).toBe(2);
+    expect((await cli("apikey", "revoke", "--key", "ak_nope")).code).toBe(2);
+  });
+});
+
 /** Runs last: it changes the signing keys and, finally, the master key the earlier tests use. */
 describe("keys", () => {
   const kidOf = async (overrides: Record<string, string> = {}) => {

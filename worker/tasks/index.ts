@@ -6,12 +6,19 @@ import type { TaskList } from "graphile-worker";
 import { auth__cleanup } from "./auth__cleanup.js";
 import { audit_events__purge } from "./audit_events__purge.js";
 import { audit_events__seal } from "./audit_events__seal.js";
+import { open_api__cleanup } from "./open_api__cleanup.js";
 
 export const tasks: TaskList = {
   audit_events__seal,
   audit_events__purge,
   auth__cleanup,
+  open_api__cleanup,
 };
 
-/** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly. */
-export const crontab = ["*/5 * * * * audit_events__seal ?max=1", "17 3 * * * audit_events__purge ?max=1", "41 * * * * auth__cleanup ?max=1"].join("\n");
+/** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes. */
+export const crontab = [
+  "*/5 * * * * audit_events__seal ?max=1",
+  "17 3 * * * audit_events__purge ?max=1",
+  "41 * * * * auth__cleanup ?max=1",
+  "*/10 * * * * open_api__cleanup ?max=1",
+].join("\n");
