@@ -27,6 +27,10 @@
  *
  * Auth API (issue 5): token exchange and refresh vs GET /healthz on the same
  * server, see bench/auth.ts. Target p99 ≤ 10 ms for refresh, one at a time.
+ *
+ * Open API (issue 6): a signed GET /open/v1/users vs the handler with
+ * authentication skipped, with and without the key cache, and rate limiting on
+ * vs off; see bench/openapi.ts.
  */
 import "../server/env.js";
 import express from "express";
@@ -49,6 +53,7 @@ import { readConfig } from "../server/config.js";
 import { makeLogger } from "../server/logger.js";
 import { measureAuditInserts, measureAuditQuery, prepareAuditTables } from "./audit.js";
 import { measureAuthApi } from "./auth.js";
+import { measureOpenApi } from "./openapi.js";
 import { startLocalIdp } from "../test/helpers/idp.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -334,6 +339,9 @@ async function main() {
     await new Promise((r) => server.close(r));
     await app.release();
 
+    process.stderr.write("open api: signed requests…\n");
+    const openApi = await measureOpenApi({ owner, auth, masterKey, tenantId: small.tenantId, requests: HTTP_PER_ROUND, rounds: ROUNDS, concurrency: HTTP_CONCURRENCY, empty: emptySample });
+
     process.stderr.write("audit: inserts, then a log of 1M events…\n");
     const inserts = await measureAuditInserts(owner, small.tenantId, ROUNDS, timeInterleaved, emptySample);
     const auditQuery = await measureAuditQuery(owner, auth, settingsSmall, small.tenantId, large.tenantId, timeInterleaved, emptySample);
@@ -421,6 +429,27 @@ async function main() {
         detail:
           `throughput at concurrency ${HTTP_CONCURRENCY}: refresh ${throughput(authApi.throughput.refresh).toFixed(0)}/s (p99 ${pct(authApi.throughput.refresh.ms, 99).toFixed(2)} ms); ` +
           `latency one at a time: refresh p50 ${pct(authApi.latency.refresh.ms, 50).toFixed(2)} ms p99 ${pct(authApi.latency.refresh.ms, 99).toFixed(2)} ms`,
+      },
+      {
+        benchmark: "Open API: signed GET /open/v1/users ÷ authentication skipped, key read per request (throughput)",
+        ratio: throughput(openApi.signedNoCache) / throughput(openApi.skipped),
+        target: "≥ 0.5",
+        pass: throughput(openApi.signedNoCache) / throughput(openApi.skipped) >= 0.5,
+        detail: `signed ${throughput(openApi.signedNoCache).toFixed(0)}/s p50 ${pct(openApi.signedNoCache.ms, 50).toFixed(2)} ms; skipped ${throughput(openApi.skipped).toFixed(0)}/s p50 ${pct(openApi.skipped.ms, 50).toFixed(2)} ms`,
+      },
+      {
+        benchmark: "Open API: signed GET /open/v1/users ÷ authentication skipped, key cache valid (throughput)",
+        ratio: throughput(openApi.signedCached) / throughput(openApi.skipped),
+        target: "≥ 0.85",
+        pass: throughput(openApi.signedCached) / throughput(openApi.skipped) >= 0.85,
+        detail: `signed ${throughput(openApi.signedCached).toFixed(0)}/s p50 ${pct(openApi.signedCached.ms, 50).toFixed(2)} ms; skipped ${throughput(openApi.skipped).toFixed(0)}/s`,
+      },
+      {
+        benchmark: "Open API: rate limiting on ÷ off (signed, key cached; throughput)",
+        ratio: throughput(openApi.signedCachedLimited) / throughput(openApi.signedCached),
+        target: "≥ 0.9",
+        pass: throughput(openApi.signedCachedLimited) / throughput(openApi.signedCached) >= 0.9,
+        detail: `limited ${throughput(openApi.signedCachedLimited).toFixed(0)}/s p50 ${pct(openApi.signedCachedLimited.ms, 50).toFixed(2)} ms; unlimited ${throughput(openApi.signedCached).toFixed(0)}/s p50 ${pct(openApi.signedCached.ms, 50).toFixed(2)} ms`,
       },
     ];
     console.log("\nAuthHub benchmarks\n");

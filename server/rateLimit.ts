@@ -9,6 +9,14 @@
  * without asking the database, so a flood does not become a flood of writes.
  * If the database cannot count (it is down, a statement times out), a
  * per-process limiter with the same limit decides meanwhile.
+ *
+ * High limits (the Open API's per-key limits, 1000/min by default) can be
+ * counted in batches: a server takes up to 1/50 of the limit (at most 20) from
+ * the shared count at once and spends it locally, so most requests cost no
+ * database write. Tokens only ever come from the shared count, so no more than
+ * the limit are served in a window across all servers; near the limit a
+ * server takes one at a time, and a batch refused there is given back.
+ * `remaining` is then approximate by the tokens other servers hold.
  */
 import type pg from "pg";
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
@@ -21,8 +29,17 @@ export interface RateLimitDecision {
   resetSeconds: number;
 }
 
+interface LocalTokens {
+  tokens: number;
+  /** The shared count's remaining points when the tokens were taken. */
+  sharedRemaining: number;
+  expiresAt: number;
+  limit: number;
+}
+
 export class RateLimits {
   private readonly limiters = new Map<string, RateLimiterAbstract>();
+  private readonly local = new Map<string, LocalTokens>();
   private cleaning = false;
 
   constructor(private readonly pool: pg.Pool) {}
@@ -50,6 +67,38 @@ export class RateLimits {
       this.limiters.set(id, limiter);
     }
     return limiter;
+  }
+
+  /** Counts one request for `key` against `limit` per `durationSeconds`, taking tokens from the shared count in batches. */
+  async hitBatched(kind: string, key: string, limit: number, durationSeconds = 60): Promise<RateLimitDecision> {
+    const id = `${kind}:${key}`;
+    const now = Date.now();
+    const slot = this.local.get(id);
+    const live = slot && slot.limit === limit && now < slot.expiresAt ? slot : null;
+    if (live && live.tokens > 0) {
+      live.tokens--;
+      return { allowed: true, limit, remaining: live.sharedRemaining + live.tokens, resetSeconds: Math.max(1, Math.ceil((live.expiresAt - now) / 1000)) };
+    }
+    const known = live ? live.sharedRemaining : limit;
+    const batch = Math.max(1, Math.min(20, Math.floor(limit / 50), Math.floor(known / 10)));
+    const limiter = this.limiter(kind, limit, durationSeconds);
+    const take = async (points: number): Promise<RateLimitDecision> => {
+      try {
+        const res = await limiter.consume(key, points);
+        this.local.set(id, { tokens: points - 1, sharedRemaining: res.remainingPoints, expiresAt: Date.now() + res.msBeforeNext, limit });
+        return { allowed: true, limit, remaining: res.remainingPoints + points - 1, resetSeconds: Math.max(1, Math.ceil(res.msBeforeNext / 1000)) };
+      } catch (err) {
+        if (!(err instanceof RateLimiterRes)) throw err;
+        if (points > 1) {
+          // Refused as a batch near the limit: give it back, and try for one.
+          await limiter.reward(key, points).catch(() => undefined);
+          return take(1);
+        }
+        this.local.delete(id);
+        return { allowed: false, limit, remaining: 0, resetSeconds: Math.max(1, Math.ceil(err.msBeforeNext / 1000)) };
+      }
+    };
+    return take(batch);
   }
 
   /** Counts one request for `key` against `limit` per `durationSeconds` (default a minute). */

@@ -1,5 +1,5 @@
 --! Previous: sha1:03bf963dfdd3b401dd4e6ddf25d9cfbd02b19fcf
---! Hash: sha1:17672587e7b17ebe0c17a3a5a5cf73aa370998a6
+--! Hash: sha1:0317840c34003f581aa2eacdd81edcb91ee2f873
 --! Message: open api: keys, secrets, key authority, request bookkeeping
 
 --! split: 600-api-keys.sql
@@ -455,9 +455,11 @@ $$;
 grant execute on function authhub_private.api_key_for_request(text) to authhub_authenticator;
 
 -- The first statement of a key's request: the key is still live (revocation
--- holds from the commit that made it, whatever the server cached), the nonce
--- is new for this key within its window, and the use is counted. Raises
--- AH401 otherwise, which the server answers like every authentication failure.
+-- holds from the commit that made it, whatever the server cached), and the
+-- nonce is new for this key within its window. Raises AH401 otherwise, which
+-- the server answers like every authentication failure. (Use is counted apart,
+-- by record_api_key_usage: a per-key row updated in every request would make a
+-- key's concurrent requests wait on each other.)
 create function authhub_private.begin_api_request(nonce text, window_seconds integer) returns void
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
@@ -476,12 +478,26 @@ begin
   if recorded is null then
     raise exception 'The nonce was used already.' using errcode = 'AH401';
   end if;
-  insert into authhub_private.api_key_usage as u (tenant_id, api_key_id, last_used_at, request_count)
-  values (authhub.current_tenant_id(), authhub.current_api_key_id(), now(), 1)
-  on conflict (tenant_id, api_key_id) do update set last_used_at = now(), request_count = u.request_count + 1;
 end;
 $$;
 grant execute on function authhub_private.begin_api_request(text, integer) to authhub_api_client;
+
+-- Requests served per key since the last call, added up by each server and
+-- recorded about once a second (server/openapi/usage.ts).
+create function authhub_private.record_api_key_usage(tenant_ids uuid[], api_key_ids uuid[], counts integer[], last_used_at timestamptz)
+  returns void
+  language sql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  insert into authhub_private.api_key_usage as u (tenant_id, api_key_id, last_used_at, request_count)
+  select x.tenant_id, x.api_key_id, record_api_key_usage.last_used_at, x.n
+  from unnest(tenant_ids, api_key_ids, counts) as x (tenant_id, api_key_id, n)
+  join authhub.api_keys k on k.tenant_id = x.tenant_id and k.id = x.api_key_id
+  where x.n > 0
+  on conflict (tenant_id, api_key_id) do update
+    set last_used_at = greatest(u.last_used_at, excluded.last_used_at), request_count = u.request_count + excluded.request_count
+$$;
+grant execute on function authhub_private.record_api_key_usage(uuid[], uuid[], integer[], timestamptz) to authhub_authenticator;
 
 -- Expired nonces, removed by the worker's open_api__cleanup job.
 create function authhub_private.purge_expired_nonces(max_rows integer) returns integer

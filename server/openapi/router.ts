@@ -19,6 +19,7 @@ import { requestState } from "../requestState.js";
 import { openApiDocument } from "./document.js";
 import { ApiKeyStore, TIMESTAMP_WINDOW_SECONDS, unauthenticated, verifySignedRequest, type ApiKeyRecord } from "./keys.js";
 import { routes, schemas, type Ctx, type JsonSchema, type Route } from "./resources.js";
+import { ApiKeyUsage } from "./usage.js";
 
 export interface OpenApiOptions {
   authPool: pg.Pool;
@@ -31,6 +32,8 @@ export interface OpenApiOptions {
   rateLimiting?: boolean;
   /** Benchmarks only: skip authentication and act as this key (never set by the server). */
   actAs?: ApiKeyRecord;
+  /** Where served requests are counted (default: a counter of the router's own). */
+  usage?: ApiKeyUsage;
 }
 
 const ajv = new Ajv2020({ allErrors: true, strict: false });
@@ -60,6 +63,7 @@ function rateLimitHeaders(res: Response, decision: RateLimitDecision) {
 export function openApiRouter(options: OpenApiOptions): express.Router {
   const router = express.Router();
   const store = new ApiKeyStore(options.authPool, options.masterKey, options.keyCacheMs ?? 1000);
+  const usage = options.usage ?? new ApiKeyUsage(options.authPool);
   const document = openApiDocument();
   router.get("/open/v1/openapi.json", (_req, res) => {
     res.setHeader("Cache-Control", "public, max-age=300");
@@ -69,8 +73,8 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
   /** The key's limit and its tenant's ceiling, counted together; the tighter one is reported. */
   async function limits(key: ApiKeyRecord): Promise<RateLimitDecision> {
     const decisions = await Promise.all([
-      options.rateLimits.hit("apikey", key.id, key.rateLimitPerMinute),
-      ...(key.tenantRateLimitPerMinute ? [options.rateLimits.hit("apikey-tenant", key.tenantId, key.tenantRateLimitPerMinute)] : []),
+      options.rateLimits.hitBatched("apikey", key.id, key.rateLimitPerMinute),
+      ...(key.tenantRateLimitPerMinute ? [options.rateLimits.hitBatched("apikey-tenant", key.tenantId, key.tenantRateLimitPerMinute)] : []),
     ]);
     const refused = decisions.filter((d) => !d.allowed);
     const pool = refused.length ? refused : decisions;
@@ -93,6 +97,7 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
           ? { key: options.actAs, nonce: null }
           : await verifySignedRequest({ method: req.method, originalUrl: req.originalUrl, header: (n) => req.get(n), rawBody }, store);
         state.via = "api_key";
+        if (nonce) usage.count(key.tenantId, key.id);
         // Counted from now, while the request is checked and run.
         const decision = options.rateLimiting === false ? null : limits(key);
         decision?.catch(() => undefined);

@@ -314,10 +314,16 @@ describe("managing keys through GraphQL", () => {
     const created = res.body.data.createApiKey;
     expect(created).toMatchObject({ keyId: expect.stringMatching(/^ak_/), secret: expect.stringMatching(/^sk_/), apiKey: { name: "CRM sync", scopes: ["user:read"], rateLimitPerMinute: 600, requestCount: "0" } });
     expect((await call({ keyId: created.keyId, secret: created.secret }, { path: "/open/v1/me" })).status).toBe(200);
-    const listed = await gql(admin, `{ apiKeys { nodes { keyId requestCount lastUsedAt } } }`);
-    const mine = listed.body.data.apiKeys.nodes.find((k: { keyId: string }) => k.keyId === created.keyId);
+    // Uses are recorded about every 100 ms.
+    let listed: Awaited<ReturnType<typeof gql>> | undefined;
+    let mine: { requestCount: string; lastUsedAt: string | null } | undefined;
+    for (let i = 0; i < 40 && mine?.requestCount !== "1"; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      listed = await gql(admin, `{ apiKeys { nodes { keyId requestCount lastUsedAt } } }`);
+      mine = listed.body.data.apiKeys.nodes.find((k: { keyId: string }) => k.keyId === created.keyId);
+    }
     expect(mine).toMatchObject({ requestCount: "1", lastUsedAt: expect.any(String) });
-    expect(JSON.stringify(listed.body)).not.toContain(created.secret);
+    expect(JSON.stringify(listed!.body)).not.toContain(created.secret);
 
     const rotated = await gql(admin, `mutation($id: UUID!) { rotateApiKeySecret(input: { id: $id, gracePeriodSeconds: 0 }) { keyId secret } }`, { id: created.apiKey.rowId });
     expect(rotated.body.data.rotateApiKeySecret.secret).not.toBe(created.secret);
