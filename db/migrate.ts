@@ -14,12 +14,19 @@ export type LogFn = (level: string, message: string) => void;
 
 export async function runMigrations(ownerUrl: string, log: LogFn = () => undefined): Promise<void> {
   const logger = new Logger(() => (level, message) => log(level, `[migrate] ${message}`));
-  await migrate({
-    connectionString: ownerUrl,
-    migrationsFolder: MIGRATIONS_DIR,
-    afterReset: ["!afterReset.sql"],
-    logger,
-  });
+  // Several instances starting at once (a rolling deploy, a scaled service):
+  // one migrates, holding graphile-migrate's lock; the others wait for it and
+  // then find nothing left to do.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await migrate({ connectionString: ownerUrl, migrationsFolder: MIGRATIONS_DIR, afterReset: ["!afterReset.sql"], logger });
+      break;
+    } catch (err) {
+      if (!/Failed to get exclusive lock/.test((err as Error).message) || attempt >= 120) throw err;
+      if (attempt === 1) log("info", "[migrate] another instance is migrating; waiting for it");
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
   // graphile-migrate keeps its pool for a moment after returning; let it close
   // before anyone stops the cluster or clones the database.
   await new Promise((resolve) => setTimeout(resolve, 250));

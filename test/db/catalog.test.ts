@@ -177,3 +177,8 @@ test("every table of the exposed and private schemas is audited, or exempt with 
   const exemptions = await db.owner.query<{ reason: string }>("select reason from authhub_private.audit_exemptions");
   expect(exemptions.rows.length).toBeGreaterThan(0);
 });
+
+test("instances starting together migrate once; the others wait for the lock instead of failing", async () => {
+  const { runMigrations } = await import("../../db/migrate.js");
+  await expect(Promise.all([runMigrations(db.ownerUrl), runMigrations(db.ownerUrl), runMigrations(db.ownerUrl)])).resolves.toHaveLength(3);
+});
