@@ -91,6 +91,7 @@ async function main() {
       `  AuthHub is running (${config.env}).`,
       `  GraphQL:   ${base}/graphql${config.env === "development" ? `   (GraphiQL: ${base}/graphiql)` : ""}`,
       `  Auth API:  ${base}/.well-known/openid-configuration`,
+      `  Open API:  ${base}/open/v1/openapi.json   (keys: npx authhub apikey create --tenant <slug> --scopes user:read)`,
       `  Health:    ${base}/healthz   ${base}/readyz`,
       "",
       "  First token, from another terminal:",
