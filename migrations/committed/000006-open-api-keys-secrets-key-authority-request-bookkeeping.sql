@@ -1,5 +1,5 @@
 --! Previous: sha1:03bf963dfdd3b401dd4e6ddf25d9cfbd02b19fcf
---! Hash: sha1:0317840c34003f581aa2eacdd81edcb91ee2f873
+--! Hash: sha1:05ea0548d3d3498a2b071334f5532cbb7d2d426d
 --! Message: open api: keys, secrets, key authority, request bookkeeping
 
 --! split: 600-api-keys.sql
@@ -264,6 +264,27 @@ $$;
 -- (the server generates the secret and encrypts it: SQL never sees it in the
 -- clear), which refuses scopes beyond the issuer's own at the key's scope.
 
+-- Whether the caller may manage keys at `organization_id` (null: tenant-wide).
+create function authhub_private.can_manage_api_keys(organization_id uuid) returns boolean
+  language sql stable
+as $$
+  select authhub.current_user_id() is not null
+     and coalesce(authhub_private.has_permission_at('apikey:write', organization_id), false)
+$$;
+grant execute on function authhub_private.can_manage_api_keys(uuid) to authhub_user;
+
+-- Whether the caller holds every one of `scopes` at `organization_id`: what it
+-- takes to issue a key with them, and to rotate, extend or re-limit one (its
+-- new secret would hand over all of them). Unknown counts as no.
+create function authhub_private.holds_api_key_scopes(scopes text[], organization_id uuid) returns boolean
+  language sql stable
+as $$
+  select not exists (
+    select 1 from unnest(scopes) s
+    where not coalesce(authhub_private.has_permission_at(s, holds_api_key_scopes.organization_id), false))
+$$;
+grant execute on function authhub_private.holds_api_key_scopes(text[], uuid) to authhub_user;
+
 create policy select_permitted on authhub.api_keys for select to authhub_user
   using (
     tenant_id = (select authhub.current_tenant_id())
@@ -280,20 +301,12 @@ create policy update_permitted on authhub.api_keys for update to authhub_user
     tenant_id = (select authhub.current_tenant_id())
     and ((select authhub_private.has_tenant_permission('apikey:write'))
          or organization_id in (select authhub_private.organizations_with_permission('apikey:write')))
+    and authhub_private.holds_api_key_scopes(scopes::text[], organization_id)
   );
 create policy all_owner on authhub.api_keys for all to authhub_owner using (true) with check (true);
 grant select on authhub.api_keys to authhub_user;
 -- Scopes, organization and ids never change: a different key is a new key.
 grant update (name, rate_limit_per_minute, expires_at) on authhub.api_keys to authhub_user;
-
--- Whether the caller may manage keys at `organization_id` (null: tenant-wide).
-create function authhub_private.can_manage_api_keys(organization_id uuid) returns boolean
-  language sql stable
-as $$
-  select authhub.current_user_id() is not null
-     and coalesce(authhub_private.has_permission_at('apikey:write', organization_id), false)
-$$;
-grant execute on function authhub_private.can_manage_api_keys(uuid) to authhub_user;
 
 -- Issues a key. As a signed-in user: needs apikey:write at the key's scope and
 -- every scope the key gets at that scope (tenant-wide, or for the organization:
@@ -340,10 +353,8 @@ begin
     if not authhub_private.can_manage_api_keys(issue_api_key.organization_id) then
       raise exception 'Issuing keys here needs apikey:write.' using errcode = 'AH403';
     end if;
-    select s into unknown from unnest(scopes) s
-    where not coalesce(authhub_private.has_permission_at(s, issue_api_key.organization_id), false) limit 1;
-    if found then
-      raise exception 'A key cannot be given % here: the issuer does not hold it.', unknown using errcode = 'AH403', column = 'scopes';
+    if not authhub_private.holds_api_key_scopes(scopes, issue_api_key.organization_id) then
+      raise exception 'A key cannot be given scopes its issuer does not hold here.' using errcode = 'AH403', column = 'scopes';
     end if;
   end if;
   insert into authhub.api_keys (tenant_id, key_id, organization_id, name, scopes, rate_limit_per_minute, expires_at, created_by)
@@ -375,10 +386,14 @@ begin
   if k.id is null or (not operator and not authhub_private.can_manage_api_keys(k.organization_id)) then
     raise exception 'No such key.' using errcode = 'AH404';
   end if;
+  -- A new secret hands over every scope of the key: only to who holds them all.
+  if not operator and not authhub_private.holds_api_key_scopes(k.scopes::text[], k.organization_id) then
+    raise exception 'Rotating this key needs every scope it has.' using errcode = 'AH403';
+  end if;
   if k.revoked_at is not null then
     raise exception 'A revoked key cannot be rotated.' using errcode = 'AH409';
   end if;
-  if grace < interval '0' or grace > interval '7 days' then
+  if grace is null or grace < interval '0' or grace > interval '7 days' then
     raise exception 'The grace period is between 0 and 7 days.' using errcode = 'AH422', column = 'gracePeriodSeconds';
   end if;
   update authhub_private.api_key_secrets s set expires_at = least(coalesce(s.expires_at, 'infinity'), now() + grace)
@@ -419,13 +434,15 @@ create function authhub.api_keys_last_used_at(k authhub.api_keys) returns timest
   language sql stable security definer
   set search_path = pg_catalog, pg_temp
 as $$
-  select u.last_used_at from authhub_private.api_key_usage u where u.tenant_id = k.tenant_id and u.api_key_id = k.id
+  select u.last_used_at from authhub_private.api_key_usage u
+  where u.tenant_id = k.tenant_id and u.api_key_id = k.id and k.tenant_id = authhub.current_tenant_id()
 $$;
 create function authhub.api_keys_request_count(k authhub.api_keys) returns bigint
   language sql stable security definer
   set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce((select u.request_count from authhub_private.api_key_usage u where u.tenant_id = k.tenant_id and u.api_key_id = k.id), 0)
+  select coalesce((select u.request_count from authhub_private.api_key_usage u
+                   where u.tenant_id = k.tenant_id and u.api_key_id = k.id and k.tenant_id = authhub.current_tenant_id()), 0)
 $$;
 grant execute on function authhub.api_keys_last_used_at(authhub.api_keys), authhub.api_keys_request_count(authhub.api_keys) to authhub_user;
 
@@ -454,13 +471,14 @@ as $$
 $$;
 grant execute on function authhub_private.api_key_for_request(text) to authhub_authenticator;
 
--- The first statement of a key's request: the key is still live (revocation
--- holds from the commit that made it, whatever the server cached), and the
--- nonce is new for this key within its window. Raises AH401 otherwise, which
--- the server answers like every authentication failure. (Use is counted apart,
--- by record_api_key_usage: a per-key row updated in every request would make a
--- key's concurrent requests wait on each other.)
-create function authhub_private.begin_api_request(nonce text, window_seconds integer) returns void
+-- Before a key's request: the key is still live (revocation holds from the
+-- commit that made it, whatever the server cached) and the nonce is new for
+-- this key within its window. The server commits this on its own, ahead of the
+-- request's transaction, so a request that fails or is refused cannot be
+-- replayed. Raises AH401 otherwise, which the server answers like every
+-- authentication failure. (Use is counted apart, by record_api_key_usage: a
+-- per-key row updated by every request would make them wait on each other.)
+create function authhub_private.begin_api_request(api_key_id uuid, tenant_id uuid, nonce text, window_seconds integer) returns void
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
 as $$
@@ -468,11 +486,14 @@ as $$
 declare
   recorded boolean;
 begin
-  if not exists (select 1 from authhub_private.current_api_key()) then
+  if not exists (
+    select 1 from authhub.api_keys k join authhub.tenants t on t.id = k.tenant_id
+    where k.tenant_id = begin_api_request.tenant_id and k.id = begin_api_request.api_key_id
+      and k.revoked_at is null and (k.expires_at is null or k.expires_at > now()) and t.status = 'active') then
     raise exception 'The API key is not valid.' using errcode = 'AH401';
   end if;
   insert into authhub_private.api_nonces as n (api_key_id, nonce, expires_at)
-  values (authhub.current_api_key_id(), begin_api_request.nonce, now() + make_interval(secs => 2 * window_seconds))
+  values (begin_api_request.api_key_id, begin_api_request.nonce, now() + make_interval(secs => 2 * window_seconds))
   on conflict (api_key_id, nonce) do update set expires_at = excluded.expires_at where n.expires_at < now()
   returning true into recorded;
   if recorded is null then
@@ -480,7 +501,7 @@ begin
   end if;
 end;
 $$;
-grant execute on function authhub_private.begin_api_request(text, integer) to authhub_api_client;
+grant execute on function authhub_private.begin_api_request(uuid, uuid, text, integer) to authhub_authenticator;
 
 -- Requests served per key since the last call, added up by each server and
 -- recorded about once a second (server/openapi/usage.ts).
@@ -512,3 +533,23 @@ as $$
   select count(*)::integer from gone
 $$;
 grant execute on function authhub_private.purge_expired_nonces(integer) to authhub_worker;
+
+-- A user's authority ends with the user: suspending or deleting a user revokes
+-- the keys they issued (a key never outlives its issuer's standing; demotions
+-- are for the tenant admin to review: apiKeys shows createdByUser).
+create function authhub_private.tg_users__revoke_issued_keys() returns trigger
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  update authhub.api_keys k set revoked_at = now()
+  where k.tenant_id = old.tenant_id and k.created_by = old.id and k.revoked_at is null;
+  -- BEFORE DELETE: the row goes ahead (AFTER UPDATE ignores this).
+  return old;
+end;
+$$;
+create trigger _400_revoke_issued_keys after update of status on authhub.users
+  for each row when (new.status <> 'active' and old.status = 'active')
+  execute function authhub_private.tg_users__revoke_issued_keys();
+create trigger _400_revoke_issued_keys_on_delete before delete on authhub.users
+  for each row execute function authhub_private.tg_users__revoke_issued_keys();

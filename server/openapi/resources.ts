@@ -42,7 +42,8 @@ export interface Route {
 const uuid: JsonSchema = { type: "string", format: "uuid" };
 const timestamp: JsonSchema = { type: "string", format: "date-time" };
 const nullable = (schema: JsonSchema): JsonSchema => ({ ...schema, type: [schema.type as string, "null"] });
-const text = (max: number): JsonSchema => ({ type: "string", minLength: 1, maxLength: max });
+/** Text without control characters (which no column takes). */
+const text = (max: number): JsonSchema => ({ type: "string", minLength: 1, maxLength: max, pattern: "^[^\\u0000-\\u001f\\u007f]*$" });
 
 export const schemas: Record<string, JsonSchema> = {
   User: {
@@ -259,7 +260,7 @@ export const routes: Route[] = [
     summary: "Users the key may read (an organization key: the members of its subtree), by id.",
     tag: "Users",
     scope: "user:read",
-    query: { ...pageQuery, email: { type: "string", maxLength: 320 } },
+    query: { ...pageQuery, email: text(320) },
     response: { status: 200, schema: "User", list: true },
     async handler(ctx) {
       const { limit, after } = pageParams(ctx, 1);

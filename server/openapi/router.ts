@@ -11,6 +11,8 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import express, { type NextFunction, type Request, type Response } from "express";
 import pg from "pg";
+import { RateLimiterMemory } from "rate-limiter-flexible";
+import { clientAddress } from "../auth/authApi.js";
 import { pgSettingsForApiKey } from "../../db/claims.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { AppError, toAppError, type FieldProblem } from "../errors.js";
@@ -50,6 +52,22 @@ function problems(errors: { instancePath: string; keyword: string; params: Recor
   });
 }
 
+/** The query as signed (client/index.js canonicalQuery's reading): percent-decoded, `+` literal; a repeated name gives a list. */
+export function parseQuery(originalUrl: string): Record<string, string | string[]> {
+  const q = originalUrl.indexOf("?");
+  const out: Record<string, string | string[]> = {};
+  if (q === -1) return out;
+  for (const part of originalUrl.slice(q + 1).split("&")) {
+    if (part === "") continue;
+    const eq = part.indexOf("=");
+    const name = decodeURIComponent(eq === -1 ? part : part.slice(0, eq));
+    const value = decodeURIComponent(eq === -1 ? "" : part.slice(eq + 1));
+    const seen = out[name];
+    out[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value];
+  }
+  return out;
+}
+
 function objectValidator(properties: Record<string, JsonSchema> | undefined, required: string[]) {
   return ajv.compile({ type: "object", additionalProperties: false, required, properties: properties ?? {} });
 }
@@ -64,21 +82,30 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
   const router = express.Router();
   const store = new ApiKeyStore(options.authPool, options.masterKey, options.keyCacheMs ?? 1000);
   const usage = options.usage ?? new ApiKeyUsage(options.authPool);
+  // Key ids not in the cache are read from the database: at most this many a
+  // minute per client address (made-up ids cannot turn into a query each).
+  const lookups = new RateLimiterMemory({ keyPrefix: "openapi-lookup", points: 600, duration: 60 });
+  const mayLookUp = (req: Request) => () =>
+    lookups.consume(clientAddress(req)).then(
+      () => true,
+      () => false,
+    );
   const document = openApiDocument();
   router.get("/open/v1/openapi.json", (_req, res) => {
     res.setHeader("Cache-Control", "public, max-age=300");
     res.json(document);
   });
 
-  /** The key's limit and its tenant's ceiling, counted together; the tighter one is reported. */
+  /**
+   * The key's limit, then (only for a request the key's limit lets through) its
+   * tenant's ceiling: one key over its own limit does not use up its tenant's.
+   * The tighter answer is reported.
+   */
   async function limits(key: ApiKeyRecord): Promise<RateLimitDecision> {
-    const decisions = await Promise.all([
-      options.rateLimits.hitBatched("apikey", key.id, key.rateLimitPerMinute),
-      ...(key.tenantRateLimitPerMinute ? [options.rateLimits.hitBatched("apikey-tenant", key.tenantId, key.tenantRateLimitPerMinute)] : []),
-    ]);
-    const refused = decisions.filter((d) => !d.allowed);
-    const pool = refused.length ? refused : decisions;
-    return pool.reduce((a, b) => (b.remaining < a.remaining || (!b.allowed && b.resetSeconds > a.resetSeconds) ? b : a));
+    const own = await options.rateLimits.hitBatched("apikey", key.id, key.rateLimitPerMinute);
+    if (!own.allowed || !key.tenantRateLimitPerMinute) return own;
+    const tenant = await options.rateLimits.hitBatched("apikey-tenant", key.tenantId, key.tenantRateLimitPerMinute);
+    return !tenant.allowed || tenant.remaining < own.remaining ? tenant : own;
   }
 
   const raw = express.raw({ type: () => true, limit: options.maxBodyBytes });
@@ -95,18 +122,16 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         const rawBody = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
         const { key, nonce } = options.actAs
           ? { key: options.actAs, nonce: null }
-          : await verifySignedRequest({ method: req.method, originalUrl: req.originalUrl, header: (n) => req.get(n), rawBody }, store);
+          : await verifySignedRequest({ method: req.method, originalUrl: req.originalUrl, header: (n) => req.get(n), rawBody }, store, mayLookUp(req));
         state.via = "api_key";
         if (nonce) usage.count(key.tenantId, key.id);
-        // Counted from now, while the request is checked and run.
-        const decision = options.rateLimiting === false ? null : limits(key);
-        decision?.catch(() => undefined);
         if (route.scope && !key.scopes.includes(route.scope)) {
           throw new AppError("insufficient_scope", `This key lacks the scope ${route.scope}.`);
         }
         const params = { ...req.params } as Record<string, string>;
         if (!validateParams(params)) throw new AppError("invalid_input", "The path is not valid.", { details: problems(validateParams.errors) });
-        const query = { ...(req.query as Record<string, unknown>) };
+        // Read as it was signed: `+` is a plus, not a space.
+        const query = parseQuery(req.originalUrl);
         if (!validateQuery(query)) throw new AppError("invalid_input", "The query is not valid.", { details: problems(validateQuery.errors) });
         let body: Record<string, unknown> = {};
         if (validateBody) {
@@ -118,17 +143,23 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
           }
           if (!validateBody(body)) throw new AppError("invalid_input", "The body is not valid.", { details: problems(validateBody.errors) });
         }
+        // Counted from now, alongside the first round trip below.
+        const decision = options.rateLimiting === false ? null : limits(key);
+        decision?.catch(() => undefined);
 
         client = await options.authPool.connect();
         const settings = pgSettingsForApiKey({ apiKeyId: key.id, tenantId: key.tenantId, orgId: key.organizationId }, state.traceId);
-        // One round trip: the transaction, its settings, and (for a signed request) the nonce and the key's liveness.
+        // One round trip: (for a signed request) the key's liveness and the nonce,
+        // committed on their own so that no later failure can un-record the nonce;
+        // then the request's transaction and its settings.
         open = true;
+        const lit = pg.escapeLiteral;
         await client.query(
-          `begin; select ${Object.entries(settings)
-            .map(([k, v]) => `set_config(${pg.escapeLiteral(k)}, ${pg.escapeLiteral(v)}, true)`)
-            .join(", ")};` + (nonce ? ` select authhub_private.begin_api_request(${pg.escapeLiteral(nonce)}, ${TIMESTAMP_WINDOW_SECONDS});` : ""),
+          (nonce ? `select authhub_private.begin_api_request(${lit(key.id)}, ${lit(key.tenantId)}, ${lit(nonce)}, ${TIMESTAMP_WINDOW_SECONDS}); commit; ` : "") +
+            `begin; select ${Object.entries(settings)
+              .map(([k, v]) => `set_config(${lit(k)}, ${lit(v)}, true)`)
+              .join(", ")};`,
         );
-        // Counted by now (it ran alongside the statement above).
         const limit = decision ? await decision : null;
         if (limit) {
           rateLimitHeaders(res, limit);

@@ -197,7 +197,9 @@ describe("a key's requests", () => {
 
   test("revoked or expired keys hold nothing, and their requests are refused at the first statement", async () => {
     const k = (await issue(null, { scopes: ["user:read"], tenantId: f.a.id })) as KeyRow;
-    const begin = (nonce: string) => asActor(db, asKey(k), (c) => sqlErrorCode(c, "select authhub_private.begin_api_request($1, 300)", [nonce]));
+    // As the server runs it: the login role, before the request's transaction.
+    const begin = (nonce: string) =>
+      db.auth.query("select authhub_private.begin_api_request($1, $2, $3, 300)", [k.id, k.tenant_id, nonce]).then(() => null, (err: { code: string }) => err.code);
     expect(await begin("nonce-one-0000000")).toBeNull();
     await db.owner.query("select authhub.revoke_api_key($1)", [k.id]);
     expect(await users(asKey(k))).toEqual([]);
@@ -210,15 +212,13 @@ describe("a key's requests", () => {
   test("a nonce is accepted once per key within its window; uses are recorded in batches", async () => {
     const k = (await issue(null, { scopes: ["user:read"], tenantId: f.a.id })) as KeyRow;
     const other = (await issue(null, { scopes: ["user:read"], tenantId: f.a.id })) as KeyRow;
-    const begin = async (key: KeyRow, nonce: string) =>
-      asActor(db, asKey(key), async (c) => {
-        const code = await sqlErrorCode(c, "select authhub_private.begin_api_request($1, 300)", [nonce]);
-        if (code === null) await c.query("commit");
-        return code;
-      });
+    const begin = (key: KeyRow, nonce: string) =>
+      db.auth.query("select authhub_private.begin_api_request($1, $2, $3, 300)", [key.id, key.tenant_id, nonce]).then(() => null, (err: { code: string }) => err.code);
     expect(await begin(k, "n0nce-0123456789ab")).toBeNull();
     expect(await begin(k, "n0nce-0123456789ab")).toBe("AH401");
     expect(await begin(other, "n0nce-0123456789ab")).toBeNull();
+    // A key named with another tenant is no key.
+    expect(await db.auth.query("select authhub_private.begin_api_request($1, $2, 'n0nce-other-tenant-1', 300)", [k.id, f.b.id]).then(() => null, (e: { code: string }) => e.code)).toBe("AH401");
     // Past its window the nonce is forgotten.
     await db.owner.query("update authhub_private.api_nonces set expires_at = now() - interval '1 second' where api_key_id = $1", [k.id]);
     expect(await begin(k, "n0nce-0123456789ab")).toBeNull();
@@ -255,4 +255,58 @@ test("the open_api__cleanup job forgets expired nonces only", async () => {
   await runTask(db, "open_api__cleanup");
   const { rows } = await db.owner.query("select nonce from authhub_private.api_nonces where api_key_id = $1", [k.id]);
   expect(rows).toEqual([{ nonce: "new-nonce-0000000000" }]);
+});
+
+describe("review: what managing a key takes", () => {
+  test("rotating, extending or re-limiting a key takes every scope it has, not apikey:write alone", async () => {
+    const strong = (await issue(null, { scopes: ["user:read", "user:write"], tenantId: f.a.id })) as KeyRow;
+    const keyRole = (
+      await db.owner.query<{ id: string }>("insert into authhub.roles (tenant_id, key, name, level) values ($1, 'key-keeper', 'Keys', 'ORG_ADMIN') returning id", [f.a.id])
+    ).rows[0]!.id;
+    await db.owner.query("insert into authhub.role_permissions (tenant_id, role_id, permission_key) values ($1, $2, 'apikey:read'), ($1, $2, 'apikey:write')", [f.a.id, keyRole]);
+    await db.owner.query("insert into authhub.role_assignments (tenant_id, user_id, role_id) values ($1, $2, $3)", [f.a.id, f.a.users.member, keyRole]);
+    try {
+      const keeper = cast(f, f.a).member;
+      expect(await attemptAs(db, keeper, "select authhub_private.rotate_api_key_secret($1, $2, 'v1.e.v.il', interval '7 days')", [strong.id, fingerprint()])).toBe("AH403");
+      expect(await attemptAs(db, keeper, "update authhub.api_keys set rate_limit_per_minute = 100000, expires_at = null where id = $1", [strong.id])).toBe("42501");
+      // Revoking only takes power away: apikey:write is enough (rolled back here).
+      expect(await attemptAs(db, keeper, "select authhub.revoke_api_key($1)", [strong.id])).toBe(1);
+      // The tenant admin, who holds both scopes, may rotate and re-limit.
+      expect(await attemptAs(db, cast(f, f.a).tenantAdmin, "select authhub_private.rotate_api_key_secret($1, $2, 'v1.o.k.k', interval '0')", [strong.id, fingerprint()])).toBe(1);
+      expect(await attemptAs(db, cast(f, f.a).tenantAdmin, "update authhub.api_keys set rate_limit_per_minute = 50 where id = $1", [strong.id])).toBe(1);
+    } finally {
+      await db.owner.query("delete from authhub.roles where id = $1", [keyRole]);
+    }
+  });
+
+  test("a grace period must be given; usage of another tenant's key reads as none", async () => {
+    const k = (await issue(null, { scopes: ["org:read"], tenantId: f.a.id })) as KeyRow;
+    expect(await attemptAs(db, cast(f, f.a).tenantAdmin, "select authhub_private.rotate_api_key_secret($1, $2, 'v1.a.b.c', null)", [k.id, fingerprint()])).toBe("AH422");
+    await db.auth.query("select authhub_private.record_api_key_usage($1, $2, $3, now())", [[f.a.id], [k.id], [3]]);
+    const forged = await asActor(db, cast(f, f.b).tenantAdmin, async (c) =>
+      (await c.query("select authhub.api_keys_request_count(row($1::uuid, $2::uuid, 'ak_xxxxxxxxxxxxxxxxxxxxxx', null, 'x', '{org:read}', 1, null, null, now(), now(), null)::authhub.api_keys) as n", [f.a.id, k.id])).rows[0].n,
+    );
+    expect(forged).toBe("0");
+  });
+
+  test("suspending or deleting a user revokes the keys they issued", async () => {
+    const issuedBy = async (userId: string) => {
+      const actor = userId === f.a.users.tenantAdmin ? cast(f, f.a).tenantAdmin : cast(f, f.a).orgAdmin;
+      const row = (await issue(actor, { scopes: ["org:read"], organizationId: f.a.orgs.child })) as KeyRow;
+      return row.id;
+    };
+    const byOrgAdmin = await issuedBy(f.a.users.orgAdmin);
+    await db.owner.query("update authhub.users set status = 'suspended' where id = $1", [f.a.users.orgAdmin]);
+    try {
+      const { rows } = await db.owner.query("select revoked_at is not null as revoked from authhub.api_keys where id = $1", [byOrgAdmin]);
+      expect(rows).toEqual([{ revoked: true }]);
+    } finally {
+      await db.owner.query("update authhub.users set status = 'active' where id = $1", [f.a.users.orgAdmin]);
+    }
+    const leaver = (await db.owner.query<{ id: string }>("insert into authhub.users (tenant_id, email, level) values ($1, 'leaver-admin@tenant-a.test', 'TENANT_ADMIN') returning id", [f.a.id])).rows[0]!.id;
+    const byLeaver = (await issue(identity(f.a, leaver, "TENANT_ADMIN"), { scopes: ["org:read"] })) as KeyRow;
+    await db.owner.query("delete from authhub.users where id = $1", [leaver]);
+    const { rows } = await db.owner.query("select revoked_at is not null as revoked, created_by from authhub.api_keys where id = $1", [byLeaver.id]);
+    expect(rows).toEqual([{ revoked: true, created_by: null }]);
+  });
 });

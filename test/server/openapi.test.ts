@@ -345,3 +345,47 @@ describe("managing keys through GraphQL", () => {
     expect(inScope.body.data.createApiKey.apiKey.organizationId).toBe(f.a.orgs.child);
   });
 });
+
+describe("review: replays, shared ceilings, odd input", () => {
+  test("a request that failed or was refused cannot be replayed: its nonce is recorded first", async () => {
+    const k = await key({ scopes: ["org:read", "org:write"], rateLimitPerMinute: 1000 });
+    const body = JSON.stringify({ slug: "child", name: "Dup", parentId: f.a.orgs.root });
+    const headers = signRequest({ keyId: k.keyId, secret: k.secret, method: "POST", url: "/open/v1/organizations", body });
+    const send = () => request(srv.app).post("/open/v1/organizations").set(headers).set("Content-Type", "application/json").send(body);
+    expect((await send()).status).toBe(409);
+    expect((await send()).body).toEqual(UNAUTHENTICATED);
+  });
+
+  test("one key over its own limit does not use up its tenant's ceiling", async () => {
+    // Tenant A's ceiling has not been counted yet (tenant B's was, above).
+    await db.owner.query("update authhub.tenants set api_rate_limit_per_minute = 4 where id = $1", [f.a.id]);
+    try {
+      const greedy = await key({ scopes: ["org:read"], rateLimitPerMinute: 2 });
+      const polite = await key({ scopes: ["org:read"] });
+      const statuses = [];
+      for (let i = 0; i < 6; i++) statuses.push((await call(greedy, { path: "/open/v1/me" })).status);
+      expect(statuses).toEqual([200, 200, 429, 429, 429, 429]);
+      expect((await call(polite, { path: "/open/v1/me" })).status).toBe(200);
+      expect((await call(polite, { path: "/open/v1/me" })).status).toBe(200);
+      expect((await call(polite, { path: "/open/v1/me" })).status).toBe(429);
+    } finally {
+      await db.owner.query("update authhub.tenants set api_rate_limit_per_minute = null where id = $1", [f.a.id]);
+    }
+  });
+
+  test("a `+` in the query means what was signed: a plus", async () => {
+    const k = await key({ scopes: ["user:read", "user:write"] });
+    expect((await call(k, { method: "POST", path: "/open/v1/users", body: { email: "ada+x@tenant-a.test" } })).status).toBe(201);
+    const res = await call(k, { path: "/open/v1/users?email=ada+x@tenant-a.test" });
+    expect(res.status).toBe(200);
+    expect(res.body.data.map((u: { email: string }) => u.email)).toEqual(["ada+x@tenant-a.test"]);
+  });
+
+  test("control characters are invalid_input, never a server error", async () => {
+    const k = await key({ scopes: ["user:read", "user:write"] });
+    const res = await call(k, { method: "POST", path: "/open/v1/users", body: { email: "nul@tenant-a.test", displayName: "a\u0000b" } });
+    expect(res.status).toBe(400);
+    expect(res.body.error.details).toEqual([expect.objectContaining({ field: "displayName" })]);
+    expect((await call(k, { path: "/open/v1/users?email=%00" })).status).toBe(400);
+  });
+});
