@@ -111,8 +111,8 @@ const DECOY = [Buffer.from("sk_decoy-secret-for-unknown-keys-0000000000000", "ut
 export async function verifySignedRequest(
   req: SignedRequest,
   store: ApiKeyStore,
-  /** Asked before a key is read from the database (not for a cached one): false refuses without reading. */
-  mayLookUp: () => Promise<boolean> = async () => true,
+  /** Reads a key that is not cached (given the read): may refuse to read at all (null). */
+  lookUp: (read: () => Promise<ApiKeyRecord | null>) => Promise<ApiKeyRecord | null> = (read) => read(),
   nowSeconds = Math.floor(Date.now() / 1000),
 ): Promise<{ key: ApiKeyRecord; nonce: string }> {
   const keyId = req.header("x-api-key") ?? "";
@@ -130,8 +130,7 @@ export async function verifySignedRequest(
     // A query that does not percent-decode.
     throw unauthenticated();
   }
-  if (!store.isCached(keyId) && !(await mayLookUp())) throw unauthenticated();
-  const key = await store.get(keyId);
+  const key = store.isCached(keyId) ? await store.get(keyId) : await lookUp(() => store.get(keyId));
   const presented = Buffer.from(sig.slice(3), "hex");
   let valid = false;
   for (const secret of key?.secrets.length ? key.secrets : DECOY) {

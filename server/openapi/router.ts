@@ -82,14 +82,18 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
   const router = express.Router();
   const store = new ApiKeyStore(options.authPool, options.masterKey, options.keyCacheMs ?? 1000);
   const usage = options.usage ?? new ApiKeyUsage(options.authPool);
-  // Key ids not in the cache are read from the database: at most this many a
-  // minute per client address (made-up ids cannot turn into a query each).
-  const lookups = new RateLimiterMemory({ keyPrefix: "openapi-lookup", points: 600, duration: 60 });
-  const mayLookUp = (req: Request) => () =>
-    lookups.consume(clientAddress(req)).then(
-      () => true,
-      () => false,
-    );
+  // A key id that is not in the cache is read from the database; an address
+  // that keeps naming keys that do not exist (600 a minute) is refused without
+  // reading, so made-up ids cannot turn into a query each.
+  const unknownIds = new RateLimiterMemory({ keyPrefix: "openapi-unknown-key", points: 600, duration: 60 });
+  const lookUp = (req: Request) => async (read: () => Promise<ApiKeyRecord | null>) => {
+    const address = clientAddress(req);
+    const seen = await unknownIds.get(address);
+    if (seen && seen.consumedPoints >= 600) return null;
+    const key = await read();
+    if (!key) await unknownIds.consume(address).catch(() => undefined);
+    return key;
+  };
   const document = openApiDocument();
   router.get("/open/v1/openapi.json", (_req, res) => {
     res.setHeader("Cache-Control", "public, max-age=300");
@@ -122,7 +126,7 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         const rawBody = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
         const { key, nonce } = options.actAs
           ? { key: options.actAs, nonce: null }
-          : await verifySignedRequest({ method: req.method, originalUrl: req.originalUrl, header: (n) => req.get(n), rawBody }, store, mayLookUp(req));
+          : await verifySignedRequest({ method: req.method, originalUrl: req.originalUrl, header: (n) => req.get(n), rawBody }, store, lookUp(req));
         state.via = "api_key";
         if (nonce) usage.count(key.tenantId, key.id);
         if (route.scope && !key.scopes.includes(route.scope)) {
