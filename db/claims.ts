@@ -86,4 +86,9 @@ export function pgSettingsForApiKey(key: ApiKeyIdentity, traceId?: string): Reco
   return settings;
 }
 
+/** The settings for whoever the request state says is calling: a user, an API key, or nobody. */
+export function pgSettingsForCaller(caller: { identity: Identity | null; apiKey?: ApiKeyIdentity | null }, traceId?: string): Record<string, string> {
+  return caller.apiKey ? pgSettingsForApiKey(caller.apiKey, traceId) : pgSettingsFor(caller.identity, traceId);
+}
+
 export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -58,6 +58,7 @@ function installRequestContext(app: express.Express, logger: Logger, trustProxy:
         duration_ms: Number((process.hrtime.bigint() - started) / 1000n) / 1000,
         via: state.via,
         ...(state.identity ? { user_id: state.identity.userId, tenant_id: state.identity.tenantId } : {}),
+        ...(state.apiKey ? { api_key_id: state.apiKey.apiKeyId, tenant_id: state.apiKey.tenantId } : {}),
       });
     });
     next();

@@ -9,7 +9,7 @@
  */
 import express, { type NextFunction, type Request, type Response } from "express";
 import pg from "pg";
-import { pgSettingsFor, UUID_RE } from "../db/claims.js";
+import { pgSettingsForCaller, UUID_RE } from "../db/claims.js";
 import { AppError, type FieldProblem } from "./errors.js";
 import { requestState, type RequestState } from "./requestState.js";
 
@@ -71,7 +71,7 @@ export function parseAuthorizeBody(body: unknown): { checks: Check[]; batch: boo
  */
 async function decide(pool: pg.Pool, state: RequestState, checks: Check[]): Promise<(boolean | null)[]> {
   const lit = (v: string) => escapeLiteral(v);
-  const settings = Object.entries(pgSettingsFor(state.identity, state.traceId))
+  const settings = Object.entries(pgSettingsForCaller(state, state.traceId))
     .map(([k, v]) => `pg_catalog.set_config(${lit(k)}, ${lit(v)}, true)`)
     .join(", ");
   const values = checks
@@ -89,7 +89,7 @@ export function authorizeHandler(pool: pg.Pool) {
   return async (req: Request, res: Response, next: NextFunction) => {
     try {
       const state = requestState(req);
-      if (!state.identity) throw new AppError("unauthenticated", "A bearer token is required.");
+      if (!state.identity && !state.apiKey) throw new AppError("unauthenticated", "A bearer token is required.");
       const { checks, batch } = parseAuthorizeBody(req.body);
       const allowed = await decide(pool, state, checks);
       const unknown = allowed.flatMap((a, i) => (a === null ? [i] : []));

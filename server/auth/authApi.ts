@@ -14,11 +14,12 @@
  * from a suspended one or a tenant they do not belong to.
  */
 import express, { type NextFunction, type Request, type Response } from "express";
-import { createHash, createHmac, randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { isIPv4, isIPv6 } from "node:net";
 import type pg from "pg";
 import type { Identity, RoleLevel } from "../../db/claims.js";
 import type { Config } from "../config.js";
+import { ApiKeyStore } from "../openapi/keys.js";
 import type { RateLimits } from "../rateLimit.js";
 import { requestState } from "../requestState.js";
 import type { MasterKey } from "./masterKey.js";
@@ -144,6 +145,7 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
   const base = config.issuer.replace(/\/+$/, "");
   const signer = new ActiveKeySigner(authPool, deps.masterKey, { issuer: config.issuer, ttlSeconds: config.accessTokenTtlSeconds });
   const successorKeys = deps.masterKey.deriveAll("refresh-token-successor");
+  const apiKeys = new ApiKeyStore(authPool, deps.masterKey);
   const trustedIssuers = config.trustedIssuers.map((t) => t.issuer);
   let jwksCache: { at: number; body: { keys: Record<string, unknown>[] } } | null = null;
   const refreshTtl = `${config.refreshTokenTtlSeconds} seconds`;
@@ -173,8 +175,8 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
       jwks_uri: `${base}/.well-known/jwks.json`,
       token_endpoint: `${base}/auth/token`,
       revocation_endpoint: `${base}/auth/revoke`,
-      grant_types_supported: [TOKEN_EXCHANGE, "refresh_token"],
-      token_endpoint_auth_methods_supported: ["none"],
+      grant_types_supported: [TOKEN_EXCHANGE, "refresh_token", "client_credentials"],
+      token_endpoint_auth_methods_supported: ["none", "client_secret_basic", "client_secret_post"],
       revocation_endpoint_auth_methods_supported: ["none"],
       subject_token_types_supported: [...SUBJECT_TOKEN_TYPES],
       access_token_signing_alg_values_supported: ["ES256"],
@@ -252,6 +254,41 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     await tokenAnswer(res, row, successors[row.successor - 1]!);
   }
 
+  /**
+   * client_credentials (RFC 6749 §4.4): an Open API key (client_id `ak_…`,
+   * client_secret `sk_…`, in the body or HTTP Basic) gets an access token for
+   * GraphQL carrying its tenant, organization and scopes; no refresh token.
+   * SQL answers for the key from its row on every statement, so revoking the
+   * key ends its tokens at once.
+   */
+  async function clientCredentials(req: Request, res: Response, body: Record<string, unknown>, ipLimit: Promise<void>) {
+    const basic = /^Basic ([A-Za-z0-9+/=]+)$/.exec(req.get("authorization")?.trim() ?? "");
+    let clientId = param(body, "client_id", 100);
+    let clientSecret = param(body, "client_secret", 100);
+    if (basic) {
+      if (clientId !== null || clientSecret !== null) throw new OAuthError("invalid_request", "Give the client's credentials once: HTTP Basic or the body, not both.");
+      const decoded = Buffer.from(basic[1]!, "base64").toString("utf8");
+      const colon = decoded.indexOf(":");
+      clientId = colon === -1 ? decoded : decodeURIComponent(decoded.slice(0, colon));
+      clientSecret = colon === -1 ? "" : decodeURIComponent(decoded.slice(colon + 1));
+    }
+    const invalidClient = new OAuthError("invalid_client", "The client's credentials are not valid.", 401);
+    if (basic) res.setHeader("WWW-Authenticate", 'Basic realm="authhub"');
+    await ipLimit;
+    if (!clientId || !clientSecret || !/^ak_[0-9A-Za-z]{22}$/.test(clientId)) throw invalidClient;
+    await limit("auth-client", clientId, config.tokenRateLimit.perSubject);
+    const key = await apiKeys.get(clientId);
+    // Every secret the key may be used with is compared, in constant time; an unknown key costs the same.
+    const presented = sha256(clientSecret);
+    let valid = false;
+    for (const secret of key?.secrets.length ? key.secrets : [Buffer.from("sk_decoy")]) {
+      if (timingSafeEqual(createHash("sha256").update(secret).digest(), presented) && key) valid = true;
+    }
+    if (!valid || !key) throw invalidClient;
+    const { token } = await signer.signApiKeyWithActive({ apiKeyId: key.id, tenantId: key.tenantId, orgId: key.organizationId, keyId: key.keyId, scopes: key.scopes });
+    res.json({ access_token: token, token_type: "Bearer", expires_in: config.accessTokenTtlSeconds, scope: key.scopes.join(" ") });
+  }
+
   router.post("/auth/token", bodyParsers, async (req: Request, res: Response, next: NextFunction) => {
     res.setHeader("Cache-Control", "no-store");
     res.setHeader("Pragma", "no-cache");
@@ -263,9 +300,8 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
       const grantType = requiredParam(body, "grant_type");
       if (grantType === TOKEN_EXCHANGE) await exchange(req, res, body, ipLimit);
       else if (grantType === "refresh_token") await refresh(req, res, body, ipLimit);
-      else if (grantType === "client_credentials") {
-        throw new OAuthError("unsupported_grant_type", "client_credentials is not available yet: it arrives with Open API keys.");
-      } else throw new OAuthError("unsupported_grant_type", "Supported grant types: token exchange and refresh_token.");
+      else if (grantType === "client_credentials") await clientCredentials(req, res, body, ipLimit);
+      else throw new OAuthError("unsupported_grant_type", "Supported grant types: token exchange, refresh_token and client_credentials.");
     } catch (err) {
       next(err);
     }

@@ -50,7 +50,9 @@ export function authenticate(options: { verifier: TokenVerifier; gatewaySecret: 
       if (authorization !== undefined) {
         const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*)$/.exec(authorization.trim());
         if (!match) throw new AppError("unauthenticated", "The Authorization header must be `Bearer <token>`.");
-        state.identity = await options.verifier.verify(match[1]!);
+        const caller = await options.verifier.verify(match[1]!);
+        if ("apiKey" in caller) state.apiKey = caller.apiKey;
+        else state.identity = caller;
         state.via = "bearer";
       }
       next();

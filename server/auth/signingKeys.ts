@@ -7,7 +7,7 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from "jose";
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
-import type { Identity } from "../../db/claims.js";
+import type { ApiKeyIdentity, Identity } from "../../db/claims.js";
 import type { MasterKey } from "./masterKey.js";
 
 export const ALG = "ES256";
@@ -124,8 +124,36 @@ export class ActiveKeySigner {
     return settled;
   }
 
+  /** An access token for an API key, signed by the key active now. */
+  async signApiKeyWithActive(apiKey: ApiKeyIdentity & { keyId: string; scopes: string[] }): Promise<{ token: string; expiresAt: Date }> {
+    const { rows } = await this.authPool.query<{ kid: string }>("select kid from authhub_private.active_signing_key()");
+    if (!rows[0]) throw new Error("There is no active signing key");
+    return mintApiKeyToken(await this.key(rows[0].kid), apiKey, this.options);
+  }
+
   /** An access token for `identity`, signed by the key `kid` (the active one, as the database said). */
   async sign(kid: string, identity: Identity): Promise<{ token: string; expiresAt: Date }> {
     return mintAccessToken(await this.key(kid), identity, this.options);
   }
+}
+
+/**
+ * An access token for an API key (the client_credentials grant): `sub` is the
+ * key's public id, `api_key_id` its row id, `scope` its scopes; no `roles` (a
+ * key is not a user). SQL answers for it from the key's row, live.
+ */
+export async function mintApiKeyToken(key: SigningKey, apiKey: ApiKeyIdentity & { keyId: string; scopes: string[] }, options: MintOptions): Promise<{ token: string; expiresAt: Date }> {
+  const now = Math.floor(Date.now() / 1000);
+  const claims: Record<string, unknown> = { tenant_id: apiKey.tenantId, api_key_id: apiKey.apiKeyId, scope: apiKey.scopes.join(" ") };
+  if (apiKey.orgId) claims.org_id = apiKey.orgId;
+  const token = await new SignJWT(claims)
+    .setProtectedHeader({ alg: ALG, kid: key.kid, typ: "JWT" })
+    .setIssuer(options.issuer)
+    .setAudience(AUDIENCE)
+    .setSubject(apiKey.keyId)
+    .setJti(randomUUID())
+    .setIssuedAt(now)
+    .setExpirationTime(now + options.ttlSeconds)
+    .sign(key.privateKey);
+  return { token, expiresAt: new Date((now + options.ttlSeconds) * 1000) };
 }

@@ -15,7 +15,7 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from "jose";
-import { highestLevel, UUID_RE, type Identity } from "../../db/claims.js";
+import { highestLevel, UUID_RE, type ApiKeyIdentity, type Identity } from "../../db/claims.js";
 import type { TrustedIssuer } from "../config.js";
 import { AppError } from "../errors.js";
 import { ALG, AUDIENCE } from "./signingKeys.js";
@@ -105,8 +105,8 @@ export class TokenVerifier {
     return { issuer: rule.issuer, subject: payload.sub };
   }
 
-  /** The identity a bearer token proves, or an `unauthenticated` error saying only what a client can fix. */
-  async verify(token: string): Promise<Identity> {
+  /** Who a bearer token speaks for: a user (Identity), or an API key (its client-credentials token), or an `unauthenticated` error saying only what a client can fix. */
+  async verify(token: string): Promise<Identity | { apiKey: ApiKeyIdentity }> {
     let unverified: JWTPayload;
     let kid: string | undefined;
     try {
@@ -125,6 +125,7 @@ export class TokenVerifier {
     if (!rule) throw unauthenticated("The token's issuer is not trusted.");
 
     const payload = await verifyWith(token, rule);
+    if (rule.own && (payload as Record<string, unknown>).api_key_id !== undefined) return { apiKey: apiKeyFromClaims(payload) };
     if (rule.own) {
       const identity = identityFromClaims(payload, payload.sub);
       // AuthHub's own token naming a login (a uuid sid): SQL checks the login is live.
@@ -207,4 +208,13 @@ export function identityFromClaims(payload: JWTPayload, sub: unknown): Identity 
     tokenId: optionalString(payload.jti, 200),
     issuer: optionalString(payload.iss, 500),
   };
+}
+
+/** An API key's access token: its row id, tenant and organization (its scopes are read from its row, live). */
+function apiKeyFromClaims(payload: JWTPayload): ApiKeyIdentity {
+  const { api_key_id: apiKeyId, tenant_id: tenantId, org_id: orgId } = payload as Record<string, unknown>;
+  if (typeof apiKeyId !== "string" || !UUID_RE.test(apiKeyId)) throw unauthenticated("The token's api_key_id is not valid.");
+  if (typeof tenantId !== "string" || !UUID_RE.test(tenantId)) throw unauthenticated("The token carries no valid tenant_id.");
+  if (orgId !== undefined && orgId !== null && (typeof orgId !== "string" || !UUID_RE.test(orgId))) throw unauthenticated("The token's org_id is not valid.");
+  return { apiKeyId: apiKeyId.toLowerCase(), tenantId: tenantId.toLowerCase(), orgId: typeof orgId === "string" ? orgId.toLowerCase() : null };
 }

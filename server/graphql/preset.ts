@@ -12,7 +12,7 @@ import { makePgService } from "postgraphile/adaptors/pg";
 import { SafeError } from "postgraphile/grafast";
 import { GraphQLError } from "postgraphile/graphql";
 import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
-import { pgSettingsFor } from "../../db/claims.js";
+import { pgSettingsForCaller } from "../../db/claims.js";
 import type { Config } from "../config.js";
 import { AppError, fromDatabaseError } from "../errors.js";
 import type { Logger } from "../logger.js";
@@ -70,7 +70,7 @@ export function makePreset(config: Config, pool: pg.Pool, logger: Logger, master
         const req = requestContext.expressv4?.req ?? requestContext.node?.req;
         const state = req ? requestState(req) : null;
         // No state means the request skipped authentication: treat it as anonymous.
-        return { pgSettings: pgSettingsFor(state?.identity ?? null, state?.traceId) };
+        return { pgSettings: pgSettingsForCaller(state ?? { identity: null }, state?.traceId) };
       },
     },
     grafserv: {

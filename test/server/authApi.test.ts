@@ -69,7 +69,7 @@ describe("discovery", () => {
       jwks_uri: `${TEST_ISSUER}/.well-known/jwks.json`,
       token_endpoint: `${TEST_ISSUER}/auth/token`,
       revocation_endpoint: `${TEST_ISSUER}/auth/revoke`,
-      grant_types_supported: [TOKEN_EXCHANGE, "refresh_token"],
+      grant_types_supported: [TOKEN_EXCHANGE, "refresh_token", "client_credentials"],
     });
   });
 
@@ -192,7 +192,6 @@ describe("token exchange", () => {
   test.each([
     ["no grant_type", "invalid_request", {}],
     ["an unknown grant_type", "unsupported_grant_type", { grant_type: "password" }],
-    ["client_credentials (until API keys exist)", "unsupported_grant_type", { grant_type: "client_credentials", client_id: "ak_x", client_secret: "sk_y" }],
     ["no subject_token", "invalid_request", { grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE, tenant: "tenant-a" }],
     ["a non-JWT subject_token_type", "invalid_request", { grant_type: TOKEN_EXCHANGE, subject_token: "x", subject_token_type: "urn:ietf:params:oauth:token-type:saml2", tenant: "tenant-a" }],
     ["no tenant", "invalid_request", { grant_type: TOKEN_EXCHANGE, subject_token: "x", subject_token_type: JWT_TYPE }],
@@ -219,6 +218,43 @@ describe("token exchange", () => {
   test("a repeated parameter is refused", async () => {
     const res = await request(srv.app).post("/auth/token").type("form").send("grant_type=refresh_token&grant_type=refresh_token");
     expect(res.body.error).toBe("invalid_request");
+  });
+});
+
+describe("client credentials (API keys)", () => {
+  test("an Open API key gets an access token for GraphQL with its tenant and scopes; no refresh token", async () => {
+    const { issueApiKey } = await import("../../server/openapi/issue.js");
+    const key = await issueApiKey(db.owner, srv.masterKey, { name: "reporting", scopes: ["user:read"], tenantId: f.a.id });
+    const res = await token({ grant_type: "client_credentials", client_id: key.keyId, client_secret: key.secret });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ token_type: "Bearer", expires_in: 900, scope: "user:read" });
+    expect(res.body).not.toHaveProperty("refresh_token");
+    expect(decodeJwt(res.body.access_token)).toMatchObject({ sub: key.keyId, api_key_id: key.id, tenant_id: f.a.id, scope: "user:read" });
+    const gql = (tokenValue: string, query: string) =>
+      request(srv.app).post("/graphql").set("Authorization", `Bearer ${tokenValue}`).send({ query }).then((r) => r.body);
+    const seen = await gql(res.body.access_token, "{ users { totalCount } organizations { totalCount } currentUser { email } }");
+    const users = (await db.owner.query("select count(*)::int as n from authhub.users where tenant_id = $1", [f.a.id])).rows[0].n;
+    expect(seen.data).toEqual({ users: { totalCount: users }, organizations: { totalCount: 0 }, currentUser: null });
+    const decide = await request(srv.app).post("/v1/authorize").set("Authorization", `Bearer ${res.body.access_token}`).send({ checks: [{ permission: "user:read" }, { permission: "user:write" }] });
+    expect(decide.body).toEqual({ results: [{ allowed: true }, { allowed: false }] });
+    // HTTP Basic works as well.
+    const basic = await request(srv.app).post("/auth/token").set("Authorization", `Basic ${Buffer.from(`${key.keyId}:${key.secret}`).toString("base64")}`).type("form").send({ grant_type: "client_credentials" });
+    expect(basic.status).toBe(200);
+    // Revoking the key ends its tokens at once.
+    await db.owner.query("select authhub.revoke_api_key($1)", [key.id]);
+    expect((await gql(res.body.access_token, "{ users { totalCount } }")).data).toEqual({ users: { totalCount: 0 } });
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await token({ grant_type: "client_credentials", client_id: key.keyId, client_secret: key.secret })).body.error).toBe("invalid_client");
+  });
+
+  test("a wrong secret and an unknown key are the same invalid_client", async () => {
+    const { issueApiKey } = await import("../../server/openapi/issue.js");
+    const key = await issueApiKey(db.owner, srv.masterKey, { name: "x", scopes: ["org:read"], tenantId: f.a.id });
+    const wrong = await token({ grant_type: "client_credentials", client_id: key.keyId, client_secret: `sk_${"z".repeat(43)}` });
+    const unknown = await token({ grant_type: "client_credentials", client_id: `ak_${"Q".repeat(22)}`, client_secret: key.secret });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body).toEqual(unknown.body);
+    expect(wrong.body.error).toBe("invalid_client");
   });
 });
 
