@@ -127,7 +127,8 @@ async function main() {
   const authUrl = withCredentials(rootUrl, AUTHENTICATOR_ROLE, authPassword, database);
   await runMigrations(ownerUrl);
   const owner = new pg.Pool({ connectionString: ownerUrl, max: 4 });
-  const auth = new pg.Pool({ connectionString: authUrl, max: 8 });
+  // As the server runs it (server/main.ts): the authenticator pool holds 20.
+  const auth = new pg.Pool({ connectionString: authUrl, max: 20 });
 
   try {
     process.stderr.write("seeding a 1k-user and a 100k-user tenant…\n");

@@ -151,19 +151,24 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         const decision = options.rateLimiting === false ? null : limits(key);
         decision?.catch(() => undefined);
 
+        // The key's liveness and the nonce, committed on their own (on another
+        // connection, alongside the request's first statement) so that no later
+        // failure can un-record the nonce; the request waits for both.
+        const guard = nonce
+          ? options.authPool.query({
+              name: "authhub_begin_api_request",
+              text: "select authhub_private.begin_api_request($1, $2, $3, $4)",
+              values: [key.id, key.tenantId, nonce, TIMESTAMP_WINDOW_SECONDS],
+            })
+          : null;
+        guard?.catch(() => undefined);
         client = await options.authPool.connect();
         const settings = pgSettingsForApiKey({ apiKeyId: key.id, tenantId: key.tenantId, orgId: key.organizationId }, state.traceId);
-        // One round trip: (for a signed request) the key's liveness and the nonce,
-        // committed on their own so that no later failure can un-record the nonce;
-        // then the request's transaction and its settings.
         open = true;
-        const lit = pg.escapeLiteral;
-        await client.query(
-          (nonce ? `select authhub_private.begin_api_request(${lit(key.id)}, ${lit(key.tenantId)}, ${lit(nonce)}, ${TIMESTAMP_WINDOW_SECONDS}); commit; ` : "") +
-            `begin; select ${Object.entries(settings)
-              .map(([k, v]) => `set_config(${lit(k)}, ${lit(v)}, true)`)
-              .join(", ")};`,
-        );
+        await client.query(`begin; select ${Object.entries(settings)
+          .map(([k, v]) => `set_config(${pg.escapeLiteral(k)}, ${pg.escapeLiteral(v)}, true)`)
+          .join(", ")};`);
+        await guard;
         const limit = decision ? await decision : null;
         if (limit) {
           rateLimitHeaders(res, limit);
