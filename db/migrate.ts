@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Logger, migrate } from "graphile-migrate";
+import { makeWorkerUtils } from "graphile-worker";
 
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "migrations");
 
@@ -26,6 +27,14 @@ export async function runMigrations(ownerUrl: string, log: LogFn = () => undefin
       if (attempt === 1) log("info", "[migrate] another instance is migrating; waiting for it");
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
+  }
+  // graphile-worker's schema too: the webhook receiver queues jobs in the same
+  // transaction as it stores a delivery, even when no worker has started yet.
+  const workerUtils = await makeWorkerUtils({ connectionString: ownerUrl });
+  try {
+    await workerUtils.migrate();
+  } finally {
+    await workerUtils.release();
   }
   // graphile-migrate keeps its pool for a moment after returning; let it close
   // before anyone stops the cluster or clones the database.

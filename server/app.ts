@@ -20,6 +20,7 @@ import { makePreset } from "./graphql/preset.js";
 import type { Logger } from "./logger.js";
 import { requestState } from "./requestState.js";
 import { openApiRouter } from "./openapi/router.js";
+import { clerkWebhookRouter } from "./webhooks/clerk.js";
 import { RateLimits } from "./rateLimit.js";
 import { newTraceId, traceIdFrom } from "./trace.js";
 import type { JSONWebKeySet } from "jose";
@@ -168,6 +169,7 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   const rateLimits = new RateLimits(deps.authPool);
   app.use(authApiRouter({ config: deps.config, authPool: deps.authPool, masterKey: deps.masterKey, verifier, rateLimits }));
   app.use(openApiRouter({ authPool: deps.authPool, masterKey: deps.masterKey, rateLimits, maxBodyBytes: deps.config.graphql.maxRequestBytes }));
+  app.use(clerkWebhookRouter({ authPool: deps.authPool, masterKey: deps.masterKey, maxBodyBytes: deps.config.webhookMaxBytes }));
   installAuthorize(app, deps, authenticateRequest);
   const releaseGraphQL = await installGraphQL(app, server, deps, authenticateRequest);
   installErrors(app, deps.logger);

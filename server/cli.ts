@@ -12,6 +12,7 @@ import { prepareDatabase, type DatabaseHandle } from "../db/database.js";
 import { loadMasterKey } from "./auth/masterKey.js";
 import { loadActiveSigningKey, mintAccessToken, newSigningKeyMaterial } from "./auth/signingKeys.js";
 import { issueApiKey, rotateApiKeySecret } from "./openapi/issue.js";
+import { createWebhookEndpoint } from "./webhooks/endpoints.js";
 import { readConfig, type Config } from "./config.js";
 import { toAppError } from "./errors.js";
 
@@ -34,6 +35,8 @@ Commands:
   apikey rotate --key <ak_…> [--grace <seconds>]
                                             a new secret; the old one works for the grace period (default 0)
   apikey revoke --key <ak_…>                revoke a key (it stops working within a second)
+  webhook create --tenant <slug> [--secret whsec_…] [--issuer <url>] [--name <name>]
+                                            a Clerk webhook endpoint; prints its id, URL path and secret
 
 Options:
   --json    print one JSON object on stdout
@@ -188,19 +191,26 @@ async function keysRotate({ config, owner, values, out }: Parameters<Command>[0]
   return 0;
 }
 
+/** Where secrets encrypted under the master key live (identifiers fixed here, never from input). */
+const ENCRYPTED_COLUMNS = [
+  { table: "authhub_private.signing_keys", key: "kid", column: "private_key_encrypted" },
+  { table: "authhub_private.api_key_secrets", key: "fingerprint", column: "secret_encrypted" },
+  { table: "authhub_private.webhook_secrets", key: "endpoint_id::text", column: "secret_encrypted" },
+];
+
 /** `keys rewrap`: every stored secret not encrypted under the current master key is re-encrypted under it. */
 async function keysRewrap({ config, owner, out }: Parameters<Command>[0]): Promise<number> {
   const masterKey = masterKeyFor(config);
   const rewrapped = await asCliCommand(owner, "keys-rewrap", async (client) => {
-    const { rows } = await client.query<{ kid: string; private_key_encrypted: string }>(
-      "select kid, private_key_encrypted from authhub_private.signing_keys for update",
-    );
     let n = 0;
-    for (const row of rows) {
-      if (masterKey.versionOf(row.private_key_encrypted) === masterKey.version) continue;
-      const plaintext = masterKey.decrypt(row.private_key_encrypted);
-      await client.query("update authhub_private.signing_keys set private_key_encrypted = $2 where kid = $1", [row.kid, masterKey.encrypt(plaintext)]);
-      n++;
+    // Every column that holds a master-key ciphertext, with its row's key.
+    for (const { table, key, column } of ENCRYPTED_COLUMNS) {
+      const { rows } = await client.query<{ k: string; c: string }>(`select ${key} as k, ${column} as c from ${table} for update`);
+      for (const row of rows) {
+        if (masterKey.versionOf(row.c) === masterKey.version) continue;
+        await client.query(`update ${table} set ${column} = $2 where ${key} = $1`, [row.k, masterKey.encrypt(masterKey.decrypt(row.c))]);
+        n++;
+      }
     }
     return n;
   });
@@ -282,6 +292,24 @@ async function apikeyRevoke({ owner, values, out }: Parameters<Command>[0]): Pro
   return 0;
 }
 
+/** `webhook create`: a Clerk endpoint for a tenant; the secret (given or new) is printed once. */
+async function webhookCreate({ config, owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  const tenantId = await tenantBySlug(owner, required(values, "tenant"));
+  const created = await asCliCommand(owner, "webhook-create", (client) =>
+    createWebhookEndpoint(client, masterKeyFor(config), {
+      name: typeof values.name === "string" ? values.name : "Clerk",
+      issuer: typeof values.issuer === "string" ? values.issuer : null,
+      secret: typeof values.secret === "string" ? values.secret : null,
+      tenantId,
+    }),
+  );
+  out.print(
+    [`Webhook endpoint ${created.id}`, `URL path: ${created.path}`, `Signing secret (shown once): ${created.secret}`].join("\n"),
+    { id: created.id, path: created.path, secret: created.secret, tenant_id: created.tenantId },
+  );
+  return 0;
+}
+
 /** `audit verify`: the first broken link, or how many seals hold. */
 async function auditVerify({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
   let tenantId: string | null = null;
@@ -315,6 +343,7 @@ const TWO_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise
   "apikey list": apikeyList,
   "apikey rotate": apikeyRotate,
   "apikey revoke": apikeyRevoke,
+  "webhook create": webhookCreate,
 };
 
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -341,6 +370,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
         expires: { type: "string" },
         key: { type: "string" },
         grace: { type: "string" },
+        secret: { type: "string" },
+        issuer: { type: "string" },
       },
     });
     json = values.json === true;

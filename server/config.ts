@@ -38,6 +38,8 @@ export interface Config {
   sessionMaxAgeSeconds: number;
   /** Express's `trust proxy`: false, a hop count, or addresses/subnets of trusted proxies. */
   trustProxy: false | number | string[];
+  /** Largest webhook body accepted (413 above, before parsing). */
+  webhookMaxBytes: number;
   /** POST /auth/token abuse limits, per minute. */
   tokenRateLimit: { perIp: number; perSubject: number };
   graphql: {
@@ -202,6 +204,7 @@ export function readConfig(env: Source = process.env): Config {
     refreshTokenTtlSeconds,
     sessionMaxAgeSeconds,
     trustProxy: trustProxy(env),
+    webhookMaxBytes: int(env, "AUTHHUB_WEBHOOK_MAX_BYTES", 1_000_000, 10_000, 10_000_000),
     tokenRateLimit: {
       perIp: int(env, "AUTHHUB_TOKEN_RATE_LIMIT_IP", 300, 1, 1_000_000),
       perSubject: int(env, "AUTHHUB_TOKEN_RATE_LIMIT_SUBJECT", 30, 1, 1_000_000),

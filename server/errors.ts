@@ -16,6 +16,7 @@ export type ErrorCode =
   | "payload_too_large"
   | "query_too_deep"
   | "rate_limited"
+  | "invalid_signature"
   | "unavailable"
   | "internal";
 
@@ -29,6 +30,7 @@ const STATUS: Record<ErrorCode, number> = {
   payload_too_large: 413,
   query_too_deep: 400,
   rate_limited: 429,
+  invalid_signature: 400,
   unavailable: 503,
   internal: 500,
 };
@@ -76,6 +78,7 @@ const CHECKS: Record<string, FieldProblem> = {
   hex_color_format: { field: "primaryColor", message: "must be a colour as #RRGGBB" },
   hostname_format: { field: "allowedDomains", message: "must be lowercase DNS names such as example.com" },
   external_id_format: { field: "externalId", message: "must be 1-255 characters without spaces" },
+  webhook_endpoints_role_mapping: { field: "roleMapping", message: "must map at most 20 Clerk roles (org:…) to USER or ORG_ADMIN" },
   issuer_format: { field: "externalIssuer", message: "must be 1-500 characters without spaces (a token issuer)" },
   tenants_allowed_domains_size: { field: "allowedDomains", message: "must list at most 50 domains" },
   users_level_tenant_wide: { field: "level", message: "must be USER, TENANT_ADMIN or SUPER_ADMIN" },

@@ -19,6 +19,7 @@ import type { Logger } from "../logger.js";
 import { requestState } from "../requestState.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { makeApiKeysPlugin } from "./apiKeys.js";
+import { makeWebhooksPlugin } from "./webhooks.js";
 import { DepthLimitPlugin, PageSizePlugin } from "./limits.js";
 
 export function makeMaskError(config: Config, logger: Logger) {
@@ -53,6 +54,7 @@ export function makePreset(config: Config, pool: pg.Pool, logger: Logger, master
       DepthLimitPlugin(config.graphql.maxDepth),
       PageSizePlugin({ max: config.graphql.maxPageSize, default: config.graphql.defaultPageSize }),
       makeApiKeysPlugin(masterKey),
+      makeWebhooksPlugin(masterKey),
     ],
     pgServices: [
       makePgService({

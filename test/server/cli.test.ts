@@ -166,6 +166,16 @@ describe("apikey", () => {
   });
 });
 
+test("webhook create prints the endpoint's id, URL path and secret (given or new)", async () => {
+  const made = JSON.parse((await cli("webhook", "create", "--tenant", "acme", "--issuer", "https://clerk.acme.test", "--json")).stdout);
+  expect(made).toMatchObject({ id: expect.any(String), path: `/webhooks/clerk/${made.id}`, secret: expect.stringMatching(/^whsec_/) });
+  const given = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+  expect(JSON.parse((await cli("webhook", "create", "--tenant", "acme", "--secret", given, "--json")).stdout).secret).toBe(given);
+  const bad = await cli("webhook", "create", "--tenant", "acme", "--secret", "not-a-secret", "--json");
+  expect(bad.code).toBe(1);
+  expect(JSON.parse(bad.stderr).error.code).toBe("invalid_input");
+});
+
 /** Runs last: it changes the signing keys and, finally, the master key the earlier tests use. */
 describe("keys", () => {
   const kidOf = async (overrides: Record<string, string> = {}) => {
@@ -206,8 +216,14 @@ describe("keys", () => {
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ version: 2 });
     expect(JSON.parse(r.stdout).rewrapped).toBeGreaterThanOrEqual(3);
-    const { rows } = await db.owner.query("select private_key_encrypted from authhub_private.signing_keys");
-    expect(rows.every((row) => row.private_key_encrypted.startsWith("v2."))).toBe(true);
+    const { rows } = await db.owner.query(
+      `select private_key_encrypted as c from authhub_private.signing_keys
+       union all select secret_encrypted from authhub_private.api_key_secrets
+       union all select secret_encrypted from authhub_private.webhook_secrets`,
+    );
+    // Signing keys, API-key secrets and webhook secrets alike.
+    expect(rows.length).toBeGreaterThanOrEqual(6);
+    expect(rows.every((row) => row.c.startsWith("v2."))).toBe(true);
     // Nothing needs the old key any more.
     expect(await kidOf(next)).toBeDefined();
     expect(JSON.parse((await cliWith(next, "keys", "rewrap", "--json")).stdout).rewrapped).toBe(0);

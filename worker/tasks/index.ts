@@ -4,6 +4,7 @@
  */
 import type { TaskList } from "graphile-worker";
 import { auth__cleanup } from "./auth__cleanup.js";
+import { clerk_event__apply } from "./clerk_event__apply.js";
 import { audit_events__purge } from "./audit_events__purge.js";
 import { audit_events__seal } from "./audit_events__seal.js";
 import { open_api__cleanup } from "./open_api__cleanup.js";
@@ -13,6 +14,7 @@ export const tasks: TaskList = {
   audit_events__purge,
   auth__cleanup,
   open_api__cleanup,
+  clerk_event__apply,
 };
 
 /** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes. */

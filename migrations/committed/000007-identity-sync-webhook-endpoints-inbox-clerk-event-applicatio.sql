@@ -1,0 +1,367 @@
+--! Previous: sha1:05ea0548d3d3498a2b071334f5532cbb7d2d426d
+--! Hash: sha1:ab2c8b09d9bd204e45dba38e41866f8de2174cdf
+--! Message: identity sync: webhook endpoints, inbox, clerk event application
+
+--! split: 700-webhook-endpoints.sql
+-- Identity sync from Clerk (issue 7, DESIGN.md §7). A webhook endpoint is a
+-- row: a tenant's subscription to its Clerk instance's events, with its own
+-- Svix signing secret (`whsec_…`, encrypted under the master key in
+-- authhub_private, never shown again), the issuer its users sign in with, and
+-- the mapping from Clerk organization roles to AuthHub membership levels.
+-- Deliveries land in an inbox (authhub.webhook_deliveries) in the same
+-- transaction as their job; graphile-worker jobs apply them in order per
+-- entity, idempotently, as the worker role.
+
+-- A role mapping: at most 20 Clerk roles (`org:…`), each to USER or ORG_ADMIN.
+create function authhub_private.role_mapping_valid(mapping jsonb) returns boolean
+  language sql immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select jsonb_typeof(mapping) = 'object'
+     and (select count(*) from jsonb_object_keys(mapping)) <= 20
+     and not exists (
+       select 1 from jsonb_each(mapping) e
+       where e.key !~ '^org:[a-z0-9_:-]{1,60}$' or e.value not in ('"USER"'::jsonb, '"ORG_ADMIN"'::jsonb))
+$$;
+
+-- The table's check runs as whoever writes the row (tenant admins too).
+grant execute on function authhub_private.role_mapping_valid(jsonb) to authhub_user;
+
+create table authhub.webhook_endpoints (
+  tenant_id    uuid not null default authhub.current_tenant_id() references authhub.tenants (id) on delete cascade,
+  id           uuid not null default gen_random_uuid(),
+  provider     text not null default 'clerk' constraint webhook_endpoints_provider check (provider = 'clerk'),
+  name         authhub.display_text not null,
+  enabled      boolean not null default true,
+  -- The Clerk instance's token issuer: users it creates are bound to it (users.external_issuer).
+  issuer       authhub.issuer,
+  -- Clerk organization role → AuthHub membership level.
+  role_mapping jsonb not null default '{"org:admin": "ORG_ADMIN", "org:member": "USER"}'
+    constraint webhook_endpoints_role_mapping check (authhub_private.role_mapping_valid(role_mapping)),
+  created_at   timestamptz not null default now(),
+  updated_at   timestamptz not null default now(),
+  primary key (tenant_id, id)
+);
+alter table authhub.webhook_endpoints enable row level security;
+alter table authhub.webhook_endpoints force row level security;
+create trigger _100_timestamps before insert or update on authhub.webhook_endpoints
+  for each row execute function authhub_private.tg__timestamps();
+comment on table authhub.webhook_endpoints is
+  E'@behavior -insert -delete\nIdentity-provider webhook endpoints (Clerk): created with createWebhookEndpoint (the signing secret is kept encrypted).';
+comment on column authhub.webhook_endpoints.role_mapping is 'Clerk organization role (e.g. org:admin) → AuthHub membership level (USER or ORG_ADMIN).';
+
+-- Tenant admins manage their tenant's endpoints; nobody else sees them.
+create policy select_tenant_admin on authhub.webhook_endpoints for select to authhub_user
+  using (tenant_id = (select authhub.current_tenant_id()) and (select authhub_private.is_tenant_admin()));
+create policy update_tenant_admin on authhub.webhook_endpoints for update to authhub_user
+  using (tenant_id = (select authhub.current_tenant_id()) and (select authhub_private.is_tenant_admin()))
+  with check (tenant_id = (select authhub.current_tenant_id()) and (select authhub_private.is_tenant_admin()));
+create policy all_owner on authhub.webhook_endpoints for all to authhub_owner using (true) with check (true);
+grant select on authhub.webhook_endpoints to authhub_user;
+grant update (name, enabled, issuer, role_mapping) on authhub.webhook_endpoints to authhub_user;
+select authhub_private.audit_table('authhub.webhook_endpoints', 'tenant_id', null);
+
+create table authhub_private.webhook_secrets (
+  tenant_id        uuid not null,
+  endpoint_id      uuid not null,
+  secret_encrypted text not null,
+  created_at       timestamptz not null default now(),
+  primary key (tenant_id, endpoint_id),
+  foreign key (tenant_id, endpoint_id) references authhub.webhook_endpoints (tenant_id, id) on delete cascade
+);
+alter table authhub_private.webhook_secrets enable row level security;
+alter table authhub_private.webhook_secrets force row level security;
+create policy all_owner on authhub_private.webhook_secrets for all to authhub_owner using (true) with check (true);
+insert into authhub_private.audit_secret_columns (table_name, column_name) values ('webhook_secrets', 'secret_encrypted');
+select authhub_private.audit_table('authhub_private.webhook_secrets', 'tenant_id', null);
+
+-- Creates an endpoint with its (server-encrypted) secret: tenant admins in their
+-- tenant, the operator (CLI, as the owner) in any.
+create function authhub_private.create_webhook_endpoint(name text, issuer text, role_mapping jsonb, secret_encrypted text, tenant_id uuid default null)
+  returns authhub.webhook_endpoints
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  operator boolean := session_user = 'authhub_owner' and authhub.current_user_id() is null;
+  t_id uuid := case when operator then create_webhook_endpoint.tenant_id else authhub.current_tenant_id() end;
+  created authhub.webhook_endpoints;
+begin
+  if t_id is null or (not operator and not coalesce(authhub_private.is_tenant_admin(), false))
+     or (not operator and create_webhook_endpoint.tenant_id is not null and create_webhook_endpoint.tenant_id <> t_id) then
+    raise exception 'Webhook endpoints are managed by tenant admins.' using errcode = 'AH403';
+  end if;
+  insert into authhub.webhook_endpoints (tenant_id, name, issuer, role_mapping)
+  values (t_id, create_webhook_endpoint.name, create_webhook_endpoint.issuer,
+          coalesce(create_webhook_endpoint.role_mapping, '{"org:admin": "ORG_ADMIN", "org:member": "USER"}'))
+  returning * into created;
+  insert into authhub_private.webhook_secrets (tenant_id, endpoint_id, secret_encrypted)
+  values (t_id, created.id, create_webhook_endpoint.secret_encrypted);
+  return created;
+end;
+$$;
+grant execute on function authhub_private.create_webhook_endpoint(text, text, jsonb, text, uuid) to authhub_user;
+
+-- The receiver's view of an endpoint: its tenant, whether it is enabled, and
+-- its encrypted secret (the master key that opens it is the server's).
+create function authhub_private.webhook_endpoint_for_delivery(endpoint_id uuid)
+  returns table (tenant_id uuid, enabled boolean, secret_encrypted text)
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select e.tenant_id, e.enabled and t.status = 'active', s.secret_encrypted
+  from authhub.webhook_endpoints e
+  join authhub.tenants t on t.id = e.tenant_id
+  join authhub_private.webhook_secrets s on s.tenant_id = e.tenant_id and s.endpoint_id = e.id
+  where e.id = webhook_endpoint_for_delivery.endpoint_id
+$$;
+grant execute on function authhub_private.webhook_endpoint_for_delivery(uuid) to authhub_authenticator;
+
+--! split: 710-webhook-inbox.sql
+-- The inbox: every delivery, keyed by (endpoint, svix-id), with its state.
+-- A redelivery of the same id changes nothing. Tenant admins read it (it holds
+-- what the identity provider sent about their users).
+create table authhub.webhook_deliveries (
+  tenant_id    uuid not null references authhub.tenants (id) on delete cascade,
+  endpoint_id  uuid not null,
+  svix_id      text not null constraint webhook_deliveries_svix_id_format check (svix_id ~ '^[A-Za-z0-9_.:-]{1,100}$'),
+  event_type   text,
+  -- The entity the event is about (`user:…`, `organization:…`, `membership:…:…`): its queue.
+  entity       text,
+  -- The body as received (valid JSON or not: a malformed one is recorded, and failed).
+  body         text not null,
+  state        text not null default 'pending' constraint webhook_deliveries_state check (state in ('pending', 'done', 'skipped', 'failed')),
+  attempts     integer not null default 0,
+  last_error   text,
+  received_at  timestamptz not null default now(),
+  processed_at timestamptz,
+  primary key (tenant_id, endpoint_id, svix_id),
+  foreign key (tenant_id, endpoint_id) references authhub.webhook_endpoints (tenant_id, id) on delete cascade
+);
+create index webhook_deliveries_received on authhub.webhook_deliveries (tenant_id, received_at);
+alter table authhub.webhook_deliveries enable row level security;
+alter table authhub.webhook_deliveries force row level security;
+create policy select_tenant_admin on authhub.webhook_deliveries for select to authhub_user
+  using (tenant_id = (select authhub.current_tenant_id()) and (select authhub_private.is_tenant_admin()));
+create policy all_owner on authhub.webhook_deliveries for all to authhub_owner using (true) with check (true);
+grant select on authhub.webhook_deliveries to authhub_user;
+comment on table authhub.webhook_deliveries is E'@behavior -insert -update -delete\nEvery webhook delivery and what became of it.';
+insert into authhub_private.audit_exemptions (table_name, reason) values
+  ('authhub.webhook_deliveries', 'The inbox is itself the record of deliveries; the changes they make are audited as system:clerk-sync.');
+
+-- Accepts a verified delivery: stores it and queues its job in one
+-- transaction (one job queue per entity, so an entity's events apply in
+-- order). False when this id was delivered before (nothing changes).
+create function authhub_private.accept_webhook(endpoint_id uuid, svix_id text, event_type text, entity text, body text)
+  returns boolean
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  t_id uuid;
+  stored boolean;
+begin
+  select e.tenant_id into t_id from authhub.webhook_endpoints e where e.id = accept_webhook.endpoint_id;
+  if t_id is null then
+    raise exception 'No such endpoint.' using errcode = 'AH404';
+  end if;
+  insert into authhub.webhook_deliveries (tenant_id, endpoint_id, svix_id, event_type, entity, body)
+  values (t_id, accept_webhook.endpoint_id, accept_webhook.svix_id, accept_webhook.event_type, accept_webhook.entity, accept_webhook.body)
+  on conflict do nothing
+  returning true into stored;
+  if stored is null then
+    return false;
+  end if;
+  perform graphile_worker.add_job(
+    'clerk_event__apply',
+    json_build_object('tenant_id', t_id, 'endpoint_id', accept_webhook.endpoint_id, 'svix_id', accept_webhook.svix_id),
+    queue_name => 'clerk:' || accept_webhook.endpoint_id || ':' || coalesce(accept_webhook.entity, 'unknown'),
+    max_attempts => 12,
+    job_key => 'clerk:' || accept_webhook.endpoint_id || ':' || accept_webhook.svix_id);
+  return true;
+end;
+$$;
+grant execute on function authhub_private.accept_webhook(uuid, text, text, text, text) to authhub_authenticator;
+
+--! split: 720-clerk-sync.sql
+-- Applying Clerk's events (the worker's clerk_event__apply job, as
+-- authhub_worker). Organizations gain the identity provider's id, as users
+-- have. Per entity, the newest version applied and any deletion are
+-- remembered, so an older event never overwrites a newer one and a late update
+-- cannot resurrect a deleted entity.
+alter table authhub.organizations add column external_id authhub.external_id;
+alter table authhub.organizations add constraint organizations_external_id_key unique (tenant_id, external_id);
+comment on column authhub.organizations.external_id is 'The identity provider''s id for this organization (e.g. a Clerk org_… id), unique within the tenant.';
+
+create table authhub_private.clerk_entities (
+  tenant_id   uuid not null,
+  endpoint_id uuid not null,
+  -- `user:<id>`, `organization:<id>`, `membership:<org id>:<user id>`
+  entity      text not null,
+  -- The newest event applied (Clerk's updated_at, or the event's timestamp), epoch ms.
+  version     bigint not null,
+  deleted_at  timestamptz,
+  primary key (tenant_id, endpoint_id, entity),
+  foreign key (tenant_id, endpoint_id) references authhub.webhook_endpoints (tenant_id, id) on delete cascade
+);
+alter table authhub_private.clerk_entities enable row level security;
+alter table authhub_private.clerk_entities force row level security;
+create policy all_owner on authhub_private.clerk_entities for all to authhub_owner using (true) with check (true);
+insert into authhub_private.audit_exemptions (table_name, reason) values
+  ('authhub_private.clerk_entities', 'Sync bookkeeping (versions, tombstones); the changes it guards are audited.');
+
+-- Applies one delivery. Outcomes: 'done', 'skipped' (older than what is
+-- stored, or about a deleted entity), 'retry' (its parent has not arrived:
+-- the job raises and graphile-worker retries it later), or 'failed: <reason>'
+-- (permanent: recorded, never retried). Runs as the owner for the worker role
+-- (which holds no table rights), naming the delivery as the actor.
+create function authhub_private.clerk_apply(tenant_id uuid, endpoint_id uuid, svix_id text) returns text
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  d authhub.webhook_deliveries;
+  ep authhub.webhook_endpoints;
+  event jsonb;
+  data jsonb;
+  kind text;
+  version bigint;
+  known authhub_private.clerk_entities;
+  outcome text;
+  email text;
+  display text;
+  org_id uuid;
+  user_id uuid;
+  lvl authhub.role_level;
+begin
+  select * into d from authhub.webhook_deliveries w
+  where w.tenant_id = clerk_apply.tenant_id and w.endpoint_id = clerk_apply.endpoint_id and w.svix_id = clerk_apply.svix_id
+  for update;
+  if d.svix_id is null or d.state <> 'pending' then
+    return coalesce(d.state, 'missing');
+  end if;
+  select * into ep from authhub.webhook_endpoints e where e.tenant_id = d.tenant_id and e.id = d.endpoint_id;
+  perform set_config('authhub.actor', 'system:clerk-sync:' || d.svix_id, true);
+  update authhub.webhook_deliveries w set attempts = w.attempts + 1
+  where w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.svix_id = d.svix_id;
+
+  begin
+    event := d.body::jsonb;
+  exception when others then
+    outcome := 'failed: the body is not JSON';
+  end;
+  if outcome is null and (jsonb_typeof(event) <> 'object' or jsonb_typeof(event -> 'data') <> 'object' or event ->> 'type' is null) then
+    outcome := 'failed: not a Clerk event (type and data expected)';
+  end if;
+
+  if outcome is null then
+    data := event -> 'data';
+    kind := event ->> 'type';
+    -- Versions: Clerk's updated_at where the object has one, else the event's timestamp.
+    version := coalesce((data ->> 'updated_at')::bigint, (event ->> 'timestamp')::bigint, 0);
+    select * into known from authhub_private.clerk_entities c
+    where c.tenant_id = d.tenant_id and c.endpoint_id = d.endpoint_id and c.entity = d.entity
+    for update;
+    if known.deleted_at is not null or (known.version is not null and known.version > version)
+       or (known.version is not null and known.version = version and kind not like '%.deleted') then
+      outcome := 'skipped';
+    end if;
+  end if;
+
+  if outcome is null then
+    begin
+      if kind in ('user.created', 'user.updated') then
+        select e ->> 'email_address' into email from jsonb_array_elements(data -> 'email_addresses') e
+        where e ->> 'id' = data ->> 'primary_email_address_id';
+        email := coalesce(email, data #>> '{email_addresses,0,email_address}');
+        display := nullif(trim(coalesce(data ->> 'first_name', '') || ' ' || coalesce(data ->> 'last_name', '')), '');
+        if data ->> 'id' is null or email is null then
+          outcome := 'failed: a user event needs id and an e-mail address';
+        else
+          insert into authhub.users as u (tenant_id, email, display_name, external_id, external_issuer)
+          values (d.tenant_id, email, display, data ->> 'id', ep.issuer)
+          on conflict (tenant_id, external_id) do update
+            set email = excluded.email, display_name = excluded.display_name;
+          outcome := 'done';
+        end if;
+      elsif kind = 'user.deleted' then
+        delete from authhub.users u where u.tenant_id = d.tenant_id and u.external_id = data ->> 'id';
+        outcome := 'done';
+      elsif kind in ('organization.created', 'organization.updated') then
+        if data ->> 'id' is null or data ->> 'slug' is null or data ->> 'name' is null then
+          outcome := 'failed: an organization event needs id, slug and name';
+        else
+          insert into authhub.organizations as o (tenant_id, slug, name, external_id)
+          values (d.tenant_id, data ->> 'slug', data ->> 'name', data ->> 'id')
+          on conflict (tenant_id, external_id) do update set slug = excluded.slug, name = excluded.name;
+          outcome := 'done';
+        end if;
+      elsif kind = 'organization.deleted' then
+        delete from authhub.organizations o where o.tenant_id = d.tenant_id and o.external_id = data ->> 'id';
+        outcome := 'done';
+      elsif kind in ('organizationMembership.created', 'organizationMembership.updated', 'organizationMembership.deleted') then
+        select o.id into org_id from authhub.organizations o where o.tenant_id = d.tenant_id and o.external_id = data #>> '{organization,id}';
+        select u.id into user_id from authhub.users u where u.tenant_id = d.tenant_id and u.external_id = data #>> '{public_user_data,user_id}';
+        if kind = 'organizationMembership.deleted' then
+          delete from authhub.memberships m where m.tenant_id = d.tenant_id and m.organization_id = org_id and m.user_id = user_id;
+          outcome := 'done';
+        elsif org_id is null or user_id is null then
+          -- Its organization or user has not arrived yet: again later.
+          outcome := 'retry';
+        else
+          lvl := (ep.role_mapping ->> (data ->> 'role'))::authhub.role_level;
+          if lvl is null then
+            outcome := format('failed: no level mapped for the Clerk role %s', data ->> 'role');
+          else
+            insert into authhub.memberships as m (tenant_id, organization_id, user_id, level)
+            values (d.tenant_id, org_id, user_id, lvl)
+            on conflict (tenant_id, organization_id, user_id) do update set level = excluded.level;
+            outcome := 'done';
+          end if;
+        end if;
+      else
+        outcome := format('failed: unknown event type %s', kind);
+      end if;
+    exception
+      -- The data breaks a rule (a slug taken, the last tenant admin…): permanent.
+      when sqlstate '23505' or sqlstate '23514' or sqlstate '23502' or sqlstate '23503' or sqlstate '23001'
+           or sqlstate '22000' or sqlstate '22P02' or sqlstate '22001' or sqlstate 'AH409' or sqlstate 'AH422' then
+        outcome := 'failed: ' || sqlerrm;
+    end;
+  end if;
+
+  if outcome = 'retry' then
+    update authhub.webhook_deliveries w set last_error = 'waiting for its organization or user'
+    where w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.svix_id = d.svix_id;
+    return outcome;
+  end if;
+  -- A user or organization arrived: memberships that were waiting for it run now.
+  if outcome = 'done' and kind in ('user.created', 'user.updated', 'organization.created', 'organization.updated') then
+    perform graphile_worker.add_job(
+      'clerk_event__apply',
+      json_build_object('tenant_id', w.tenant_id, 'endpoint_id', w.endpoint_id, 'svix_id', w.svix_id),
+      queue_name => 'clerk:' || w.endpoint_id || ':' || w.entity,
+      max_attempts => 12,
+      job_key => 'clerk:' || w.endpoint_id || ':' || w.svix_id)
+    from authhub.webhook_deliveries w
+    where w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.state = 'pending' and w.svix_id <> d.svix_id
+      and (w.entity like 'membership:' || (data ->> 'id') || ':%' or w.entity like 'membership:%:' || (data ->> 'id'));
+  end if;
+  if outcome = 'done' then
+    insert into authhub_private.clerk_entities as c (tenant_id, endpoint_id, entity, version, deleted_at)
+    values (d.tenant_id, d.endpoint_id, d.entity, version, case when kind like '%.deleted' then now() end)
+    on conflict (tenant_id, endpoint_id, entity) do update
+      set version = greatest(c.version, excluded.version), deleted_at = coalesce(c.deleted_at, excluded.deleted_at);
+  end if;
+  update authhub.webhook_deliveries w
+  set state = case when outcome like 'failed%' then 'failed' else outcome end,
+      last_error = case when outcome like 'failed%' then substr(outcome, 9) end,
+      processed_at = now()
+  where w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.svix_id = d.svix_id;
+  return outcome;
+end;
+$$;
+grant execute on function authhub_private.clerk_apply(uuid, uuid, text) to authhub_worker;

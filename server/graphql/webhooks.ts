@@ -1,0 +1,75 @@
+/**
+ * createWebhookEndpoint (issue 7): tenant admins add a Clerk endpoint; the
+ * signing secret (given, or made here) is encrypted by the server before SQL
+ * sees it and is in the payload once. Endpoints are then read and changed
+ * (name, enabled, issuer, role mapping) through the ordinary table fields.
+ */
+import type pg from "pg";
+import { sideEffectWithPgClientTransaction, type PgClient } from "postgraphile/@dataplan/pg";
+import { get, type Step } from "postgraphile/grafast";
+import { extendSchema, gql } from "postgraphile/utils";
+import type { MasterKey } from "../auth/masterKey.js";
+import { createWebhookEndpoint } from "../webhooks/endpoints.js";
+
+const queryable = (client: PgClient): Pick<pg.PoolClient, "query"> =>
+  ({ query: (text: string, values: unknown[]) => client.query({ text, values }) }) as unknown as Pick<pg.PoolClient, "query">;
+
+export function makeWebhooksPlugin(masterKey: MasterKey) {
+  return extendSchema((build) => {
+    const executor = build.input.pgRegistry.pgExecutors.main;
+    const endpoints = build.input.pgRegistry.pgResources.webhook_endpoints;
+    if (!executor || !endpoints) throw new Error("The webhook_endpoints resource is missing from the schema");
+    return {
+      typeDefs: gql`
+        input CreateWebhookEndpointInput {
+          clientMutationId: String
+          name: String!
+          "The Clerk instance's token issuer: the users it creates are bound to it."
+          issuer: String
+          "Clerk organization role → USER or ORG_ADMIN; default {\\"org:admin\\": \\"ORG_ADMIN\\", \\"org:member\\": \\"USER\\"}."
+          roleMapping: JSON
+          "The endpoint's Svix signing secret (whsec_…) if Clerk already has one; otherwise one is made."
+          secret: String
+        }
+        type CreateWebhookEndpointPayload {
+          clientMutationId: String
+          webhookEndpoint: WebhookEndpoint
+          "Where Clerk delivers: /webhooks/clerk/<id>."
+          path: String!
+          "The signing secret (whsec_…): shown here once."
+          secret: String!
+        }
+        extend type Mutation {
+          "Adds a Clerk webhook endpoint to the caller's tenant (tenant admins)."
+          createWebhookEndpoint(input: CreateWebhookEndpointInput!): CreateWebhookEndpointPayload
+        }
+      `,
+      objects: {
+        Mutation: {
+          plans: {
+            createWebhookEndpoint(_$root, fieldArgs) {
+              const $input = fieldArgs.getRaw("input") as Step<Record<string, unknown>>;
+              return sideEffectWithPgClientTransaction(executor, $input, async (client, input) => {
+                const created = await createWebhookEndpoint(queryable(client), masterKey, {
+                  name: input.name as string,
+                  issuer: (input.issuer as string | undefined) ?? null,
+                  roleMapping: (input.roleMapping as Record<string, string> | undefined) ?? null,
+                  secret: (input.secret as string | undefined) ?? null,
+                });
+                return { ...created, clientMutationId: input.clientMutationId ?? null };
+              });
+            },
+          },
+        },
+        CreateWebhookEndpointPayload: {
+          plans: {
+            webhookEndpoint: ($r: Step) => endpoints.get({ tenant_id: get($r, "tenantId"), id: get($r, "id") }),
+            path: ($r: Step) => get($r, "path"),
+            secret: ($r: Step) => get($r, "secret"),
+            clientMutationId: ($r: Step) => get($r, "clientMutationId"),
+          },
+        },
+      },
+    };
+  }, "AuthHubWebhooksPlugin");
+}

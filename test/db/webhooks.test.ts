@@ -1,0 +1,55 @@
+/**
+ * The identity-sync tables from SQL (issue 7): endpoints and the inbox are
+ * tenant admins' (their tenant only); the signing secrets and the sync
+ * bookkeeping are nobody's; the receiver's and the worker's functions are
+ * theirs alone.
+ */
+import { attemptAs, type Actor, type TestDatabase } from "../helpers/db.js";
+import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
+
+let db: TestDatabase;
+let f: Fixtures;
+let endpointA: string;
+
+useFixtureDatabase(async (database, fixtures) => {
+  db = database;
+  f = fixtures;
+  endpointA = (
+    await db.owner.query<{ id: string }>("select (e).id from (select authhub_private.create_webhook_endpoint('Clerk', null, null, 'v1.s.e.c', $1) as e) x", [f.a.id])
+  ).rows[0]!.id;
+  await db.owner.query("select authhub_private.create_webhook_endpoint('Clerk B', null, null, 'v1.s.e.c', $1)", [f.b.id]);
+  await db.auth.query("select authhub_private.accept_webhook($1, 'msg_1', 'user.created', 'user:user_1', '{}')", [endpointA]);
+});
+
+const count = (actor: Actor, table: string) => attemptAs(db, actor, `select 1 from ${table}`);
+
+test("tenant admins read and change their own tenant's endpoints and inbox; nobody else", async () => {
+  expect(await count(cast(f, f.a).tenantAdmin, "authhub.webhook_endpoints")).toBe(1);
+  expect(await count(cast(f, f.a).tenantAdmin, "authhub.webhook_deliveries")).toBe(1);
+  expect(await count(cast(f, f.b).tenantAdmin, "authhub.webhook_deliveries")).toBe(0);
+  for (const actor of [cast(f, f.a).orgAdmin, cast(f, f.a).member]) {
+    expect(await count(actor, "authhub.webhook_endpoints")).toBe(0);
+    expect(await count(actor, "authhub.webhook_deliveries")).toBe(0);
+  }
+  expect(await attemptAs(db, cast(f, f.a).tenantAdmin, "update authhub.webhook_endpoints set enabled = false")).toBe(1);
+  expect(await attemptAs(db, cast(f, f.b).tenantAdmin, "update authhub.webhook_endpoints set enabled = false where id = $1", [endpointA])).toBe(0);
+  expect(await attemptAs(db, cast(f, f.a).orgAdmin, "update authhub.webhook_endpoints set enabled = false")).toBe(0);
+  // Deliveries are the receiver's to write, nobody's to change.
+  expect(await attemptAs(db, cast(f, f.a).tenantAdmin, "update authhub.webhook_deliveries set state = 'done'")).toBe("42501");
+  expect(await attemptAs(db, cast(f, f.a).tenantAdmin, "delete from authhub.webhook_endpoints")).toBe("42501");
+});
+
+test("secrets and sync bookkeeping are out of every request role's reach, as are the receiver's and worker's functions", async () => {
+  for (const actor of ["anonymous", cast(f, f.a).tenantAdmin, cast(f, f.a).superAdmin] as Actor[]) {
+    expect(await count(actor, "authhub_private.webhook_secrets")).toBe("42501");
+    expect(await count(actor, "authhub_private.clerk_entities")).toBe("42501");
+    expect(await attemptAs(db, actor, "select authhub_private.webhook_endpoint_for_delivery($1)", [endpointA])).toBe("42501");
+    expect(await attemptAs(db, actor, "select authhub_private.accept_webhook($1, 'x', 'user.created', 'user:x', '{}')", [endpointA])).toBe("42501");
+    expect(await attemptAs(db, actor, "select authhub_private.clerk_apply($1, $2, 'msg_1')", [f.a.id, endpointA])).toBe("42501");
+  }
+  // Only tenant admins (or the operator) create endpoints.
+  expect(await attemptAs(db, cast(f, f.a).orgAdmin, "select authhub_private.create_webhook_endpoint('x', null, null, 'v1.a.b.c')")).toBe("AH403");
+  expect(await attemptAs(db, cast(f, f.a).tenantAdmin, "select authhub_private.create_webhook_endpoint('x', null, null, 'v1.a.b.c', $1)", [f.b.id])).toBe("AH403");
+  const { rows } = await db.owner.query("select new from authhub.audit_events where table_name = 'webhook_secrets'");
+  expect(JSON.stringify(rows)).not.toContain("v1.s.e.c");
+});

@@ -1,0 +1,262 @@
+/**
+ * Clerk webhooks (issue 7): Svix-signed deliveries into the inbox, applied by
+ * the real graphile-worker task in order per entity, idempotently, never
+ * letting an older event or a late update overwrite newer data or resurrect a
+ * deleted user, with permanent failures recorded. A Clerk role change becomes
+ * effective for the user's next request once its job has run.
+ */
+import { jest } from "@jest/globals";
+import { Logger, runOnce } from "graphile-worker";
+import pg from "pg";
+import request from "supertest";
+import { Webhook } from "svix";
+import { createWebhookEndpoint } from "../../server/webhooks/endpoints.js";
+import { tasks } from "../../worker/tasks/index.js";
+import type { TestDatabase } from "../helpers/db.js";
+import { cast, type Fixtures } from "../helpers/fixtures.js";
+import { useFixtureServer, type TestServer } from "../helpers/server.js";
+
+jest.setTimeout(60_000);
+
+let db: TestDatabase;
+let f: Fixtures;
+let srv: TestServer;
+let endpoint: { id: string; path: string; secret: string };
+const ISSUER = "https://clerk.tenant-a.example";
+
+useFixtureServer(async (database, fixtures, server) => {
+  db = database;
+  f = fixtures;
+  srv = server;
+});
+beforeAll(async () => {
+  endpoint = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Clerk", issuer: ISSUER, tenantId: f.a.id });
+});
+
+let seq = 0;
+const now = () => Date.now();
+/** A delivery as Svix sends it: signed with the endpoint's secret unless told otherwise. */
+function deliver(event: unknown, options: { id?: string; secret?: string; timestamp?: Date; raw?: string; headers?: Record<string, string | undefined>; path?: string } = {}) {
+  const id = options.id ?? `msg_${Date.now()}_${seq++}`;
+  const body = options.raw ?? JSON.stringify(event);
+  const timestamp = options.timestamp ?? new Date();
+  const signature = new Webhook(options.secret ?? endpoint.secret).sign(id, timestamp, body);
+  const headers: Record<string, string | undefined> = {
+    "svix-id": id,
+    "svix-timestamp": String(Math.floor(timestamp.getTime() / 1000)),
+    "svix-signature": signature,
+    ...options.headers,
+  };
+  let req = request(srv.app).post(options.path ?? endpoint.path).set("Content-Type", "application/json");
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined) req = req.set(k, v);
+  return req.send(body);
+}
+
+/** Runs the worker (the real tasks, graphile-worker's runOnce) until no job is due. */
+async function work() {
+  const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
+  pool.on("error", () => undefined);
+  pool.on("connect", (c) => c.on("error", () => undefined));
+  try {
+    for (let round = 0; round < 5; round++) {
+      await runOnce({ pgPool: pool, taskList: tasks, noHandleSignals: true, logger: new Logger(() => () => undefined) });
+      const due = await pool.query("select 1 from graphile_worker.jobs where run_at <= now() and locked_at is null and attempts < max_attempts limit 1");
+      if (!due.rowCount) break;
+    }
+  } finally {
+    await pool.end();
+  }
+}
+
+const userEvent = (type: string, id: string, email: string, updatedAt: number, extra: Record<string, unknown> = {}) => ({
+  type,
+  object: "event",
+  timestamp: updatedAt,
+  data: {
+    id,
+    object: "user",
+    first_name: "Clerk",
+    last_name: id,
+    primary_email_address_id: `idn_${id}`,
+    email_addresses: [{ id: `idn_${id}`, email_address: email }],
+    updated_at: updatedAt,
+    ...extra,
+  },
+});
+const orgEvent = (type: string, id: string, slug: string, updatedAt: number) => ({
+  type,
+  object: "event",
+  timestamp: updatedAt,
+  data: { id, object: "organization", name: `Org ${slug}`, slug, updated_at: updatedAt },
+});
+const membershipEvent = (type: string, org: string, user: string, role: string, updatedAt: number) => ({
+  type,
+  object: "event",
+  timestamp: updatedAt,
+  data: { id: `orgmem_${org}_${user}`, object: "organization_membership", role, organization: { id: org }, public_user_data: { user_id: user }, updated_at: updatedAt },
+});
+const delivery = async (svixId: string) =>
+  (await db.owner.query("select state, attempts, last_error from authhub.webhook_deliveries where svix_id = $1", [svixId])).rows[0];
+
+describe("receiving", () => {
+  test("a signed delivery is stored and queued (202); a redelivery of the same id changes nothing (200)", async () => {
+    const event = userEvent("user.created", "user_recv", "recv@tenant-a.test", now());
+    const first = await deliver(event, { id: "msg_recv_1" });
+    expect(first.status).toBe(202);
+    const again = await deliver(event, { id: "msg_recv_1" });
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual({ received: true, duplicate: true });
+    const { rows } = await db.owner.query("select count(*)::int as n from authhub.webhook_deliveries where svix_id = 'msg_recv_1'");
+    expect(rows[0].n).toBe(1);
+    const jobs = await db.owner.query("select count(*)::int as n from graphile_worker.jobs where key = $1", [`clerk:${endpoint.id}:msg_recv_1`]);
+    expect(jobs.rows[0].n).toBe(1);
+  });
+
+  test.each([
+    ["a bad signature", { headers: { "svix-signature": "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" } }],
+    ["no signature header", { headers: { "svix-signature": undefined } }],
+    ["no id header", { headers: { "svix-id": undefined } }],
+    ["a timestamp 6 minutes old", { timestamp: new Date(Date.now() - 360_000) }],
+    ["a timestamp 6 minutes ahead", { timestamp: new Date(Date.now() + 360_000) }],
+    ["another endpoint's secret", { secret: `whsec_${Buffer.from("another endpoint secret!!").toString("base64")}` }],
+  ])("%s: 400 invalid_signature, nothing stored", async (_name, options) => {
+    const before = (await db.owner.query("select count(*)::int as n from authhub.webhook_deliveries")).rows[0].n;
+    const res = await deliver(userEvent("user.created", "user_bad", "bad@tenant-a.test", now()), options);
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe("invalid_signature");
+    expect((await db.owner.query("select count(*)::int as n from authhub.webhook_deliveries")).rows[0].n).toBe(before);
+  });
+
+  test("several signatures with one valid pass", async () => {
+    const id = "msg_multi_sig";
+    const body = JSON.stringify(userEvent("user.created", "user_multi", "multi@tenant-a.test", now()));
+    const timestamp = new Date();
+    const good = new Webhook(endpoint.secret).sign(id, timestamp, body);
+    const res = await request(srv.app)
+      .post(endpoint.path)
+      .set({ "svix-id": id, "svix-timestamp": String(Math.floor(timestamp.getTime() / 1000)), "svix-signature": `v1,bm90LXRoZS1zaWduYXR1cmUtYXQtYWxsLXJlYWxseQ== ${good}` })
+      .set("Content-Type", "application/json")
+      .send(body);
+    expect(res.status).toBe(202);
+  });
+
+  test("an unknown or disabled endpoint is 404; a body over the limit is 413 before anything else", async () => {
+    expect((await deliver({}, { path: "/webhooks/clerk/00000000-0000-4000-8000-000000000000" })).status).toBe(404);
+    expect((await deliver({}, { path: "/webhooks/clerk/not-a-uuid" })).status).toBe(404);
+    const big = "x".repeat(5 * 1024 * 1024);
+    const res = await request(srv.app).post(endpoint.path).set("Content-Type", "application/json").send(`{"pad":"${big}"}`);
+    expect(res.status).toBe(413);
+    const off = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Off", tenantId: f.a.id });
+    await db.owner.query("update authhub.webhook_endpoints set enabled = false where id = $1", [off.id]);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await deliver({}, { path: off.path, secret: off.secret })).status).toBe(404);
+  });
+});
+
+describe("applying", () => {
+  test("a user is created, updated, and an older update never overwrites a newer one; changes name the delivery", async () => {
+    const t = now();
+    await deliver(userEvent("user.created", "user_ada", "ada@tenant-a.test", t), { id: "msg_ada_1" });
+    await deliver(userEvent("user.updated", "user_ada", "ada.l@tenant-a.test", t + 2000), { id: "msg_ada_3" });
+    await deliver(userEvent("user.updated", "user_ada", "ada.old@tenant-a.test", t + 1000), { id: "msg_ada_2" });
+    await work();
+    const states = (await db.owner.query("select svix_id, state, attempts, last_error from authhub.webhook_deliveries where svix_id like 'msg_ada%' order by svix_id")).rows;
+    const jobs = (await db.owner.query("select key, attempts, last_error from graphile_worker.jobs where key like '%msg_ada%'")).rows;
+    if (states.some((r) => r.state === "pending")) throw new Error(`not applied: ${JSON.stringify({ states, jobs })}`);
+    const { rows } = await db.owner.query("select email, display_name, external_issuer from authhub.users where external_id = 'user_ada'");
+    expect(rows).toEqual([{ email: "ada.l@tenant-a.test", display_name: "Clerk user_ada", external_issuer: ISSUER }]);
+    expect(await delivery("msg_ada_2")).toMatchObject({ state: "skipped" });
+    const audit = await db.owner.query("select actor from authhub.audit_events where table_name = 'users' and new ->> 'external_id' = 'user_ada' order by id");
+    expect(audit.rows.map((r) => r.actor)).toEqual(["system:clerk-sync:msg_ada_1", "system:clerk-sync:msg_ada_3"]);
+  });
+
+  test("an update before its create applies the newest; a deletion leaves a tombstone a late update cannot pass", async () => {
+    const t = now();
+    await deliver(userEvent("user.updated", "user_bob", "bob.new@tenant-a.test", t + 1000), { id: "msg_bob_upd" });
+    await deliver(userEvent("user.created", "user_bob", "bob@tenant-a.test", t), { id: "msg_bob_new" });
+    await work();
+    expect((await db.owner.query("select email from authhub.users where external_id = 'user_bob'")).rows).toEqual([{ email: "bob.new@tenant-a.test" }]);
+    await deliver({ type: "user.deleted", object: "event", timestamp: t + 2000, data: { id: "user_bob", object: "user", deleted: true } }, { id: "msg_bob_del" });
+    await deliver(userEvent("user.updated", "user_bob", "bob.zombie@tenant-a.test", t + 3000), { id: "msg_bob_late" });
+    await work();
+    expect((await db.owner.query("select 1 from authhub.users where external_id = 'user_bob'")).rowCount).toBe(0);
+    expect(await delivery("msg_bob_late")).toMatchObject({ state: "skipped" });
+  });
+
+  test("a membership before its organization waits, and lands when the organization does; a role change is effective at the next request", async () => {
+    const t = now();
+    await deliver(userEvent("user.created", "user_cy", "cy@tenant-a.test", t), { id: "msg_cy" });
+    await deliver(membershipEvent("organizationMembership.created", "org_sales", "user_cy", "org:member", t), { id: "msg_cy_mem" });
+    await work();
+    expect(await delivery("msg_cy_mem")).toMatchObject({ state: "pending", last_error: expect.stringMatching(/waiting/) });
+    await deliver(orgEvent("organization.created", "org_sales", "sales", t), { id: "msg_sales" });
+    await work();
+    expect(await delivery("msg_cy_mem")).toMatchObject({ state: "done" });
+    const member = (await db.owner.query("select u.id, m.organization_id, m.level from authhub.memberships m join authhub.users u on u.id = m.user_id where u.external_id = 'user_cy'")).rows[0];
+    expect(member.level).toBe("USER");
+
+    // org:member → org:admin in Clerk: once the job has run, the user's next request acts as ORG_ADMIN there.
+    const asCy = { userId: member.id, tenantId: f.a.id, level: "ORG_ADMIN" as const };
+    const canWrite = async () =>
+      (await request(srv.app).post("/v1/authorize").set("Authorization", `Bearer ${await srv.mint(asCy)}`).send({ permission: "org:write", organizationId: member.organization_id })).body.allowed;
+    expect(await canWrite()).toBe(false);
+    const started = performance.now();
+    await deliver(membershipEvent("organizationMembership.updated", "org_sales", "user_cy", "org:admin", t + 1000), { id: "msg_cy_admin" });
+    await work();
+    expect(await canWrite()).toBe(true);
+    process.stderr.write(`webhook-to-effect (delivery, job, next request) in-process: ${(performance.now() - started).toFixed(0)} ms\n`);
+  });
+
+  test("malformed bodies and unknown types are recorded as failed once, not retried", async () => {
+    const res = await deliver(null, { id: "msg_not_json", raw: "{this is not json" });
+    expect(res.status).toBe(202);
+    await deliver({ type: "session.created", object: "event", data: { id: "sess_1" } }, { id: "msg_unknown" });
+    await deliver(orgEvent("organization.created", "org_dup", "child", now()), { id: "msg_slug_taken" });
+    await work();
+    expect(await delivery("msg_not_json")).toMatchObject({ state: "failed", attempts: 1, last_error: "the body is not JSON" });
+    expect(await delivery("msg_unknown")).toMatchObject({ state: "failed", attempts: 1, last_error: "unknown event type session.created" });
+    expect(await delivery("msg_slug_taken")).toMatchObject({ state: "failed", attempts: 1 });
+    const left = await db.owner.query("select count(*)::int as n from graphile_worker.jobs where key = any($1)", [
+      [`clerk:${endpoint.id}:msg_not_json`, `clerk:${endpoint.id}:msg_unknown`, `clerk:${endpoint.id}:msg_slug_taken`],
+    ]);
+    expect(left.rows[0].n).toBe(0);
+  });
+
+  test("tenant admins read the inbox and manage endpoints; nobody else, and no other tenant", async () => {
+    const seen = async (actor: Parameters<TestServer["mint"]>[0]) =>
+      (
+        await request(srv.app)
+          .post("/graphql")
+          .set("Authorization", `Bearer ${await srv.mint(actor)}`)
+          .send({ query: "{ webhookDeliveries(first: 100) { totalCount nodes { svixId state attempts lastError } } webhookEndpoints { nodes { name enabled roleMapping } } }" })
+      ).body;
+    const admin = await seen(cast(f, f.a).tenantAdmin);
+    expect(admin.data.webhookDeliveries.totalCount).toBeGreaterThan(5);
+    expect(admin.data.webhookEndpoints.nodes.map((n: { name: string }) => n.name)).toContain("Clerk");
+    expect(JSON.stringify(admin)).not.toContain(endpoint.secret);
+    const orgAdmin = await seen(cast(f, f.a).orgAdmin);
+    expect(orgAdmin.data).toEqual({ webhookDeliveries: { totalCount: 0, nodes: [] }, webhookEndpoints: { nodes: [] } });
+    const other = await seen(cast(f, f.b).tenantAdmin);
+    expect(other.data.webhookDeliveries.totalCount).toBe(0);
+
+    const created = await request(srv.app)
+      .post("/graphql")
+      .set("Authorization", `Bearer ${await srv.mint(cast(f, f.b).tenantAdmin)}`)
+      .send({
+        query: `mutation($m: JSON) { createWebhookEndpoint(input: { name: "B's Clerk", roleMapping: $m }) { path secret webhookEndpoint { rowId tenantId } } }`,
+        variables: { m: { "org:admin": "ORG_ADMIN", "org:viewer": "USER" } },
+      });
+    expect(created.body.errors).toBeUndefined();
+    expect(created.body.data.createWebhookEndpoint).toMatchObject({ path: expect.stringMatching(/^\/webhooks\/clerk\//), secret: expect.stringMatching(/^whsec_/), webhookEndpoint: { tenantId: f.b.id } });
+    const refused = await request(srv.app)
+      .post("/graphql")
+      .set("Authorization", `Bearer ${await srv.mint(cast(f, f.a).orgAdmin)}`)
+      .send({ query: `mutation { createWebhookEndpoint(input: { name: "nope" }) { path } }` });
+    expect(refused.body.errors[0].extensions.code).toBe("forbidden");
+    const badMapping = await request(srv.app)
+      .post("/graphql")
+      .set("Authorization", `Bearer ${await srv.mint(cast(f, f.b).tenantAdmin)}`)
+      .send({ query: `mutation($m: JSON) { createWebhookEndpoint(input: { name: "bad", roleMapping: $m }) { path } }`, variables: { m: { "org:admin": "SUPER_ADMIN" } } });
+    expect(badMapping.body.errors[0].extensions.code).toBe("invalid_input");
+  });
+});
