@@ -260,3 +260,37 @@ describe("applying", () => {
     expect(badMapping.body.errors[0].extensions.code).toBe("invalid_input");
   });
 });
+
+describe("crashes", () => {
+  test("a job killed before its commit changes nothing; run again, it applies once; a rerun after its commit changes nothing", async () => {
+    const t = now();
+    await deliver(userEvent("user.created", "user_dee", "dee@tenant-a.test", t), { id: "msg_dee" });
+    // The worker dies mid-job: its transaction never commits.
+    const client = await db.owner.connect();
+    try {
+      await client.query("begin");
+      await client.query("select set_config('role', 'authhub_worker', true)");
+      expect((await client.query("select authhub_private.clerk_apply($1, $2, 'msg_dee') as o", [f.a.id, endpoint.id])).rows[0].o).toBe("done");
+      await client.query("rollback");
+    } finally {
+      client.release();
+    }
+    expect((await db.owner.query("select 1 from authhub.users where external_id = 'user_dee'")).rowCount).toBe(0);
+    expect(await delivery("msg_dee")).toMatchObject({ state: "pending" });
+    // Restarted, the job runs and applies once.
+    await work();
+    expect(await delivery("msg_dee")).toMatchObject({ state: "done" });
+    // A rerun after the commit (the worker died before recording the job as complete) is a no-op.
+    const { clerk_event__apply } = await import("../../worker/tasks/clerk_event__apply.js");
+    const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 1 });
+    pool.on("error", () => undefined);
+    try {
+      const helpers = { withPgClient: async (fn: (c: pg.PoolClient) => Promise<unknown>) => { const c = await pool.connect(); try { return await fn(c); } finally { c.release(); } }, logger: { warn: () => undefined } };
+      await clerk_event__apply({ tenant_id: f.a.id, endpoint_id: endpoint.id, svix_id: "msg_dee" }, helpers as never);
+    } finally {
+      await pool.end();
+    }
+    const events = await db.owner.query("select count(*)::int as n from authhub.audit_events where table_name = 'users' and new ->> 'external_id' = 'user_dee'");
+    expect(events.rows[0].n).toBe(1);
+  });
+});
