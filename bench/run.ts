@@ -54,6 +54,7 @@ import { makeLogger } from "../server/logger.js";
 import { measureAuditInserts, measureAuditQuery, prepareAuditTables } from "./audit.js";
 import { measureAuthApi } from "./auth.js";
 import { measureOpenApi } from "./openapi.js";
+import { measureWebhooks } from "./webhooks.js";
 import { startLocalIdp } from "../test/helpers/idp.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -127,6 +128,7 @@ async function main() {
   const authUrl = withCredentials(rootUrl, AUTHENTICATOR_ROLE, authPassword, database);
   await runMigrations(ownerUrl);
   const owner = new pg.Pool({ connectionString: ownerUrl, max: 4 });
+  owner.on("error", () => undefined);
   // As the server runs it (server/main.ts): the authenticator pool holds 20.
   const auth = new pg.Pool({ connectionString: authUrl, max: 20 });
 
@@ -325,6 +327,9 @@ async function main() {
       await auditTriggers(true);
       await timeConcurrent(HTTP_PER_ROUND / 2, 1, createOrg, mutationAudited);
     }
+    process.stderr.write("webhooks: delivered and applied…\n");
+    const webhooks = await measureWebhooks({ owner, base, masterKey, tenantId: small.tenantId, count: HTTP_PER_ROUND, concurrency: HTTP_CONCURRENCY });
+
     process.stderr.write("auth api: token exchange and refresh…\n");
     const authApi = await measureAuthApi({
       base,
@@ -451,6 +456,20 @@ async function main() {
         target: "≥ 0.9",
         pass: throughput(openApi.signedCachedLimited) / throughput(openApi.signedCached) >= 0.9,
         detail: `limited ${throughput(openApi.signedCachedLimited).toFixed(0)}/s p50 ${pct(openApi.signedCachedLimited.ms, 50).toFixed(2)} ms; unlimited ${throughput(openApi.signedCached).toFixed(0)}/s p50 ${pct(openApi.signedCached.ms, 50).toFixed(2)} ms`,
+      },
+      {
+        benchmark: "Webhooks: delivered + applied per second ÷ raw add_job + no-op task (same worker, concurrency)",
+        ratio: webhooks.hooksPerSecond / webhooks.rawPerSecond,
+        target: "≥ 0.5",
+        pass: webhooks.hooksPerSecond / webhooks.rawPerSecond >= 0.5,
+        detail: `webhooks ${webhooks.hooksPerSecond.toFixed(0)}/s; raw ${webhooks.rawPerSecond.toFixed(0)}/s`,
+      },
+      {
+        benchmark: "Webhooks: accept-to-start p99 ÷ raw add_job-to-start p99",
+        ratio: webhooks.hooksP99 / webhooks.rawP99,
+        target: "≤ 2",
+        pass: webhooks.hooksP99 / webhooks.rawP99 <= 2,
+        detail: `webhook p99 ${webhooks.hooksP99.toFixed(1)} ms; raw p99 ${webhooks.rawP99.toFixed(1)} ms`,
       },
     ];
     console.log("\nAuthHub benchmarks\n");
