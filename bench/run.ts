@@ -328,7 +328,7 @@ async function main() {
       await timeConcurrent(HTTP_PER_ROUND / 2, 1, createOrg, mutationAudited);
     }
     process.stderr.write("webhooks: delivered and applied…\n");
-    const webhooks = await measureWebhooks({ owner, base, masterKey, tenantId: small.tenantId, count: HTTP_PER_ROUND, concurrency: HTTP_CONCURRENCY });
+    const webhooks = await measureWebhooks({ owner, ownerUrl, base, masterKey, tenantId: small.tenantId, count: HTTP_PER_ROUND, concurrency: HTTP_CONCURRENCY });
 
     process.stderr.write("auth api: token exchange and refresh…\n");
     const authApi = await measureAuthApi({

@@ -7,14 +7,14 @@
  * (target ≤ 2×).
  */
 import { Logger, run, type Task } from "graphile-worker";
-import type pg from "pg";
+import pg from "pg";
 import { Webhook } from "svix";
 import type { MasterKey } from "../server/auth/masterKey.js";
 import { createWebhookEndpoint } from "../server/webhooks/endpoints.js";
 import { tasks } from "../worker/tasks/index.js";
 
-export async function measureWebhooks(options: { owner: pg.Pool; base: string; masterKey: MasterKey; tenantId: string; count: number; concurrency: number }) {
-  const { owner, base, masterKey, tenantId, count, concurrency } = options;
+export async function measureWebhooks(options: { owner: pg.Pool; ownerUrl: string; base: string; masterKey: MasterKey; tenantId: string; count: number; concurrency: number }) {
+  const { owner, ownerUrl, base, masterKey, tenantId, count, concurrency } = options;
   const endpoint = await createWebhookEndpoint(owner, masterKey, { name: "bench", tenantId });
   const signer = new Webhook(endpoint.secret);
   const starts = new Map<string, number>();
@@ -32,7 +32,11 @@ export async function measureWebhooks(options: { owner: pg.Pool; base: string; m
       done++;
     }) as Task,
   };
-  const runner = await run({ pgPool: owner, taskList, concurrency, noHandleSignals: true, pollInterval: 1000, logger: new Logger(() => () => undefined) });
+  // The worker's own pool, as `npm start` gives it (jobs plus its LISTEN connection).
+  const workerPool = new pg.Pool({ connectionString: ownerUrl, max: concurrency + 2 });
+  workerPool.on("error", () => undefined);
+  workerPool.on("connect", (c) => c.on("error", () => undefined));
+  const runner = await run({ pgPool: workerPool, taskList, concurrency, noHandleSignals: true, pollInterval: 1000, logger: new Logger(() => () => undefined) });
   const waitDone = async (target: number) => {
     while (done < target) await new Promise((r) => setTimeout(r, 5));
   };
@@ -80,5 +84,6 @@ export async function measureWebhooks(options: { owner: pg.Pool; base: string; m
     return { hooksPerSecond: (count / hooksMs) * 1000, rawPerSecond: (count / rawMs) * 1000, hooksP99: p99(hookIds), rawP99: p99(rawIds) };
   } finally {
     await runner.stop();
+    await workerPool.end();
   }
 }
