@@ -15,7 +15,7 @@ import { tasks } from "../worker/tasks/index.js";
 
 export async function measureWebhooks(options: { owner: pg.Pool; ownerUrl: string; base: string; masterKey: MasterKey; tenantId: string; count: number; concurrency: number }) {
   const { owner, ownerUrl, base, masterKey, tenantId, count, concurrency } = options;
-  const endpoint = await createWebhookEndpoint(owner, masterKey, { name: "bench", tenantId });
+  const endpoint = await createWebhookEndpoint(owner, masterKey, { name: "bench", issuer: "https://clerk.bench.example", tenantId });
   const signer = new Webhook(endpoint.secret);
   const starts = new Map<string, number>();
   const accepted = new Map<string, number>();

@@ -35,7 +35,7 @@ Commands:
   apikey rotate --key <ak_…> [--grace <seconds>]
                                             a new secret; the old one works for the grace period (default 0)
   apikey revoke --key <ak_…>                revoke a key (it stops working within a second)
-  webhook create --tenant <slug> [--secret whsec_…] [--issuer <url>] [--name <name>]
+  webhook create --tenant <slug> --issuer <url> [--secret whsec_…] [--name <name>]
                                             a Clerk webhook endpoint; prints its id, URL path and secret
 
 Options:
@@ -298,7 +298,7 @@ async function webhookCreate({ config, owner, values, out }: Parameters<Command>
   const created = await asCliCommand(owner, "webhook-create", (client) =>
     createWebhookEndpoint(client, masterKeyFor(config), {
       name: typeof values.name === "string" ? values.name : "Clerk",
-      issuer: typeof values.issuer === "string" ? values.issuer : null,
+      issuer: required(values, "issuer"),
       secret: typeof values.secret === "string" ? values.secret : null,
       tenantId,
     }),

@@ -1,5 +1,5 @@
 --! Previous: sha1:05ea0548d3d3498a2b071334f5532cbb7d2d426d
---! Hash: sha1:ab2c8b09d9bd204e45dba38e41866f8de2174cdf
+--! Hash: sha1:6e2aac8ef4f987fb8e3f75246c67b25832e88a52
 --! Message: identity sync: webhook endpoints, inbox, clerk event application
 
 --! split: 700-webhook-endpoints.sql
@@ -33,8 +33,9 @@ create table authhub.webhook_endpoints (
   provider     text not null default 'clerk' constraint webhook_endpoints_provider check (provider = 'clerk'),
   name         authhub.display_text not null,
   enabled      boolean not null default true,
-  -- The Clerk instance's token issuer: users it creates are bound to it (users.external_issuer).
-  issuer       authhub.issuer,
+  -- The Clerk instance's token issuer: the users it creates are bound to it
+  -- (users.external_issuer), and it changes no user bound to another.
+  issuer       authhub.issuer not null,
   -- Clerk organization role → AuthHub membership level.
   role_mapping jsonb not null default '{"org:admin": "ORG_ADMIN", "org:member": "USER"}'
     constraint webhook_endpoints_role_mapping check (authhub_private.role_mapping_valid(role_mapping)),
@@ -177,7 +178,8 @@ begin
   perform graphile_worker.add_job(
     'clerk_event__apply',
     json_build_object('tenant_id', t_id, 'endpoint_id', accept_webhook.endpoint_id, 'svix_id', accept_webhook.svix_id),
-    queue_name => 'clerk:' || accept_webhook.endpoint_id || ':' || coalesce(accept_webhook.entity, 'unknown'),
+    -- graphile-worker's queue names are short: the entity is hashed (md5 for length, not secrecy).
+    queue_name => 'clerk:' || md5(accept_webhook.endpoint_id || ':' || coalesce(accept_webhook.entity, 'unknown')),
     max_attempts => 12,
     job_key => 'clerk:' || accept_webhook.endpoint_id || ':' || accept_webhook.svix_id);
   return true;
@@ -211,6 +213,27 @@ alter table authhub_private.clerk_entities force row level security;
 create policy all_owner on authhub_private.clerk_entities for all to authhub_owner using (true) with check (true);
 insert into authhub_private.audit_exemptions (table_name, reason) values
   ('authhub_private.clerk_entities', 'Sync bookkeeping (versions, tombstones); the changes it guards are audited.');
+
+create function authhub_private.clerk_id(id text) returns text
+  language sql immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select case when id ~ '^[A-Za-z0-9_-]{1,100}$' then id else '?' end
+$$;
+
+-- The entity an event is about, by the receiver's rules (server/webhooks/clerk.ts).
+create function authhub_private.clerk_entity_of(kind text, data jsonb) returns text
+  language sql immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when kind like 'user.%' then 'user:' || authhub_private.clerk_id(data ->> 'id')
+    when kind like 'organizationMembership.%' then
+      'membership:' || authhub_private.clerk_id(data #>> '{organization,id}') || ':' || authhub_private.clerk_id(data #>> '{public_user_data,user_id}')
+    when kind like 'organization.%' then 'organization:' || authhub_private.clerk_id(data ->> 'id')
+    else 'other'
+  end
+$$;
 
 -- Applies one delivery. Outcomes: 'done', 'skipped' (older than what is
 -- stored, or about a deleted entity), 'retry' (its parent has not arrived:
@@ -257,11 +280,28 @@ begin
     outcome := 'failed: not a Clerk event (type and data expected)';
   end if;
 
+  -- A disabled endpoint (the switch after a leaked secret) or a suspended tenant applies nothing more.
+  if outcome is null and (not ep.enabled or not exists (select 1 from authhub.tenants t where t.id = d.tenant_id and t.status = 'active')) then
+    outcome := 'skipped';
+  end if;
   if outcome is null then
     data := event -> 'data';
     kind := event ->> 'type';
-    -- Versions: Clerk's updated_at where the object has one, else the event's timestamp.
-    version := coalesce((data ->> 'updated_at')::bigint, (event ->> 'timestamp')::bigint, 0);
+    -- The entity, read again from the parsed event: it must be the one the delivery was queued under.
+    if authhub_private.clerk_entity_of(kind, data) is distinct from d.entity or d.entity like '%?%' then
+      outcome := 'failed: the event does not name its entity consistently';
+    -- Versions: Clerk's updated_at where the object has one, else the event's timestamp (epoch ms),
+    -- never more than five minutes ahead (a far-future version would freeze the entity).
+    elsif coalesce(data ->> 'updated_at', event ->> 'timestamp', '0') !~ '^[0-9]{1,15}$' then
+      outcome := 'failed: updated_at and timestamp must be epoch milliseconds';
+    else
+      version := coalesce(data ->> 'updated_at', event ->> 'timestamp', '0')::bigint;
+      if version > (extract(epoch from now()) * 1000)::bigint + 300000 then
+        outcome := 'failed: the event is dated in the future';
+      end if;
+    end if;
+  end if;
+  if outcome is null then
     select * into known from authhub_private.clerk_entities c
     where c.tenant_id = d.tenant_id and c.endpoint_id = d.endpoint_id and c.entity = d.entity
     for update;
@@ -281,15 +321,31 @@ begin
         if data ->> 'id' is null or email is null then
           outcome := 'failed: a user event needs id and an e-mail address';
         else
+          -- Only users this endpoint's provider speaks for, at USER level: an admin's
+          -- identity, or another provider's user, is AuthHub's to manage, not a webhook's.
           insert into authhub.users as u (tenant_id, email, display_name, external_id, external_issuer)
           values (d.tenant_id, email, display, data ->> 'id', ep.issuer)
           on conflict (tenant_id, external_id) do update
-            set email = excluded.email, display_name = excluded.display_name;
-          outcome := 'done';
+            set email = excluded.email, display_name = excluded.display_name
+            where u.external_issuer is not distinct from ep.issuer and u.level = 'USER'
+          returning u.id into user_id;
+          outcome := case when user_id is null then 'failed: that user is not this provider''s to change' else 'done' end;
         end if;
       elsif kind = 'user.deleted' then
-        delete from authhub.users u where u.tenant_id = d.tenant_id and u.external_id = data ->> 'id';
-        outcome := 'done';
+        if exists (select 1 from authhub.users u where u.tenant_id = d.tenant_id and u.external_id = data ->> 'id'
+                   and (u.external_issuer is distinct from ep.issuer or u.level <> 'USER')) then
+          outcome := 'failed: that user is not this provider''s to delete';
+        else
+          delete from authhub.users u where u.tenant_id = d.tenant_id and u.external_id = data ->> 'id';
+          outcome := 'done';
+        end if;
+      elsif kind like 'organization.%' and exists (
+              select 1 from authhub.organizations o where o.tenant_id = d.tenant_id and o.external_id = data ->> 'id')
+            and not exists (
+              select 1 from authhub_private.clerk_entities c
+              where c.tenant_id = d.tenant_id and c.endpoint_id = d.endpoint_id and c.entity = d.entity) then
+        -- An organization another endpoint (or an admin) made is not this one's.
+        outcome := 'failed: that organization is not this endpoint''s to change';
       elsif kind in ('organization.created', 'organization.updated') then
         if data ->> 'id' is null or data ->> 'slug' is null or data ->> 'name' is null then
           outcome := 'failed: an organization event needs id, slug and name';
@@ -304,7 +360,9 @@ begin
         outcome := 'done';
       elsif kind in ('organizationMembership.created', 'organizationMembership.updated', 'organizationMembership.deleted') then
         select o.id into org_id from authhub.organizations o where o.tenant_id = d.tenant_id and o.external_id = data #>> '{organization,id}';
-        select u.id into user_id from authhub.users u where u.tenant_id = d.tenant_id and u.external_id = data #>> '{public_user_data,user_id}';
+        select u.id into user_id from authhub.users u
+        where u.tenant_id = d.tenant_id and u.external_id = data #>> '{public_user_data,user_id}'
+          and u.external_issuer is not distinct from ep.issuer;
         if kind = 'organizationMembership.deleted' then
           delete from authhub.memberships m where m.tenant_id = d.tenant_id and m.organization_id = org_id and m.user_id = user_id;
           outcome := 'done';
@@ -312,15 +370,12 @@ begin
           -- Its organization or user has not arrived yet: again later.
           outcome := 'retry';
         else
-          lvl := (ep.role_mapping ->> (data ->> 'role'))::authhub.role_level;
-          if lvl is null then
-            outcome := format('failed: no level mapped for the Clerk role %s', data ->> 'role');
-          else
-            insert into authhub.memberships as m (tenant_id, organization_id, user_id, level)
-            values (d.tenant_id, org_id, user_id, lvl)
-            on conflict (tenant_id, organization_id, user_id) do update set level = excluded.level;
-            outcome := 'done';
-          end if;
+          -- A role the mapping does not name grants nothing beyond membership: USER.
+          lvl := coalesce((ep.role_mapping ->> (data ->> 'role'))::authhub.role_level, 'USER');
+          insert into authhub.memberships as m (tenant_id, organization_id, user_id, level)
+          values (d.tenant_id, org_id, user_id, lvl)
+          on conflict (tenant_id, organization_id, user_id) do update set level = excluded.level;
+          outcome := 'done';
         end if;
       else
         outcome := format('failed: unknown event type %s', kind);
@@ -343,16 +398,19 @@ begin
     perform graphile_worker.add_job(
       'clerk_event__apply',
       json_build_object('tenant_id', w.tenant_id, 'endpoint_id', w.endpoint_id, 'svix_id', w.svix_id),
-      queue_name => 'clerk:' || w.endpoint_id || ':' || w.entity,
+      queue_name => 'clerk:' || md5(w.endpoint_id || ':' || w.entity),
       max_attempts => 12,
       job_key => 'clerk:' || w.endpoint_id || ':' || w.svix_id)
     from authhub.webhook_deliveries w
     where w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.state = 'pending' and w.svix_id <> d.svix_id
-      and (w.entity like 'membership:' || (data ->> 'id') || ':%' or w.entity like 'membership:%:' || (data ->> 'id'));
+      and ((kind like 'organization.%' and left(w.entity, length('membership:' || (data ->> 'id') || ':')) = 'membership:' || (data ->> 'id') || ':')
+           or (kind like 'user.%' and w.entity like 'membership:%' and right(w.entity, length(':' || (data ->> 'id'))) = ':' || (data ->> 'id')));
   end if;
   if outcome = 'done' then
     insert into authhub_private.clerk_entities as c (tenant_id, endpoint_id, entity, version, deleted_at)
-    values (d.tenant_id, d.endpoint_id, d.entity, version, case when kind like '%.deleted' then now() end)
+    -- Users and organizations keep a tombstone; a membership may end and begin again.
+    values (d.tenant_id, d.endpoint_id, d.entity, version,
+            case when kind in ('user.deleted', 'organization.deleted') then now() end)
     on conflict (tenant_id, endpoint_id, entity) do update
       set version = greatest(c.version, excluded.version), deleted_at = coalesce(c.deleted_at, excluded.deleted_at);
   end if;

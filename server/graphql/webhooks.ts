@@ -24,8 +24,8 @@ export function makeWebhooksPlugin(masterKey: MasterKey) {
         input CreateWebhookEndpointInput {
           clientMutationId: String
           name: String!
-          "The Clerk instance's token issuer: the users it creates are bound to it."
-          issuer: String
+          "The Clerk instance's token issuer: the users it creates are bound to it, and it changes no other."
+          issuer: String!
           "Clerk organization role → USER or ORG_ADMIN; default {\\"org:admin\\": \\"ORG_ADMIN\\", \\"org:member\\": \\"USER\\"}."
           roleMapping: JSON
           "The endpoint's Svix signing secret (whsec_…) if Clerk already has one; otherwise one is made."
@@ -52,7 +52,7 @@ export function makeWebhooksPlugin(masterKey: MasterKey) {
               return sideEffectWithPgClientTransaction(executor, $input, async (client, input) => {
                 const created = await createWebhookEndpoint(queryable(client), masterKey, {
                   name: input.name as string,
-                  issuer: (input.issuer as string | undefined) ?? null,
+                  issuer: input.issuer as string,
                   roleMapping: (input.roleMapping as Record<string, string> | undefined) ?? null,
                   secret: (input.secret as string | undefined) ?? null,
                 });

@@ -13,7 +13,8 @@ export const WHSEC_RE = /^whsec_[A-Za-z0-9+/]{24,}={0,2}$/;
 
 export interface EndpointInput {
   name: string;
-  issuer?: string | null;
+  /** The Clerk instance's token issuer (required: it decides which users the endpoint may change). */
+  issuer: string;
   roleMapping?: Record<string, string> | null;
   /** A secret to use (one Clerk shows for an existing endpoint); default: a new one. */
   secret?: string | null;
@@ -28,7 +29,7 @@ export async function createWebhookEndpoint(client: Pick<pg.PoolClient, "query">
   }
   const { rows } = await client.query<{ id: string; tenant_id: string }>(
     "select (e).id, (e).tenant_id from (select authhub_private.create_webhook_endpoint($1, $2, $3, $4, $5) as e) created",
-    [input.name, input.issuer ?? null, input.roleMapping ? JSON.stringify(input.roleMapping) : null, masterKey.encrypt(secret), input.tenantId ?? null],
+    [input.name, input.issuer, input.roleMapping ? JSON.stringify(input.roleMapping) : null, masterKey.encrypt(secret), input.tenantId ?? null],
   );
   const row = rows[0]!;
   return { id: row.id, tenantId: row.tenant_id, path: `/webhooks/clerk/${row.id}`, secret };

@@ -15,9 +15,9 @@ useFixtureDatabase(async (database, fixtures) => {
   db = database;
   f = fixtures;
   endpointA = (
-    await db.owner.query<{ id: string }>("select (e).id from (select authhub_private.create_webhook_endpoint('Clerk', null, null, 'v1.s.e.c', $1) as e) x", [f.a.id])
+    await db.owner.query<{ id: string }>("select (e).id from (select authhub_private.create_webhook_endpoint('Clerk', 'https://clerk.a.example', null, 'v1.s.e.c', $1) as e) x", [f.a.id])
   ).rows[0]!.id;
-  await db.owner.query("select authhub_private.create_webhook_endpoint('Clerk B', null, null, 'v1.s.e.c', $1)", [f.b.id]);
+  await db.owner.query("select authhub_private.create_webhook_endpoint('Clerk B', 'https://clerk.b.example', null, 'v1.s.e.c', $1)", [f.b.id]);
   await db.auth.query("select authhub_private.accept_webhook($1, 'msg_1', 'user.created', 'user:user_1', '{}')", [endpointA]);
 });
 
@@ -48,8 +48,8 @@ test("secrets and sync bookkeeping are out of every request role's reach, as are
     expect(await attemptAs(db, actor, "select authhub_private.clerk_apply($1, $2, 'msg_1')", [f.a.id, endpointA])).toBe("42501");
   }
   // Only tenant admins (or the operator) create endpoints.
-  expect(await attemptAs(db, cast(f, f.a).orgAdmin, "select authhub_private.create_webhook_endpoint('x', null, null, 'v1.a.b.c')")).toBe("AH403");
-  expect(await attemptAs(db, cast(f, f.a).tenantAdmin, "select authhub_private.create_webhook_endpoint('x', null, null, 'v1.a.b.c', $1)", [f.b.id])).toBe("AH403");
+  expect(await attemptAs(db, cast(f, f.a).orgAdmin, "select authhub_private.create_webhook_endpoint('x', 'https://x.example', null, 'v1.a.b.c')")).toBe("AH403");
+  expect(await attemptAs(db, cast(f, f.a).tenantAdmin, "select authhub_private.create_webhook_endpoint('x', 'https://x.example', null, 'v1.a.b.c', $1)", [f.b.id])).toBe("AH403");
   const { rows } = await db.owner.query("select new from authhub.audit_events where table_name = 'webhook_secrets'");
   expect(JSON.stringify(rows)).not.toContain("v1.s.e.c");
 });

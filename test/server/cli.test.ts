@@ -170,8 +170,8 @@ test("webhook create prints the endpoint's id, URL path and secret (given or new
   const made = JSON.parse((await cli("webhook", "create", "--tenant", "acme", "--issuer", "https://clerk.acme.test", "--json")).stdout);
   expect(made).toMatchObject({ id: expect.any(String), path: `/webhooks/clerk/${made.id}`, secret: expect.stringMatching(/^whsec_/) });
   const given = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-  expect(JSON.parse((await cli("webhook", "create", "--tenant", "acme", "--secret", given, "--json")).stdout).secret).toBe(given);
-  const bad = await cli("webhook", "create", "--tenant", "acme", "--secret", "not-a-secret", "--json");
+  expect(JSON.parse((await cli("webhook", "create", "--tenant", "acme", "--issuer", "https://clerk.acme.test", "--secret", given, "--json")).stdout).secret).toBe(given);
+  const bad = await cli("webhook", "create", "--tenant", "acme", "--issuer", "https://clerk.acme.test", "--secret", "not-a-secret", "--json");
   expect(bad.code).toBe(1);
   expect(JSON.parse(bad.stderr).error.code).toBe("invalid_input");
 });

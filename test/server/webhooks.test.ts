@@ -146,7 +146,7 @@ describe("receiving", () => {
     const big = "x".repeat(5 * 1024 * 1024);
     const res = await request(srv.app).post(endpoint.path).set("Content-Type", "application/json").send(`{"pad":"${big}"}`);
     expect(res.status).toBe(413);
-    const off = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Off", tenantId: f.a.id });
+    const off = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Off", issuer: ISSUER, tenantId: f.a.id });
     await db.owner.query("update authhub.webhook_endpoints set enabled = false where id = $1", [off.id]);
     await new Promise((r) => setTimeout(r, 1100));
     expect((await deliver({}, { path: off.path, secret: off.secret })).status).toBe(404);
@@ -243,7 +243,7 @@ describe("applying", () => {
       .post("/graphql")
       .set("Authorization", `Bearer ${await srv.mint(cast(f, f.b).tenantAdmin)}`)
       .send({
-        query: `mutation($m: JSON) { createWebhookEndpoint(input: { name: "B's Clerk", roleMapping: $m }) { path secret webhookEndpoint { rowId tenantId } } }`,
+        query: `mutation($m: JSON) { createWebhookEndpoint(input: { name: "B's Clerk", issuer: "https://clerk.b.example", roleMapping: $m }) { path secret webhookEndpoint { rowId tenantId } } }`,
         variables: { m: { "org:admin": "ORG_ADMIN", "org:viewer": "USER" } },
       });
     expect(created.body.errors).toBeUndefined();
@@ -251,12 +251,12 @@ describe("applying", () => {
     const refused = await request(srv.app)
       .post("/graphql")
       .set("Authorization", `Bearer ${await srv.mint(cast(f, f.a).orgAdmin)}`)
-      .send({ query: `mutation { createWebhookEndpoint(input: { name: "nope" }) { path } }` });
+      .send({ query: `mutation { createWebhookEndpoint(input: { name: "nope", issuer: "https://x.example" }) { path } }` });
     expect(refused.body.errors[0].extensions.code).toBe("forbidden");
     const badMapping = await request(srv.app)
       .post("/graphql")
       .set("Authorization", `Bearer ${await srv.mint(cast(f, f.b).tenantAdmin)}`)
-      .send({ query: `mutation($m: JSON) { createWebhookEndpoint(input: { name: "bad", roleMapping: $m }) { path } }`, variables: { m: { "org:admin": "SUPER_ADMIN" } } });
+      .send({ query: `mutation($m: JSON) { createWebhookEndpoint(input: { name: "bad", issuer: "https://x.example", roleMapping: $m }) { path } }`, variables: { m: { "org:admin": "SUPER_ADMIN" } } });
     expect(badMapping.body.errors[0].extensions.code).toBe("invalid_input");
   });
 });
@@ -292,5 +292,63 @@ describe("crashes", () => {
     }
     const events = await db.owner.query("select count(*)::int as n from authhub.audit_events where table_name = 'users' and new ->> 'external_id' = 'user_dee'");
     expect(events.rows[0].n).toBe(1);
+  });
+});
+
+describe("review: what a delivery may not do", () => {
+  test("it never changes or deletes an admin, nor a user another provider speaks for", async () => {
+    await db.owner.query("update authhub.users set external_id = 'user_root', external_issuer = 'https://okta.example' where id = $1", [f.superAdmin]);
+    await db.owner.query("update authhub.users set external_id = 'user_admin', external_issuer = $2 where id = $1", [f.a.users.tenantAdmin, ISSUER]);
+    const t = now();
+    await deliver(userEvent("user.updated", "user_root", "attacker@evil.example", t), { id: "msg_evil_root" });
+    await deliver({ type: "user.deleted", object: "event", timestamp: t, data: { id: "user_root", deleted: true } }, { id: "msg_evil_root_del" });
+    await deliver(userEvent("user.updated", "user_admin", "attacker2@evil.example", t), { id: "msg_evil_admin" });
+    await work();
+    for (const id of ["msg_evil_root", "msg_evil_root_del", "msg_evil_admin"]) expect(await delivery(id)).toMatchObject({ state: "failed" });
+    const { rows } = await db.owner.query("select email from authhub.users where id = any($1) order by email", [[f.superAdmin, f.a.users.tenantAdmin]]);
+    expect(rows.map((r) => r.email)).toEqual(["root@tenant-a.test", "tenant-admin@tenant-a.test"]);
+  });
+
+  test("an unmapped role is USER; a membership may end and begin again", async () => {
+    const t = now();
+    await deliver(userEvent("user.created", "user_eve", "eve@tenant-a.test", t), { id: "msg_eve" });
+    await deliver(orgEvent("organization.created", "org_ops", "ops", t), { id: "msg_ops" });
+    await deliver(membershipEvent("organizationMembership.created", "org_ops", "user_eve", "org:admin", t), { id: "msg_eve_1" });
+    await work();
+    await deliver(membershipEvent("organizationMembership.updated", "org_ops", "user_eve", "org:billing", t + 1000), { id: "msg_eve_2" });
+    await work();
+    const level = async () => (await db.owner.query("select m.level from authhub.memberships m join authhub.users u on u.id = m.user_id where u.external_id = 'user_eve'")).rows;
+    expect(await level()).toEqual([{ level: "USER" }]);
+    await deliver(membershipEvent("organizationMembership.deleted", "org_ops", "user_eve", "org:billing", t + 2000), { id: "msg_eve_3" });
+    await work();
+    expect(await level()).toEqual([]);
+    await deliver(membershipEvent("organizationMembership.created", "org_ops", "user_eve", "org:member", t + 3000), { id: "msg_eve_4" });
+    await work();
+    expect(await level()).toEqual([{ level: "USER" }]);
+  });
+
+  test("bad versions, future dates and inconsistent entities fail once; long ids are fine", async () => {
+    const t = now();
+    await deliver(userEvent("user.created", "user_v", "v@tenant-a.test", 0, { updated_at: "abc" }), { id: "msg_bad_version" });
+    await deliver(userEvent("user.created", "user_f", "f@tenant-a.test", t + 86_400_000), { id: "msg_future" });
+    const long = `user_${"x".repeat(95)}`;
+    await deliver(userEvent("user.created", long, "long@tenant-a.test", t), { id: "msg_long" });
+    // Signed, but the body the receiver could not read names its entity differently once parsed.
+    const raw = JSON.stringify(userEvent("user.created", "user_nul", "nul@tenant-a.test", t)).replace('"Clerk"', '"Cl\u0000erk"');
+    await deliver(null, { id: "msg_nul", raw });
+    await work();
+    expect(await delivery("msg_bad_version")).toMatchObject({ state: "failed", attempts: 1 });
+    expect(await delivery("msg_future")).toMatchObject({ state: "failed", attempts: 1, last_error: "the event is dated in the future" });
+    expect(await delivery("msg_long")).toMatchObject({ state: "done" });
+    expect(await delivery("msg_nul")).toMatchObject({ state: "failed", attempts: 1 });
+  });
+
+  test("disabling an endpoint stops what it had already queued", async () => {
+    const other = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Soon off", issuer: ISSUER, tenantId: f.a.id });
+    await deliver(userEvent("user.created", "user_late", "late@tenant-a.test", now()), { id: "msg_queued", path: other.path, secret: other.secret });
+    await db.owner.query("update authhub.webhook_endpoints set enabled = false where id = $1", [other.id]);
+    await work();
+    expect((await db.owner.query("select state from authhub.webhook_deliveries where svix_id = 'msg_queued'")).rows).toEqual([{ state: "skipped" }]);
+    expect((await db.owner.query("select 1 from authhub.users where external_id = 'user_late'")).rowCount).toBe(0);
   });
 });
