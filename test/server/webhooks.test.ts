@@ -352,3 +352,65 @@ describe("review: what a delivery may not do", () => {
     expect((await db.owner.query("select 1 from authhub.users where external_id = 'user_late'")).rowCount).toBe(0);
   });
 });
+
+describe("reconciliation", () => {
+  test("the hourly job pages through Clerk's API and repairs drift: a missed deletion, a missed creation, a missed update", async () => {
+    const http = await import("node:http");
+    const { configureWorker } = await import("../../worker/context.js");
+    configureWorker({ masterKey: srv.masterKey });
+    const t = now() - 60_000;
+    // What AuthHub learnt from webhooks.
+    await deliver(userEvent("user.created", "user_kept", "kept@tenant-a.test", t), { id: "msg_rec_1" });
+    await deliver(userEvent("user.created", "user_gone", "gone@tenant-a.test", t), { id: "msg_rec_2" });
+    await deliver(userEvent("user.created", "user_stale", "stale@tenant-a.test", t), { id: "msg_rec_3" });
+    await work();
+    // What Clerk has now: user_gone deleted and user_new created without AuthHub hearing of it,
+    // user_stale renamed; user_kept unchanged. Users answer as an array, organizations and
+    // memberships as { data, total_count }, as Clerk's Backend API does.
+    const clerkUsers = [
+      userEvent("user.updated", "user_kept", "kept@tenant-a.test", t).data,
+      userEvent("user.updated", "user_stale", "fresh@tenant-a.test", t + 30_000).data,
+      userEvent("user.updated", "user_new", "new@tenant-a.test", t + 30_000).data,
+    ];
+    const seenAuth: string[] = [];
+    const clerk = http.createServer((req, res) => {
+      seenAuth.push(String(req.headers.authorization));
+      const url = new URL(req.url!, "http://clerk");
+      const offset = Number(url.searchParams.get("offset") ?? 0);
+      res.setHeader("Content-Type", "application/json");
+      if (url.pathname === "/v1/users") return res.end(JSON.stringify(clerkUsers.slice(offset, offset + Number(url.searchParams.get("limit")))));
+      if (url.pathname === "/v1/organizations") return res.end(JSON.stringify({ data: [], total_count: 0 }));
+      res.statusCode = 404;
+      res.end("{}");
+    });
+    await new Promise<void>((r) => clerk.listen(0, "127.0.0.1", r));
+    try {
+      const port = (clerk.address() as import("node:net").AddressInfo).port;
+      await db.owner.query("select authhub_private.set_webhook_clerk_key($1, $2, $3)", [endpoint.id, srv.masterKey.encrypt("sk_test_fakeclerkkey123"), `http://127.0.0.1:${port}`]);
+      const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
+      pool.on("error", () => undefined);
+      pool.on("connect", (c) => c.on("error", () => undefined));
+      try {
+        const { makeWorkerUtils } = await import("graphile-worker");
+        const utils = await makeWorkerUtils({ pgPool: pool, logger: new Logger(() => () => undefined) });
+        await utils.addJob("clerk__reconcile", {});
+        await utils.release();
+      } finally {
+        await pool.end();
+      }
+      await work();
+    } finally {
+      await new Promise((r) => clerk.close(r));
+    }
+    expect(seenAuth.every((a) => a === "Bearer sk_test_fakeclerkkey123")).toBe(true);
+    const emails = (await db.owner.query("select external_id, email from authhub.users where external_id like 'user_%' and external_id in ('user_kept', 'user_gone', 'user_stale', 'user_new') order by external_id")).rows;
+    expect(emails).toEqual([
+      { external_id: "user_kept", email: "kept@tenant-a.test" },
+      { external_id: "user_new", email: "new@tenant-a.test" },
+      { external_id: "user_stale", email: "fresh@tenant-a.test" },
+    ]);
+    // The unchanged user was not touched again.
+    const kept = await db.owner.query("select count(*)::int as n from authhub.audit_events where table_name = 'users' and new ->> 'external_id' = 'user_kept'");
+    expect(kept.rows[0].n).toBe(1);
+  });
+});
