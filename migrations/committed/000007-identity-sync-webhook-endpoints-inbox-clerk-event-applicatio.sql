@@ -1,5 +1,5 @@
 --! Previous: sha1:05ea0548d3d3498a2b071334f5532cbb7d2d426d
---! Hash: sha1:3403a11fd0325c8d3daa98e4dbdd66b4e6106bff
+--! Hash: sha1:e6891b1845de8dcad4b98f6fbeea403938798b70
 --! Message: identity sync: webhook endpoints, inbox, clerk event application, reconciliation
 
 --! split: 700-webhook-endpoints.sql
@@ -134,6 +134,8 @@ create table authhub.webhook_deliveries (
   body         text not null,
   state        text not null default 'pending' constraint webhook_deliveries_state check (state in ('pending', 'done', 'skipped', 'failed')),
   attempts     integer not null default 0,
+  -- For a membership that arrived before its organization or user: the entities it waits for.
+  waiting_for  text[],
   last_error   text,
   received_at  timestamptz not null default now(),
   processed_at timestamptz,
@@ -141,6 +143,7 @@ create table authhub.webhook_deliveries (
   foreign key (tenant_id, endpoint_id) references authhub.webhook_endpoints (tenant_id, id) on delete cascade
 );
 create index webhook_deliveries_received on authhub.webhook_deliveries (tenant_id, received_at);
+create index webhook_deliveries_waiting on authhub.webhook_deliveries using gin (waiting_for) where state = 'pending' and waiting_for is not null;
 alter table authhub.webhook_deliveries enable row level security;
 alter table authhub.webhook_deliveries force row level security;
 create policy select_tenant_admin on authhub.webhook_deliveries for select to authhub_user
@@ -389,7 +392,11 @@ begin
   end if;
 
   if outcome = 'retry' then
-    update authhub.webhook_deliveries w set last_error = 'waiting for its organization or user'
+    update authhub.webhook_deliveries w
+    set last_error = 'waiting for its organization or user',
+        waiting_for = array_remove(array[
+          case when org_id is null then 'organization:' || (data #>> '{organization,id}') end,
+          case when user_id is null then 'user:' || (data #>> '{public_user_data,user_id}') end], null)
     where w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.svix_id = d.svix_id;
     return outcome;
   end if;
@@ -402,9 +409,8 @@ begin
       max_attempts => 12,
       job_key => 'clerk:' || w.endpoint_id || ':' || w.svix_id)
     from authhub.webhook_deliveries w
-    where w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.state = 'pending' and w.svix_id <> d.svix_id
-      and ((kind like 'organization.%' and left(w.entity, length('membership:' || (data ->> 'id') || ':')) = 'membership:' || (data ->> 'id') || ':')
-           or (kind like 'user.%' and w.entity like 'membership:%' and right(w.entity, length(':' || (data ->> 'id'))) = ':' || (data ->> 'id')));
+    where w.state = 'pending' and w.waiting_for is not null and w.waiting_for @> array[d.entity]
+      and w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.svix_id <> d.svix_id;
   end if;
   if outcome = 'done' then
     insert into authhub_private.clerk_entities as c (tenant_id, endpoint_id, entity, version, deleted_at)
