@@ -52,16 +52,23 @@ function deliver(event: unknown, options: { id?: string; secret?: string; timest
   return req.send(body);
 }
 
-/** Runs the worker (the real tasks, graphile-worker's runOnce) until no job is due. */
+/**
+ * Runs the worker (the real tasks, graphile-worker's runOnce) until every
+ * delivery has been tried at least once. runOnce returns as soon as it finds no
+ * job it can take, which a named queue still locked by the job just finished
+ * can cause; the running worker (`npm start`) simply polls again.
+ */
 async function work() {
   const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
   pool.on("error", () => undefined);
   pool.on("connect", (c) => c.on("error", () => undefined));
   try {
-    for (let round = 0; round < 5; round++) {
+    for (let round = 0; round < 40; round++) {
       await runOnce({ pgPool: pool, taskList: tasks, noHandleSignals: true, logger: new Logger(() => () => undefined) });
-      const due = await pool.query("select 1 from graphile_worker.jobs where run_at <= now() and locked_at is null and attempts < max_attempts limit 1");
-      if (!due.rowCount) break;
+      const untried = await pool.query("select 1 from authhub.webhook_deliveries where state = 'pending' and attempts = 0 limit 1");
+      const due = await pool.query("select 1 from graphile_worker.jobs where run_at <= now() and locked_at is null and attempts = 0 limit 1");
+      if (!untried.rowCount && !due.rowCount) break;
+      await new Promise((r) => setTimeout(r, 25));
     }
   } finally {
     await pool.end();
