@@ -1,6 +1,6 @@
 --! Previous: sha1:05ea0548d3d3498a2b071334f5532cbb7d2d426d
---! Hash: sha1:e6891b1845de8dcad4b98f6fbeea403938798b70
---! Message: identity sync: webhook endpoints, inbox, clerk event application, reconciliation
+--! Hash: sha1:282c55ec9733f0d50ea3687e7cced74d469af340
+--! Message: identity sync: webhook endpoints, inbox, clerk event application
 
 --! split: 700-webhook-endpoints.sql
 -- Identity sync from Clerk (issue 7, DESIGN.md §7). A webhook endpoint is a
@@ -362,11 +362,22 @@ begin
         delete from authhub.organizations o where o.tenant_id = d.tenant_id and o.external_id = data ->> 'id';
         outcome := 'done';
       elsif kind in ('organizationMembership.created', 'organizationMembership.updated', 'organizationMembership.deleted') then
-        select o.id into org_id from authhub.organizations o where o.tenant_id = d.tenant_id and o.external_id = data #>> '{organization,id}';
+        -- Only in organizations this endpoint made, for USER-level users its provider speaks for.
+        select o.id into org_id from authhub.organizations o
+        where o.tenant_id = d.tenant_id and o.external_id = data #>> '{organization,id}'
+          and exists (select 1 from authhub_private.clerk_entities c
+                      where c.tenant_id = d.tenant_id and c.endpoint_id = d.endpoint_id
+                        and c.entity = 'organization:' || (data #>> '{organization,id}') and c.deleted_at is null);
         select u.id into user_id from authhub.users u
         where u.tenant_id = d.tenant_id and u.external_id = data #>> '{public_user_data,user_id}'
-          and u.external_issuer is not distinct from ep.issuer;
-        if kind = 'organizationMembership.deleted' then
+          and u.external_issuer is not distinct from ep.issuer and u.level = 'USER';
+        if (org_id is null and exists (select 1 from authhub.organizations o
+                                       where o.tenant_id = d.tenant_id and o.external_id = data #>> '{organization,id}'))
+           or (user_id is null and exists (select 1 from authhub.users u
+                                           where u.tenant_id = d.tenant_id and u.external_id = data #>> '{public_user_data,user_id}')) then
+          -- They exist, but are not this endpoint's to manage (another provider's, or an admin).
+          outcome := 'failed: that organization or user is not this endpoint''s to manage';
+        elsif kind = 'organizationMembership.deleted' then
           delete from authhub.memberships m where m.tenant_id = d.tenant_id and m.organization_id = org_id and m.user_id = user_id;
           outcome := 'done';
         elsif org_id is null or user_id is null then
@@ -429,78 +440,3 @@ begin
 end;
 $$;
 grant execute on function authhub_private.clerk_apply(uuid, uuid, text) to authhub_worker;
-
---! split: 730-clerk-reconcile.sql
--- Reconciliation (issue 7): deliveries can be missed, so a scheduled job
--- (clerk__reconcile) pages through Clerk's Backend API for every endpoint
--- given a Clerk secret key, and turns what differs into deliveries of its own
--- (`reconcile:…`), applied by the same job as webhooks, with the same version
--- and tombstone rules.
-alter table authhub.webhook_endpoints add column clerk_api_url text not null default 'https://api.clerk.com'
-  constraint webhook_endpoints_clerk_api_url check (clerk_api_url ~ '^https?://[^[:space:]]+$' and length(clerk_api_url) <= 500);
-comment on column authhub.webhook_endpoints.clerk_api_url is 'Clerk''s Backend API, for reconciliation (default https://api.clerk.com).';
-grant update (clerk_api_url) on authhub.webhook_endpoints to authhub_user;
--- The Clerk secret key (sk_…), encrypted under the master key: reconciliation runs only where one is set.
-alter table authhub_private.webhook_secrets add column clerk_secret_key_encrypted text;
-insert into authhub_private.audit_secret_columns (table_name, column_name) values ('webhook_secrets', 'clerk_secret_key_encrypted');
-select authhub_private.audit_table('authhub_private.webhook_secrets', 'tenant_id', null);
-
--- Sets (or clears) an endpoint's Clerk secret key and API URL: tenant admins of its tenant, or the operator.
-create function authhub_private.set_webhook_clerk_key(endpoint_id uuid, clerk_secret_key_encrypted text, clerk_api_url text)
-  returns void
-  language plpgsql volatile security definer
-  set search_path = pg_catalog, pg_temp
-as $$
-#variable_conflict use_column
-declare
-  operator boolean := session_user = 'authhub_owner' and authhub.current_user_id() is null;
-  e authhub.webhook_endpoints;
-begin
-  select * into e from authhub.webhook_endpoints w
-  where w.id = set_webhook_clerk_key.endpoint_id and (operator or w.tenant_id = authhub.current_tenant_id());
-  if e.id is null or (not operator and not coalesce(authhub_private.is_tenant_admin(), false)) then
-    raise exception 'No such webhook endpoint.' using errcode = 'AH404';
-  end if;
-  update authhub_private.webhook_secrets s set clerk_secret_key_encrypted = set_webhook_clerk_key.clerk_secret_key_encrypted
-  where s.tenant_id = e.tenant_id and s.endpoint_id = e.id;
-  if set_webhook_clerk_key.clerk_api_url is not null then
-    update authhub.webhook_endpoints w set clerk_api_url = set_webhook_clerk_key.clerk_api_url where w.tenant_id = e.tenant_id and w.id = e.id;
-  end if;
-end;
-$$;
-grant execute on function authhub_private.set_webhook_clerk_key(uuid, text, text) to authhub_user;
-
--- For the reconciliation job: the enabled endpoints of active tenants with a Clerk key.
-create function authhub_private.clerk_reconcile_targets()
-  returns table (tenant_id uuid, endpoint_id uuid, clerk_api_url text, clerk_secret_key_encrypted text)
-  language sql stable security definer
-  set search_path = pg_catalog, pg_temp
-as $$
-  select e.tenant_id, e.id, e.clerk_api_url, s.clerk_secret_key_encrypted
-  from authhub.webhook_endpoints e
-  join authhub.tenants t on t.id = e.tenant_id and t.status = 'active'
-  join authhub_private.webhook_secrets s on s.tenant_id = e.tenant_id and s.endpoint_id = e.id
-  where e.enabled and s.clerk_secret_key_encrypted is not null
-$$;
-
--- What the endpoint has applied and not deleted (to tell which entities Clerk no longer has).
-create function authhub_private.clerk_live_entities(endpoint_id uuid) returns setof text
-  language sql stable security definer
-  set search_path = pg_catalog, pg_temp
-as $$
-  select c.entity from authhub_private.clerk_entities c
-  where c.endpoint_id = clerk_live_entities.endpoint_id and c.deleted_at is null
-    and (c.entity like 'user:%' or c.entity like 'organization:%'
-         or (c.entity like 'membership:%' and exists (
-               select 1 from authhub.memberships m
-               join authhub.organizations o on o.tenant_id = m.tenant_id and o.id = m.organization_id
-               join authhub.users u on u.tenant_id = m.tenant_id and u.id = m.user_id
-               where m.tenant_id = c.tenant_id
-                 and c.entity = 'membership:' || o.external_id || ':' || u.external_id)))
-$$;
-
-grant execute on function
-  authhub_private.clerk_reconcile_targets(),
-  authhub_private.clerk_live_entities(uuid),
-  authhub_private.accept_webhook(uuid, text, text, text, text)
-to authhub_worker;

@@ -360,64 +360,21 @@ describe("review: what a delivery may not do", () => {
   });
 });
 
-describe("reconciliation", () => {
-  test("the hourly job pages through Clerk's API and repairs drift: a missed deletion, a missed creation, a missed update", async () => {
-    const http = await import("node:http");
-    const { configureWorker } = await import("../../worker/context.js");
-    configureWorker({ masterKey: srv.masterKey });
-    const t = now() - 60_000;
-    // What AuthHub learnt from webhooks.
-    await deliver(userEvent("user.created", "user_kept", "kept@tenant-a.test", t), { id: "msg_rec_1" });
-    await deliver(userEvent("user.created", "user_gone", "gone@tenant-a.test", t), { id: "msg_rec_2" });
-    await deliver(userEvent("user.created", "user_stale", "stale@tenant-a.test", t), { id: "msg_rec_3" });
-    await work();
-    // What Clerk has now: user_gone deleted and user_new created without AuthHub hearing of it,
-    // user_stale renamed; user_kept unchanged. Users answer as an array, organizations and
-    // memberships as { data, total_count }, as Clerk's Backend API does.
-    const clerkUsers = [
-      userEvent("user.updated", "user_kept", "kept@tenant-a.test", t).data,
-      userEvent("user.updated", "user_stale", "fresh@tenant-a.test", t + 30_000).data,
-      userEvent("user.updated", "user_new", "new@tenant-a.test", t + 30_000).data,
-    ];
-    const seenAuth: string[] = [];
-    const clerk = http.createServer((req, res) => {
-      seenAuth.push(String(req.headers.authorization));
-      const url = new URL(req.url!, "http://clerk");
-      const offset = Number(url.searchParams.get("offset") ?? 0);
-      res.setHeader("Content-Type", "application/json");
-      if (url.pathname === "/v1/users") return res.end(JSON.stringify(clerkUsers.slice(offset, offset + Number(url.searchParams.get("limit")))));
-      if (url.pathname === "/v1/organizations") return res.end(JSON.stringify({ data: [], total_count: 0 }));
-      res.statusCode = 404;
-      res.end("{}");
-    });
-    await new Promise<void>((r) => clerk.listen(0, "127.0.0.1", r));
-    try {
-      const port = (clerk.address() as import("node:net").AddressInfo).port;
-      await db.owner.query("select authhub_private.set_webhook_clerk_key($1, $2, $3)", [endpoint.id, srv.masterKey.encrypt("sk_test_fakeclerkkey123"), `http://127.0.0.1:${port}`]);
-      const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
-      pool.on("error", () => undefined);
-      pool.on("connect", (c) => c.on("error", () => undefined));
-      try {
-        const { makeWorkerUtils } = await import("graphile-worker");
-        const utils = await makeWorkerUtils({ pgPool: pool, logger: new Logger(() => () => undefined) });
-        await utils.addJob("clerk__reconcile", {});
-        await utils.release();
-      } finally {
-        await pool.end();
-      }
-      await work();
-    } finally {
-      await new Promise((r) => clerk.close(r));
-    }
-    expect(seenAuth.every((a) => a === "Bearer sk_test_fakeclerkkey123")).toBe(true);
-    const emails = (await db.owner.query("select external_id, email from authhub.users where external_id like 'user_%' and external_id in ('user_kept', 'user_gone', 'user_stale', 'user_new') order by external_id")).rows;
-    expect(emails).toEqual([
-      { external_id: "user_kept", email: "kept@tenant-a.test" },
-      { external_id: "user_new", email: "new@tenant-a.test" },
-      { external_id: "user_stale", email: "fresh@tenant-a.test" },
-    ]);
-    // The unchanged user was not touched again.
-    const kept = await db.owner.query("select count(*)::int as n from authhub.audit_events where table_name = 'users' and new ->> 'external_id' = 'user_kept'");
-    expect(kept.rows[0].n).toBe(1);
-  });
+test("a membership acts only in organizations its endpoint made, for its own plain users", async () => {
+  const other = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Clerk B", issuer: "https://clerk.other.example", tenantId: f.a.id });
+  const t = now();
+  await deliver(orgEvent("organization.created", "org_mine", "mine", t), { id: "msg_mine" });
+  await deliver(userEvent("user.created", "user_theirs", "theirs@tenant-a.test", t), { id: "msg_theirs", path: other.path, secret: other.secret });
+  await work();
+  // Endpoint B tries to make its user an ORG_ADMIN in endpoint A's organization.
+  await deliver(membershipEvent("organizationMembership.created", "org_mine", "user_theirs", "org:admin", t), { id: "msg_cross", path: other.path, secret: other.secret });
+  // Endpoint A tries to give a membership to endpoint B's user.
+  await deliver(membershipEvent("organizationMembership.created", "org_mine", "user_theirs", "org:admin", t), { id: "msg_cross_2" });
+  await work();
+  expect((await db.owner.query("select state from authhub.webhook_deliveries where svix_id = any($1) order by svix_id", [["msg_cross", "msg_cross_2"]])).rows).toEqual([
+    { state: "failed" },
+    { state: "failed" },
+  ]);
+  const { rows } = await db.owner.query("select 1 from authhub.memberships m join authhub.users u on u.id = m.user_id where u.external_id = 'user_theirs'");
+  expect(rows).toEqual([]);
 });

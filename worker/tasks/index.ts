@@ -4,7 +4,6 @@
  */
 import type { TaskList } from "graphile-worker";
 import { auth__cleanup } from "./auth__cleanup.js";
-import { clerk__reconcile } from "./clerk__reconcile.js";
 import { clerk_event__apply } from "./clerk_event__apply.js";
 import { audit_events__purge } from "./audit_events__purge.js";
 import { audit_events__seal } from "./audit_events__seal.js";
@@ -16,14 +15,12 @@ export const tasks: TaskList = {
   auth__cleanup,
   open_api__cleanup,
   clerk_event__apply,
-  clerk__reconcile,
 };
 
-/** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup and Clerk reconciliation hourly, nonces every ten minutes. */
+/** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes. */
 export const crontab = [
   "*/5 * * * * audit_events__seal ?max=1",
   "17 3 * * * audit_events__purge ?max=1",
   "41 * * * * auth__cleanup ?max=1",
   "*/10 * * * * open_api__cleanup ?max=1",
-  "23 * * * * clerk__reconcile ?max=1",
 ].join("\n");
