@@ -1,5 +1,5 @@
 --! Previous: sha1:05ea0548d3d3498a2b071334f5532cbb7d2d426d
---! Hash: sha1:282c55ec9733f0d50ea3687e7cced74d469af340
+--! Hash: sha1:80e2c16f20c4f3435a7eb5966ab0cf0b65c06b72
 --! Message: identity sync: webhook endpoints, inbox, clerk event application
 
 --! split: 700-webhook-endpoints.sql
@@ -189,6 +189,26 @@ begin
 end;
 $$;
 grant execute on function authhub_private.accept_webhook(uuid, text, text, text, text) to authhub_authenticator;
+
+-- Retention: deliveries that are finished (done, skipped, failed) are kept 30
+-- days, then deleted by the worker's webhook_deliveries__purge job, a batch at a
+-- time; pending ones are kept until they finish.
+create function authhub_private.purge_webhook_deliveries(max_rows integer) returns integer
+  language sql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  with old as (
+    select w.tenant_id, w.endpoint_id, w.svix_id from authhub.webhook_deliveries w
+    where w.state <> 'pending' and w.processed_at < now() - interval '30 days'
+    limit purge_webhook_deliveries.max_rows
+  ), gone as (
+    delete from authhub.webhook_deliveries w using old
+    where w.tenant_id = old.tenant_id and w.endpoint_id = old.endpoint_id and w.svix_id = old.svix_id
+    returning 1
+  )
+  select count(*)::integer from gone
+$$;
+grant execute on function authhub_private.purge_webhook_deliveries(integer) to authhub_worker;
 
 --! split: 720-clerk-sync.sql
 -- Applying Clerk's events (the worker's clerk_event__apply job, as

@@ -53,3 +53,18 @@ test("secrets and sync bookkeeping are out of every request role's reach, as are
   const { rows } = await db.owner.query("select new from authhub.audit_events where table_name = 'webhook_secrets'");
   expect(JSON.stringify(rows)).not.toContain("v1.s.e.c");
 });
+
+test("the webhook_deliveries__purge job deletes finished deliveries after 30 days, never pending ones", async () => {
+  const { runTask } = await import("../helpers/worker.js");
+  for (const id of ["msg_old_done", "msg_old_pending", "msg_new_done"]) {
+    await db.auth.query("select authhub_private.accept_webhook($1, $2, 'user.created', 'user:x', '{}')", [endpointA, id]);
+  }
+  await db.owner.query(
+    `update authhub.webhook_deliveries set state = case when svix_id = 'msg_old_pending' then 'pending' else 'done' end,
+            processed_at = case when svix_id = 'msg_new_done' then now() else now() - interval '31 days' end
+     where svix_id in ('msg_old_done', 'msg_old_pending', 'msg_new_done')`,
+  );
+  await runTask(db, "webhook_deliveries__purge");
+  const { rows } = await db.owner.query("select svix_id from authhub.webhook_deliveries where svix_id = any($1) order by svix_id", [["msg_old_done", "msg_old_pending", "msg_new_done"]]);
+  expect(rows.map((r) => r.svix_id)).toEqual(["msg_new_done", "msg_old_pending"]);
+});

@@ -8,6 +8,7 @@ import { clerk_event__apply } from "./clerk_event__apply.js";
 import { audit_events__purge } from "./audit_events__purge.js";
 import { audit_events__seal } from "./audit_events__seal.js";
 import { open_api__cleanup } from "./open_api__cleanup.js";
+import { webhook_deliveries__purge } from "./webhook_deliveries__purge.js";
 
 export const tasks: TaskList = {
   audit_events__seal,
@@ -15,12 +16,14 @@ export const tasks: TaskList = {
   auth__cleanup,
   open_api__cleanup,
   clerk_event__apply,
+  webhook_deliveries__purge,
 };
 
-/** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes. */
+/** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes, the webhook inbox nightly. */
 export const crontab = [
   "*/5 * * * * audit_events__seal ?max=1",
   "17 3 * * * audit_events__purge ?max=1",
   "41 * * * * auth__cleanup ?max=1",
   "*/10 * * * * open_api__cleanup ?max=1",
+  "37 4 * * * webhook_deliveries__purge ?max=1",
 ].join("\n");
