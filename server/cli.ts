@@ -35,7 +35,7 @@ Commands:
   apikey rotate --key <ak_…> [--grace <seconds>]
                                             a new secret; the old one works for the grace period (default 0)
   apikey revoke --key <ak_…>                revoke a key (it stops working within a second)
-  webhook create --tenant <slug> --issuer <url> [--secret whsec_…] [--name <name>]
+  webhook create --tenant <slug> --issuer <url> [--secret whsec_…] [--name <name>] [--clerk-key sk_…]
                                             a Clerk webhook endpoint; prints its id, URL path and secret
 
 Options:
@@ -196,6 +196,7 @@ const ENCRYPTED_COLUMNS = [
   { table: "authhub_private.signing_keys", key: "kid", column: "private_key_encrypted" },
   { table: "authhub_private.api_key_secrets", key: "fingerprint", column: "secret_encrypted" },
   { table: "authhub_private.webhook_secrets", key: "endpoint_id::text", column: "secret_encrypted" },
+  { table: "authhub_private.webhook_secrets", key: "endpoint_id::text", column: "clerk_secret_key_encrypted" },
 ];
 
 /** `keys rewrap`: every stored secret not encrypted under the current master key is re-encrypted under it. */
@@ -205,9 +206,9 @@ async function keysRewrap({ config, owner, out }: Parameters<Command>[0]): Promi
     let n = 0;
     // Every column that holds a master-key ciphertext, with its row's key.
     for (const { table, key, column } of ENCRYPTED_COLUMNS) {
-      const { rows } = await client.query<{ k: string; c: string }>(`select ${key} as k, ${column} as c from ${table} for update`);
+      const { rows } = await client.query<{ k: string; c: string | null }>(`select ${key} as k, ${column} as c from ${table} for update`);
       for (const row of rows) {
-        if (masterKey.versionOf(row.c) === masterKey.version) continue;
+        if (row.c === null || masterKey.versionOf(row.c) === masterKey.version) continue;
         await client.query(`update ${table} set ${column} = $2 where ${key} = $1`, [row.k, masterKey.encrypt(masterKey.decrypt(row.c))]);
         n++;
       }
@@ -300,6 +301,7 @@ async function webhookCreate({ config, owner, values, out }: Parameters<Command>
       name: typeof values.name === "string" ? values.name : "Clerk",
       issuer: required(values, "issuer"),
       secret: typeof values.secret === "string" ? values.secret : null,
+      clerkSecretKey: typeof values["clerk-key"] === "string" ? values["clerk-key"] : null,
       tenantId,
     }),
   );
@@ -372,6 +374,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
         grace: { type: "string" },
         secret: { type: "string" },
         issuer: { type: "string" },
+        "clerk-key": { type: "string" },
       },
     });
     json = values.json === true;

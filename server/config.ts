@@ -40,6 +40,8 @@ export interface Config {
   trustProxy: false | number | string[];
   /** Largest webhook body accepted (413 above, before parsing). */
   webhookMaxBytes: number;
+  /** Clerk's Backend API, for reconciliation (the operator's setting, never a tenant's). */
+  clerkApiUrl: string;
   /** POST /auth/token abuse limits, per minute. */
   tokenRateLimit: { perIp: number; perSubject: number };
   graphql: {
@@ -97,6 +99,17 @@ function postgresUrl(env: Source, name: string): string | null {
     throw new ConfigError(name, "must start with postgres:// or postgresql://");
   }
   return raw;
+}
+
+function httpUrl(env: Source, name: string, fallback: string): string {
+  const raw = str(env, name) ?? fallback;
+  try {
+    const u = new URL(raw);
+    if (u.protocol !== "https:" && u.protocol !== "http:") throw new Error();
+  } catch {
+    throw new ConfigError(name, "must be an http(s) URL");
+  }
+  return raw.replace(/\/+$/, "");
 }
 
 function trustProxy(env: Source): false | number | string[] {
@@ -205,6 +218,7 @@ export function readConfig(env: Source = process.env): Config {
     sessionMaxAgeSeconds,
     trustProxy: trustProxy(env),
     webhookMaxBytes: int(env, "AUTHHUB_WEBHOOK_MAX_BYTES", 1_000_000, 10_000, 10_000_000),
+    clerkApiUrl: httpUrl(env, "AUTHHUB_CLERK_API_URL", "https://api.clerk.com"),
     tokenRateLimit: {
       perIp: int(env, "AUTHHUB_TOKEN_RATE_LIMIT_IP", 300, 1, 1_000_000),
       perSubject: int(env, "AUTHHUB_TOKEN_RATE_LIMIT_SUBJECT", 30, 1, 1_000_000),

@@ -76,7 +76,7 @@ async function main() {
     logger.warn("Several trusted issuers are configured: a user's external_id is matched whichever of them signed, so their subject ids must not collide.");
   }
   const { server, release } = await makeApp({ config, authPool, logger, masterKey });
-  const worker = config.runWorker ? await startWorker({ ownerPool, logger }) : null;
+  const worker = config.runWorker ? await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl }) : null;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.port, config.host, () => resolve());

@@ -5,6 +5,7 @@
 import "../server/env.js";
 import pg from "pg";
 import { prepareDatabase } from "../db/database.js";
+import { loadMasterKey } from "../server/auth/masterKey.js";
 import { readConfig } from "../server/config.js";
 import { makeLogger } from "../server/logger.js";
 import { onShutdownSignal } from "../server/shutdown.js";
@@ -16,7 +17,9 @@ const db = await prepareDatabase(config, { whenRunning: "share", migrate: true, 
 const ownerPool = new pg.Pool({ connectionString: db.ownerUrl, max: 5 });
 ownerPool.on("error", (err) => logger.error("owner pool error", { err }));
 ownerPool.on("connect", (client) => client.on("error", (err) => logger.error("owner connection error", { err })));
-const worker = await startWorker({ ownerPool, logger });
+// The same master key as the servers (it opens the Clerk keys reconciliation uses).
+const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (msg) => logger.warn(msg), config.masterKeyPrevious);
+const worker = await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl });
 onShutdownSignal(logger, [
   ["worker", () => worker.stop()],
   ["owner pool", () => ownerPool.end()],

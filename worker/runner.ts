@@ -7,6 +7,8 @@
 import { Logger as WorkerLogger, parseCrontab, run, type Runner } from "graphile-worker";
 import type pg from "pg";
 import type { Logger } from "../server/logger.js";
+import type { MasterKey } from "../server/auth/masterKey.js";
+import { configureWorker } from "./context.js";
 import { crontab, tasks } from "./tasks/index.js";
 
 export interface WorkerHandle {
@@ -14,7 +16,8 @@ export interface WorkerHandle {
   stop(): Promise<void>;
 }
 
-export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger; concurrency?: number }): Promise<WorkerHandle> {
+export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger; masterKey: MasterKey; clerkApiUrl: string; concurrency?: number }): Promise<WorkerHandle> {
+  configureWorker({ masterKey: options.masterKey, clerkApiUrl: options.clerkApiUrl });
   const log = options.logger.child({ component: "worker" });
   const logger = new WorkerLogger((scope) => (level, message, meta) => {
     const fields = { ...scope, ...(meta ?? {}) } as Record<string, unknown>;

@@ -1,6 +1,6 @@
 --! Previous: sha1:05ea0548d3d3498a2b071334f5532cbb7d2d426d
---! Hash: sha1:80e2c16f20c4f3435a7eb5966ab0cf0b65c06b72
---! Message: identity sync: webhook endpoints, inbox, clerk event application
+--! Hash: sha1:5cd467d9ab346646bf27dd3c6649691442cad018
+--! Message: identity sync: webhook endpoints, inbox, clerk event application, reconciliation
 
 --! split: 700-webhook-endpoints.sql
 -- Identity sync from Clerk (issue 7, DESIGN.md §7). A webhook endpoint is a
@@ -443,7 +443,13 @@ begin
     where w.state = 'pending' and w.waiting_for is not null and w.waiting_for @> array[d.entity]
       and w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.svix_id <> d.svix_id;
   end if;
-  if outcome = 'done' then
+  -- A deletion reconciliation inferred (Clerk no longer lists it, and answers 404
+  -- for it) forgets the entity instead of keeping a tombstone: if Clerk shows it
+  -- again, it comes back.
+  if outcome = 'done' and d.svix_id like 'reconcile:%' and kind like '%.deleted' then
+    delete from authhub_private.clerk_entities c
+    where c.tenant_id = d.tenant_id and c.endpoint_id = d.endpoint_id and c.entity = d.entity;
+  elsif outcome = 'done' then
     insert into authhub_private.clerk_entities as c (tenant_id, endpoint_id, entity, version, deleted_at)
     -- Users and organizations keep a tombstone; a membership may end and begin again.
     values (d.tenant_id, d.endpoint_id, d.entity, version,
@@ -460,3 +466,65 @@ begin
 end;
 $$;
 grant execute on function authhub_private.clerk_apply(uuid, uuid, text) to authhub_worker;
+
+--! split: 730-clerk-reconcile.sql
+-- Reconciliation (issue 7): deliveries can be missed, so a scheduled job
+-- (clerk__reconcile) reads Clerk's Backend API for every enabled endpoint that
+-- was given a Clerk secret key, and turns what changed into deliveries of its
+-- own (svix ids `reconcile:…`, which the receiver refuses from outside),
+-- applied by the same job as webhooks. Where Clerk's API is, is the operator's
+-- configuration (AUTHHUB_CLERK_API_URL), never a tenant's.
+
+-- The Clerk secret key (sk_…), encrypted under the master key.
+alter table authhub_private.webhook_secrets add column clerk_secret_key_encrypted text;
+insert into authhub_private.audit_secret_columns (table_name, column_name) values ('webhook_secrets', 'clerk_secret_key_encrypted');
+select authhub_private.audit_table('authhub_private.webhook_secrets', 'tenant_id', null);
+
+-- Sets (or clears) an endpoint's Clerk secret key: tenant admins of its tenant, or the operator.
+create function authhub_private.set_webhook_clerk_key(endpoint_id uuid, clerk_secret_key_encrypted text) returns void
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  operator boolean := session_user = 'authhub_owner' and authhub.current_user_id() is null;
+  e authhub.webhook_endpoints;
+begin
+  select * into e from authhub.webhook_endpoints w
+  where w.id = set_webhook_clerk_key.endpoint_id and (operator or w.tenant_id = authhub.current_tenant_id());
+  if e.id is null or (not operator and not coalesce(authhub_private.is_tenant_admin(), false)) then
+    raise exception 'No such webhook endpoint.' using errcode = 'AH404';
+  end if;
+  update authhub_private.webhook_secrets s set clerk_secret_key_encrypted = set_webhook_clerk_key.clerk_secret_key_encrypted
+  where s.tenant_id = e.tenant_id and s.endpoint_id = e.id;
+end;
+$$;
+grant execute on function authhub_private.set_webhook_clerk_key(uuid, text) to authhub_user;
+
+-- For the reconciliation job: the enabled endpoints of active tenants with a Clerk key.
+create function authhub_private.clerk_reconcile_targets()
+  returns table (tenant_id uuid, endpoint_id uuid, clerk_secret_key_encrypted text)
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select e.tenant_id, e.id, s.clerk_secret_key_encrypted
+  from authhub.webhook_endpoints e
+  join authhub.tenants t on t.id = e.tenant_id and t.status = 'active'
+  join authhub_private.webhook_secrets s on s.tenant_id = e.tenant_id and s.endpoint_id = e.id
+  where e.enabled and s.clerk_secret_key_encrypted is not null
+$$;
+
+-- What this endpoint has applied and not deleted, with the version applied.
+create function authhub_private.clerk_known_entities(endpoint_id uuid) returns table (entity text, version bigint)
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select c.entity, c.version from authhub_private.clerk_entities c
+  where c.endpoint_id = clerk_known_entities.endpoint_id and c.deleted_at is null
+$$;
+
+grant execute on function
+  authhub_private.clerk_reconcile_targets(),
+  authhub_private.clerk_known_entities(uuid),
+  authhub_private.accept_webhook(uuid, text, text, text, text)
+to authhub_worker;

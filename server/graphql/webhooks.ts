@@ -30,6 +30,8 @@ export function makeWebhooksPlugin(masterKey: MasterKey) {
           roleMapping: JSON
           "The endpoint's Svix signing secret (whsec_…) if Clerk already has one; otherwise one is made."
           secret: String
+          "A Clerk secret key (sk_…): with it, an hourly job reconciles with Clerk's Backend API. Stored encrypted, never shown."
+          clerkSecretKey: String
         }
         type CreateWebhookEndpointPayload {
           clientMutationId: String
@@ -55,6 +57,7 @@ export function makeWebhooksPlugin(masterKey: MasterKey) {
                   issuer: input.issuer as string,
                   roleMapping: (input.roleMapping as Record<string, string> | undefined) ?? null,
                   secret: (input.secret as string | undefined) ?? null,
+                  clerkSecretKey: (input.clerkSecretKey as string | undefined) ?? null,
                 });
                 return { ...created, clientMutationId: input.clientMutationId ?? null };
               });

@@ -79,7 +79,10 @@ export function clerkWebhookRouter(options: ClerkWebhookOptions): express.Router
             throw new AppError("invalid_signature", "The webhook signature is not valid.");
           }
         }
-        if (!/^[A-Za-z0-9_.:-]{1,100}$/.test(headers["svix-id"])) throw new AppError("invalid_signature", "The webhook signature is not valid.");
+        // `reconcile:` ids are the reconciliation job's own deliveries, never a sender's.
+        if (!/^[A-Za-z0-9_.:-]{1,100}$/.test(headers["svix-id"]) || headers["svix-id"].startsWith("reconcile:")) {
+          throw new AppError("invalid_signature", "The webhook signature is not valid.");
+        }
         const { type, entity } = entityOf(event);
         const { rows } = await options.authPool.query<{ stored: boolean }>("select authhub_private.accept_webhook($1, $2, $3, $4, $5) as stored", [
           id.toLowerCase(),

@@ -18,9 +18,13 @@ export interface EndpointInput {
   roleMapping?: Record<string, string> | null;
   /** A secret to use (one Clerk shows for an existing endpoint); default: a new one. */
   secret?: string | null;
+  /** A Clerk secret key (sk_…): with it, reconciliation reads Clerk's Backend API for this endpoint. */
+  clerkSecretKey?: string | null;
   /** Only for the operator (the CLI); a tenant admin creates in its own tenant. */
   tenantId?: string | null;
 }
+
+export const CLERK_KEY_RE = /^sk_(test|live)_[A-Za-z0-9]{10,200}$/;
 
 export async function createWebhookEndpoint(client: Pick<pg.PoolClient, "query">, masterKey: MasterKey, input: EndpointInput) {
   const secret = input.secret ?? `whsec_${randomBytes(24).toString("base64")}`;
@@ -32,5 +36,11 @@ export async function createWebhookEndpoint(client: Pick<pg.PoolClient, "query">
     [input.name, input.issuer, input.roleMapping ? JSON.stringify(input.roleMapping) : null, masterKey.encrypt(secret), input.tenantId ?? null],
   );
   const row = rows[0]!;
+  if (input.clerkSecretKey) {
+    if (!CLERK_KEY_RE.test(input.clerkSecretKey)) {
+      throw new AppError("invalid_input", "The Clerk secret key must look like sk_test_… or sk_live_….", { details: [{ field: "clerkSecretKey", message: "must be sk_test_… or sk_live_…" }] });
+    }
+    await client.query("select authhub_private.set_webhook_clerk_key($1, $2)", [row.id, masterKey.encrypt(input.clerkSecretKey)]);
+  }
   return { id: row.id, tenantId: row.tenant_id, path: `/webhooks/clerk/${row.id}`, secret };
 }

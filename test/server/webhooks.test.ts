@@ -378,3 +378,132 @@ test("a membership acts only in organizations its endpoint made, for its own pla
   const { rows } = await db.owner.query("select 1 from authhub.memberships m join authhub.users u on u.id = m.user_id where u.external_id = 'user_theirs'");
   expect(rows).toEqual([]);
 });
+
+describe("reconciliation", () => {
+  /** A local Clerk Backend API with its response shapes: users as an array (and /count), the rest as { data, total_count }. */
+  async function fakeClerk(state: {
+    users: Record<string, unknown>[];
+    orgs: Record<string, unknown>[];
+    memberships: Record<string, Record<string, unknown>[]>;
+    /** What /v1/users/count says, when it should disagree with the listing. */
+    userCount?: number;
+    /** Objects a direct GET finds even when the listing missed them. */
+    direct?: Record<string, unknown>[];
+  }) {
+    const http = await import("node:http");
+    const seen: string[] = [];
+    const server = http.createServer((req, res) => {
+      seen.push(String(req.headers.authorization));
+      const url = new URL(req.url!, "http://clerk");
+      const page = <T,>(xs: T[]) => xs.slice(Number(url.searchParams.get("offset") ?? 0), Number(url.searchParams.get("offset") ?? 0) + Number(url.searchParams.get("limit") ?? 10));
+      res.setHeader("Content-Type", "application/json");
+      const m = /^\/v1\/organizations\/([^/]+)\/memberships$/.exec(url.pathname);
+      const one = /^\/v1\/(users|organizations)\/([^/]+)$/.exec(url.pathname);
+      if (url.pathname === "/v1/users") return res.end(JSON.stringify(page(state.users)));
+      if (url.pathname === "/v1/users/count") return res.end(JSON.stringify({ object: "total_count", total_count: state.userCount ?? state.users.length }));
+      if (url.pathname === "/v1/organizations") return res.end(JSON.stringify({ data: page(state.orgs), total_count: state.orgs.length }));
+      if (m) {
+        const list = state.memberships[m[1]!] ?? [];
+        return res.end(JSON.stringify({ data: page(list), total_count: list.length }));
+      }
+      if (one) {
+        const found = [...(one[1] === "users" ? state.users : state.orgs), ...(state.direct ?? [])].find((x) => x.id === decodeURIComponent(one[2]!));
+        res.statusCode = found ? 200 : 404;
+        return res.end(JSON.stringify(found ?? { errors: [{ code: "resource_not_found" }] }));
+      }
+      res.statusCode = 404;
+      res.end("{}");
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    return { url: `http://127.0.0.1:${(server.address() as import("node:net").AddressInfo).port}`, seen, close: () => new Promise((r) => server.close(r)) };
+  }
+
+  async function reconcileNow(clerkUrl: string) {
+    const { configureWorker } = await import("../../worker/context.js");
+    configureWorker({ masterKey: srv.masterKey, clerkApiUrl: clerkUrl });
+    const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
+    pool.on("error", () => undefined);
+    pool.on("connect", (c) => c.on("error", () => undefined));
+    try {
+      const { makeWorkerUtils } = await import("graphile-worker");
+      const utils = await makeWorkerUtils({ pgPool: pool, logger: new Logger(() => () => undefined) });
+      await utils.addJob("clerk__reconcile", {});
+      await utils.release();
+    } finally {
+      await pool.end();
+    }
+    await work();
+  }
+
+  test("repairs drift: a missed deletion (confirmed 404), a missed creation, a missed update; leaves the unchanged alone; a deletion is forgotten, not tombstoned", async () => {
+    const rec = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Reconciled", issuer: "https://clerk.rec.example", tenantId: f.a.id, clerkSecretKey: "sk_test_fakeclerkkey123" });
+    const t = now() - 60_000;
+    const send = (event: unknown, id: string) => deliver(event, { id, path: rec.path, secret: rec.secret });
+    await send(userEvent("user.created", "user_kept", "kept@tenant-a.test", t), "msg_r1");
+    await send(userEvent("user.created", "user_gone", "gone@tenant-a.test", t), "msg_r2");
+    await send(userEvent("user.created", "user_stale", "stale@tenant-a.test", t), "msg_r3");
+    await work();
+    const state = {
+      users: [
+        userEvent("user.updated", "user_kept", "kept@tenant-a.test", t).data,
+        userEvent("user.updated", "user_stale", "fresh@tenant-a.test", t + 30_000).data,
+        userEvent("user.updated", "user_new", "new@tenant-a.test", t + 30_000).data,
+      ],
+      orgs: [] as Record<string, unknown>[],
+      memberships: {},
+    };
+    const clerk = await fakeClerk(state);
+    try {
+      await reconcileNow(clerk.url);
+      expect(clerk.seen.every((a) => a === "Bearer sk_test_fakeclerkkey123")).toBe(true);
+      const users = (await db.owner.query("select external_id, email from authhub.users where external_id = any($1) order by external_id", [["user_kept", "user_gone", "user_stale", "user_new"]])).rows;
+      expect(users).toEqual([
+        { external_id: "user_kept", email: "kept@tenant-a.test" },
+        { external_id: "user_new", email: "new@tenant-a.test" },
+        { external_id: "user_stale", email: "fresh@tenant-a.test" },
+      ]);
+      // Only what changed was queued: the unchanged user has no reconciliation delivery.
+      const queued = (await db.owner.query("select event_type, entity from authhub.webhook_deliveries where endpoint_id = $1 and svix_id like 'reconcile:%' order by entity", [rec.id])).rows;
+      expect(queued.map((r) => r.entity)).toEqual(["user:user_gone", "user:user_new", "user:user_stale"]);
+      // The inferred deletion left no tombstone: if Clerk shows the user again, it comes back.
+      state.users.push(userEvent("user.updated", "user_gone", "back@tenant-a.test", t + 40_000).data);
+      await reconcileNow(clerk.url);
+      expect((await db.owner.query("select email from authhub.users where external_id = 'user_gone'")).rows).toEqual([{ email: "back@tenant-a.test" }]);
+    } finally {
+      await clerk.close();
+    }
+  });
+
+  test("infers no deletion from a listing that is not whole, nor for what Clerk still answers for directly", async () => {
+    const rec = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Careful", issuer: "https://clerk.careful.example", tenantId: f.a.id, clerkSecretKey: "sk_test_carefulkey12345" });
+    const t = now() - 60_000;
+    await deliver(userEvent("user.created", "user_c1", "c1@tenant-a.test", t), { id: "msg_c1", path: rec.path, secret: rec.secret });
+    await deliver(userEvent("user.created", "user_c2", "c2@tenant-a.test", t), { id: "msg_c2", path: rec.path, secret: rec.secret });
+    await work();
+    const c1 = userEvent("user.updated", "user_c1", "c1@tenant-a.test", t).data;
+    const c2 = userEvent("user.updated", "user_c2", "c2@tenant-a.test", t).data;
+    // A page shifted: the listing misses user_c1 but Clerk counts 2. Not whole: no deletion.
+    let clerk = await fakeClerk({ users: [c2], orgs: [], memberships: {}, userCount: 2 });
+    try {
+      await reconcileNow(clerk.url);
+    } finally {
+      await clerk.close();
+    }
+    expect((await db.owner.query("select 1 from authhub.users where external_id = 'user_c1'")).rowCount).toBe(1);
+    // Whole by the count, but Clerk still answers for user_c1 directly: no deletion either.
+    clerk = await fakeClerk({ users: [c2], orgs: [], memberships: {}, direct: [c1] });
+    try {
+      await reconcileNow(clerk.url);
+    } finally {
+      await clerk.close();
+    }
+    expect((await db.owner.query("select 1 from authhub.users where external_id = 'user_c1'")).rowCount).toBe(1);
+    const deletions = await db.owner.query("select 1 from authhub.webhook_deliveries where endpoint_id = $1 and event_type like '%.deleted'", [rec.id]);
+    expect(deletions.rowCount).toBe(0);
+  });
+
+  test("the receiver refuses reconciliation's own ids from outside", async () => {
+    const res = await deliver(userEvent("user.created", "user_pre", "pre@tenant-a.test", now()), { id: "reconcile:zzz:0" });
+    expect(res.status).toBe(400);
+  });
+});

@@ -4,6 +4,7 @@
  */
 import type { TaskList } from "graphile-worker";
 import { auth__cleanup } from "./auth__cleanup.js";
+import { clerk__reconcile } from "./clerk__reconcile.js";
 import { clerk_event__apply } from "./clerk_event__apply.js";
 import { audit_events__purge } from "./audit_events__purge.js";
 import { audit_events__seal } from "./audit_events__seal.js";
@@ -17,13 +18,15 @@ export const tasks: TaskList = {
   open_api__cleanup,
   clerk_event__apply,
   webhook_deliveries__purge,
+  clerk__reconcile,
 };
 
-/** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes, the webhook inbox nightly. */
+/** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes, the webhook inbox nightly, Clerk reconciliation hourly. */
 export const crontab = [
   "*/5 * * * * audit_events__seal ?max=1",
   "17 3 * * * audit_events__purge ?max=1",
   "41 * * * * auth__cleanup ?max=1",
   "*/10 * * * * open_api__cleanup ?max=1",
   "37 4 * * * webhook_deliveries__purge ?max=1",
+  "23 * * * * clerk__reconcile ?max=1",
 ].join("\n");

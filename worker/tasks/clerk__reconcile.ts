@@ -1,0 +1,178 @@
+/**
+ * Reconciliation with Clerk (issue 7): deliveries can be missed, so for every
+ * enabled endpoint with a Clerk secret key this job reads Clerk's Backend API
+ * (AUTHHUB_CLERK_API_URL: the operator's, never a tenant's) and queues what
+ * changed as deliveries of its own (`reconcile:<run>:<n>`, refused from outside
+ * by the receiver), applied by clerk_event__apply like webhooks.
+ *
+ * Safeguards: answers are size-capped and redirects refused; only changed or
+ * unknown objects are queued, and only the fields the apply job reads are kept.
+ * A deletion is inferred only when a listing was read whole (every page, its
+ * ids matching Clerk's own count), for an entity applied before this run began,
+ * and (users, organizations) only after Clerk answers 404 for it directly; it
+ * forgets the entity rather than leaving a tombstone, and a run infers at most
+ * 10 % of what the endpoint knows (and at least 10).
+ */
+import type { JobHelpers, Task } from "graphile-worker";
+import { entityOf } from "../../server/webhooks/clerk.js";
+import { workerContext } from "../context.js";
+import { inJobTransaction } from "../jobTransaction.js";
+
+const PAGE = 100;
+const MAX_PAGES = 200;
+const MAX_ANSWER_BYTES = 5_000_000;
+const MAX_OBJECTS = 100_000;
+
+interface Target {
+  tenant_id: string;
+  endpoint_id: string;
+  clerk_secret_key_encrypted: string;
+}
+
+type Obj = Record<string, unknown>;
+
+class Clerk {
+  objects = 0;
+  constructor(
+    private readonly base: string,
+    private readonly key: string,
+  ) {}
+
+  /** One GET: the parsed answer, or null for 404. */
+  async get(path: string): Promise<unknown> {
+    const res = await fetch(`${this.base}${path}`, {
+      headers: { Authorization: `Bearer ${this.key}`, Accept: "application/json" },
+      redirect: "error",
+      signal: AbortSignal.timeout(15_000),
+    });
+    if (res.status === 404) return null;
+    if (!res.ok) throw new Error(`Clerk answered ${res.status} for ${path.split("?")[0]}`);
+    const text = await res.text();
+    if (text.length > MAX_ANSWER_BYTES) throw new Error(`Clerk's answer for ${path.split("?")[0]} is too large`);
+    return JSON.parse(text) as unknown;
+  }
+
+  /** Every page of a listing, and whether it was read whole (its ids match Clerk's count). */
+  async list(path: string, countPath?: string): Promise<{ items: Obj[]; whole: boolean }> {
+    const items: Obj[] = [];
+    let total: number | null = null;
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const body = await this.get(`${path}?limit=${PAGE}&offset=${page * PAGE}`);
+      // Users come as an array; organizations and memberships as { data, total_count }.
+      const pageItems = Array.isArray(body) ? body : (body as { data?: unknown } | null)?.data;
+      if (!Array.isArray(pageItems)) throw new Error(`Clerk's answer for ${path} is not a list`);
+      if (!Array.isArray(body)) total = Number((body as { total_count?: unknown }).total_count ?? NaN);
+      items.push(...(pageItems as Obj[]));
+      this.objects += pageItems.length;
+      if (this.objects > MAX_OBJECTS) throw new Error("Clerk listed more objects than reconciliation reads");
+      if (pageItems.length < PAGE) break;
+    }
+    if (countPath) total = Number(((await this.get(countPath)) as { total_count?: unknown } | null)?.total_count ?? NaN);
+    const ids = new Set(items.map((o) => String(o.id ?? JSON.stringify([(o.organization as Obj)?.id, (o.public_user_data as Obj)?.user_id]))));
+    return { items, whole: total !== null && ids.size === total && ids.size === items.length };
+  }
+}
+
+/** Only what clerk_apply reads, so nothing else Clerk (or a look-alike) answers is stored. */
+function trim(type: string, o: Obj): Obj {
+  if (type.startsWith("user.")) {
+    const emails = Array.isArray(o.email_addresses) ? (o.email_addresses as Obj[]).map((e) => ({ id: e.id, email_address: e.email_address })) : [];
+    return { id: o.id, primary_email_address_id: o.primary_email_address_id, email_addresses: emails, first_name: o.first_name, last_name: o.last_name, updated_at: o.updated_at };
+  }
+  if (type.startsWith("organizationMembership.")) {
+    return {
+      organization: { id: (o.organization as Obj | undefined)?.id },
+      public_user_data: { user_id: (o.public_user_data as Obj | undefined)?.user_id },
+      role: o.role,
+      updated_at: o.updated_at,
+    };
+  }
+  return { id: o.id, name: o.name, slug: o.slug, updated_at: o.updated_at };
+}
+
+async function reconcile(target: Target, helpers: JobHelpers) {
+  const { masterKey, clerkApiUrl } = workerContext();
+  const runStart = Date.now();
+  const clerk = new Clerk(clerkApiUrl, masterKey.decrypt(target.clerk_secret_key_encrypted));
+  const known = new Map(
+    (
+      await inJobTransaction(helpers, "clerk__reconcile", async (client) =>
+        (await client.query<{ entity: string; version: string }>("select entity, version from authhub_private.clerk_known_entities($1)", [target.endpoint_id])).rows,
+      )
+    ).map((r) => [r.entity, Number(r.version)]),
+  );
+
+  const users = await clerk.list("/v1/users", "/v1/users/count");
+  const orgs = await clerk.list("/v1/organizations");
+  const memberships: Obj[] = [];
+  let membershipsWhole = orgs.whole;
+  for (const org of orgs.items) {
+    const listed = await clerk.list(`/v1/organizations/${encodeURIComponent(String(org.id))}/memberships`);
+    memberships.push(...listed.items);
+    membershipsWhole &&= listed.whole;
+  }
+
+  const events: { type: string; data: Obj; at: number }[] = [];
+  const listed = new Set<string>();
+  for (const [type, items] of [
+    ["user.updated", users.items],
+    ["organization.updated", orgs.items],
+    ["organizationMembership.updated", memberships],
+  ] as const) {
+    for (const item of items) {
+      const data = trim(type, item);
+      const { entity } = entityOf({ type, data });
+      listed.add(entity);
+      // Unchanged (the version applied is as new): nothing to queue.
+      const version = Number(data.updated_at);
+      const applied = known.get(entity);
+      if (applied !== undefined && Number.isFinite(version) && version <= applied) continue;
+      events.push({ type, data, at: runStart });
+    }
+  }
+
+  // What the endpoint knows and Clerk did not list, from listings read whole, applied before this run.
+  const whole = { user: users.whole, organization: orgs.whole, membership: membershipsWhole };
+  const gone = [...known.entries()].filter(([entity, version]) => {
+    const kind = entity.split(":")[0] as keyof typeof whole;
+    return whole[kind] && !listed.has(entity) && version < runStart;
+  });
+  const cap = Math.max(10, Math.floor(known.size / 10));
+  if (gone.length > cap) {
+    helpers.logger.warn(`endpoint ${target.endpoint_id}: Clerk no longer lists ${gone.length} known entities (more than ${cap}); no deletions inferred this run`);
+  } else {
+    for (const [entity] of gone) {
+      const [kind, a, b] = entity.split(":");
+      if (kind === "user" && (await clerk.get(`/v1/users/${encodeURIComponent(a!)}`)) === null) {
+        events.push({ type: "user.deleted", data: { id: a, deleted: true }, at: runStart });
+      } else if (kind === "organization" && (await clerk.get(`/v1/organizations/${encodeURIComponent(a!)}`)) === null) {
+        events.push({ type: "organization.deleted", data: { id: a, deleted: true }, at: runStart });
+      } else if (kind === "membership") {
+        events.push({ type: "organizationMembership.deleted", data: { organization: { id: a }, public_user_data: { user_id: b } }, at: runStart });
+      }
+    }
+  }
+
+  const run = `reconcile:${runStart.toString(36)}`;
+  await inJobTransaction(helpers, "clerk__reconcile", async (client) => {
+    for (const [i, e] of events.entries()) {
+      const body = { type: e.type, object: "event", timestamp: e.at, data: e.data };
+      await client.query("select authhub_private.accept_webhook($1, $2, $3, $4, $5)", [target.endpoint_id, `${run}:${i}`, e.type, entityOf(body).entity, JSON.stringify(body)]);
+    }
+  });
+  helpers.logger.info(`reconciled endpoint ${target.endpoint_id}: ${events.length} change(s) queued`);
+}
+
+export const clerk__reconcile: Task = async (_payload, helpers) => {
+  const targets = await inJobTransaction(helpers, "clerk__reconcile", async (client) => (await client.query<Target>("select * from authhub_private.clerk_reconcile_targets()")).rows);
+  const failures: string[] = [];
+  for (const target of targets) {
+    try {
+      await reconcile(target, helpers);
+    } catch (err) {
+      // One endpoint's trouble does not stop the others.
+      failures.push(`${target.endpoint_id}: ${(err as Error).message}`);
+    }
+  }
+  if (failures.length) throw new Error(`reconciliation failed for ${failures.join("; ")}`);
+};
