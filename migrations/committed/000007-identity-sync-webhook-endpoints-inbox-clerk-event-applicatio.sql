@@ -1,5 +1,5 @@
 --! Previous: sha1:05ea0548d3d3498a2b071334f5532cbb7d2d426d
---! Hash: sha1:5cd467d9ab346646bf27dd3c6649691442cad018
+--! Hash: sha1:8c3af204734818879b9bce672c969274c16a4699
 --! Message: identity sync: webhook endpoints, inbox, clerk event application, reconciliation
 
 --! split: 700-webhook-endpoints.sql
@@ -167,6 +167,10 @@ declare
   t_id uuid;
   stored boolean;
 begin
+  -- `reconcile:` ids are the reconciliation job's (running as the worker role) alone.
+  if accept_webhook.svix_id like 'reconcile:%' and current_setting('role', true) is distinct from 'authhub_worker' then
+    raise exception 'Reserved delivery id.' using errcode = 'AH403';
+  end if;
   select e.tenant_id into t_id from authhub.webhook_endpoints e where e.id = accept_webhook.endpoint_id;
   if t_id is null then
     raise exception 'No such endpoint.' using errcode = 'AH404';
@@ -279,8 +283,9 @@ declare
   outcome text;
   email text;
   display text;
-  org_id uuid;
-  user_id uuid;
+  -- Not named like any column: with use_column a clash would silently read the column.
+  the_org uuid;
+  the_user uuid;
   lvl authhub.role_level;
 begin
   select * into d from authhub.webhook_deliveries w
@@ -328,7 +333,9 @@ begin
     select * into known from authhub_private.clerk_entities c
     where c.tenant_id = d.tenant_id and c.endpoint_id = d.endpoint_id and c.entity = d.entity
     for update;
-    if known.deleted_at is not null or (known.version is not null and known.version > version)
+    -- A deleted user or organization stays deleted; a membership may begin again with a newer event.
+    if (known.deleted_at is not null and d.entity not like 'membership:%')
+       or (known.version is not null and known.version > version)
        or (known.version is not null and known.version = version and kind not like '%.deleted') then
       outcome := 'skipped';
     end if;
@@ -351,8 +358,8 @@ begin
           on conflict (tenant_id, external_id) do update
             set email = excluded.email, display_name = excluded.display_name
             where u.external_issuer is not distinct from ep.issuer and u.level = 'USER'
-          returning u.id into user_id;
-          outcome := case when user_id is null then 'failed: that user is not this provider''s to change' else 'done' end;
+          returning u.id into the_user;
+          outcome := case when the_user is null then 'failed: that user is not this provider''s to change' else 'done' end;
         end if;
       elsif kind = 'user.deleted' then
         if exists (select 1 from authhub.users u where u.tenant_id = d.tenant_id and u.external_id = data ->> 'id'
@@ -383,31 +390,31 @@ begin
         outcome := 'done';
       elsif kind in ('organizationMembership.created', 'organizationMembership.updated', 'organizationMembership.deleted') then
         -- Only in organizations this endpoint made, for USER-level users its provider speaks for.
-        select o.id into org_id from authhub.organizations o
+        select o.id into the_org from authhub.organizations o
         where o.tenant_id = d.tenant_id and o.external_id = data #>> '{organization,id}'
           and exists (select 1 from authhub_private.clerk_entities c
                       where c.tenant_id = d.tenant_id and c.endpoint_id = d.endpoint_id
                         and c.entity = 'organization:' || (data #>> '{organization,id}') and c.deleted_at is null);
-        select u.id into user_id from authhub.users u
+        select u.id into the_user from authhub.users u
         where u.tenant_id = d.tenant_id and u.external_id = data #>> '{public_user_data,user_id}'
           and u.external_issuer is not distinct from ep.issuer and u.level = 'USER';
-        if (org_id is null and exists (select 1 from authhub.organizations o
+        if (the_org is null and exists (select 1 from authhub.organizations o
                                        where o.tenant_id = d.tenant_id and o.external_id = data #>> '{organization,id}'))
-           or (user_id is null and exists (select 1 from authhub.users u
+           or (the_user is null and exists (select 1 from authhub.users u
                                            where u.tenant_id = d.tenant_id and u.external_id = data #>> '{public_user_data,user_id}')) then
           -- They exist, but are not this endpoint's to manage (another provider's, or an admin).
           outcome := 'failed: that organization or user is not this endpoint''s to manage';
         elsif kind = 'organizationMembership.deleted' then
-          delete from authhub.memberships m where m.tenant_id = d.tenant_id and m.organization_id = org_id and m.user_id = user_id;
+          delete from authhub.memberships m where m.tenant_id = d.tenant_id and m.organization_id = the_org and m.user_id = the_user;
           outcome := 'done';
-        elsif org_id is null or user_id is null then
+        elsif the_org is null or the_user is null then
           -- Its organization or user has not arrived yet: again later.
           outcome := 'retry';
         else
           -- A role the mapping does not name grants nothing beyond membership: USER.
           lvl := coalesce((ep.role_mapping ->> (data ->> 'role'))::authhub.role_level, 'USER');
           insert into authhub.memberships as m (tenant_id, organization_id, user_id, level)
-          values (d.tenant_id, org_id, user_id, lvl)
+          values (d.tenant_id, the_org, the_user, lvl)
           on conflict (tenant_id, organization_id, user_id) do update set level = excluded.level;
           outcome := 'done';
         end if;
@@ -426,8 +433,8 @@ begin
     update authhub.webhook_deliveries w
     set last_error = 'waiting for its organization or user',
         waiting_for = array_remove(array[
-          case when org_id is null then 'organization:' || (data #>> '{organization,id}') end,
-          case when user_id is null then 'user:' || (data #>> '{public_user_data,user_id}') end], null)
+          case when the_org is null then 'organization:' || (data #>> '{organization,id}') end,
+          case when the_user is null then 'user:' || (data #>> '{public_user_data,user_id}') end], null)
     where w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.svix_id = d.svix_id;
     return outcome;
   end if;
@@ -443,19 +450,22 @@ begin
     where w.state = 'pending' and w.waiting_for is not null and w.waiting_for @> array[d.entity]
       and w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.svix_id <> d.svix_id;
   end if;
-  -- A deletion reconciliation inferred (Clerk no longer lists it, and answers 404
-  -- for it) forgets the entity instead of keeping a tombstone: if Clerk shows it
-  -- again, it comes back.
-  if outcome = 'done' and d.svix_id like 'reconcile:%' and kind like '%.deleted' then
-    delete from authhub_private.clerk_entities c
-    where c.tenant_id = d.tenant_id and c.endpoint_id = d.endpoint_id and c.entity = d.entity;
-  elsif outcome = 'done' then
+  if outcome = 'done' then
     insert into authhub_private.clerk_entities as c (tenant_id, endpoint_id, entity, version, deleted_at)
-    -- Users and organizations keep a tombstone; a membership may end and begin again.
-    values (d.tenant_id, d.endpoint_id, d.entity, version,
-            case when kind in ('user.deleted', 'organization.deleted') then now() end)
+    -- Deletions are marked (users and organizations for good; a membership until a newer event).
+    values (d.tenant_id, d.endpoint_id, d.entity, version, case when kind like '%.deleted' then now() end)
     on conflict (tenant_id, endpoint_id, entity) do update
-      set version = greatest(c.version, excluded.version), deleted_at = coalesce(c.deleted_at, excluded.deleted_at);
+      set version = greatest(c.version, excluded.version),
+          deleted_at = case when kind like '%.deleted' then coalesce(c.deleted_at, now())
+                            when d.entity like 'membership:%' then null
+                            else c.deleted_at end;
+    -- A user's or organization's memberships went with it.
+    if kind in ('user.deleted', 'organization.deleted') then
+      update authhub_private.clerk_entities c set deleted_at = coalesce(c.deleted_at, now())
+      where c.tenant_id = d.tenant_id and c.endpoint_id = d.endpoint_id and c.entity like 'membership:%'
+        and ((kind = 'organization.deleted' and left(c.entity, length('membership:' || (data ->> 'id') || ':')) = 'membership:' || (data ->> 'id') || ':')
+             or (kind = 'user.deleted' and right(c.entity, length(':' || (data ->> 'id'))) = ':' || (data ->> 'id')));
+    end if;
   end if;
   update authhub.webhook_deliveries w
   set state = case when outcome like 'failed%' then 'failed' else outcome end,

@@ -334,6 +334,25 @@ describe("review: what a delivery may not do", () => {
     expect(await level()).toEqual([{ level: "USER" }]);
   });
 
+  test("a membership deletion removes that one membership, no other in the organization", async () => {
+    const t = now();
+    await deliver(orgEvent("organization.created", "org_pair", "pair", t), { id: "msg_pair" });
+    for (const u of ["user_p1", "user_p2"]) {
+      await deliver(userEvent("user.created", u, `${u}@tenant-a.test`, t), { id: `msg_${u}` });
+      await deliver(membershipEvent("organizationMembership.created", "org_pair", u, "org:member", t), { id: `msg_${u}_mem` });
+    }
+    await work();
+    // A tenant admin added by hand to the Clerk-made organization.
+    const org = (await db.owner.query("select id from authhub.organizations where external_id = 'org_pair'")).rows[0].id;
+    await db.owner.query("insert into authhub.memberships (tenant_id, organization_id, user_id, level) values ($1, $2, $3, 'ORG_ADMIN')", [f.a.id, org, f.a.users.tenantAdmin]);
+    await deliver(membershipEvent("organizationMembership.deleted", "org_pair", "user_p1", "org:member", t + 1000), { id: "msg_p1_gone" });
+    await work();
+    expect(await delivery("msg_p1_gone")).toMatchObject({ state: "done" });
+    const left = (await db.owner.query("select user_id from authhub.memberships where organization_id = $1 order by user_id", [org])).rows.map((r) => r.user_id);
+    const p2 = (await db.owner.query("select id from authhub.users where external_id = 'user_p2'")).rows[0].id;
+    expect(left.sort()).toEqual([p2, f.a.users.tenantAdmin].sort());
+  });
+
   test("bad versions, future dates and inconsistent entities fail once; long ids are fine", async () => {
     const t = now();
     await deliver(userEvent("user.created", "user_v", "v@tenant-a.test", 0, { updated_at: "abc" }), { id: "msg_bad_version" });
@@ -389,6 +408,8 @@ describe("reconciliation", () => {
     userCount?: number;
     /** Objects a direct GET finds even when the listing missed them. */
     direct?: Record<string, unknown>[];
+    /** Memberships a user's own list shows even when the organization's listing missed them. */
+    directMemberships?: Record<string, unknown>[];
   }) {
     const http = await import("node:http");
     const seen: string[] = [];
@@ -398,12 +419,22 @@ describe("reconciliation", () => {
       const page = <T,>(xs: T[]) => xs.slice(Number(url.searchParams.get("offset") ?? 0), Number(url.searchParams.get("offset") ?? 0) + Number(url.searchParams.get("limit") ?? 10));
       res.setHeader("Content-Type", "application/json");
       const m = /^\/v1\/organizations\/([^/]+)\/memberships$/.exec(url.pathname);
+      const mine = /^\/v1\/users\/([^/]+)\/organization_memberships$/.exec(url.pathname);
       const one = /^\/v1\/(users|organizations)\/([^/]+)$/.exec(url.pathname);
       if (url.pathname === "/v1/users") return res.end(JSON.stringify(page(state.users)));
       if (url.pathname === "/v1/users/count") return res.end(JSON.stringify({ object: "total_count", total_count: state.userCount ?? state.users.length }));
       if (url.pathname === "/v1/organizations") return res.end(JSON.stringify({ data: page(state.orgs), total_count: state.orgs.length }));
       if (m) {
         const list = state.memberships[m[1]!] ?? [];
+        return res.end(JSON.stringify({ data: page(list), total_count: list.length }));
+      }
+      if (mine) {
+        const user = decodeURIComponent(mine[1]!);
+        if (!state.users.some((u) => u.id === user)) {
+          res.statusCode = 404;
+          return res.end(JSON.stringify({ errors: [{ code: "resource_not_found" }] }));
+        }
+        const list = [...Object.values(state.memberships).flat(), ...(state.directMemberships ?? [])].filter((x) => (x.public_user_data as { user_id: string }).user_id === user);
         return res.end(JSON.stringify({ data: page(list), total_count: list.length }));
       }
       if (one) {
@@ -435,7 +466,7 @@ describe("reconciliation", () => {
     await work();
   }
 
-  test("repairs drift: a missed deletion (confirmed 404), a missed creation, a missed update; leaves the unchanged alone; a deletion is forgotten, not tombstoned", async () => {
+  test("repairs drift: a missed deletion (confirmed 404), a missed creation, a missed update; leaves the unchanged alone; the deletion keeps its tombstone", async () => {
     const rec = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Reconciled", issuer: "https://clerk.rec.example", tenantId: f.a.id, clerkSecretKey: "sk_test_fakeclerkkey123" });
     const t = now() - 60_000;
     const send = (event: unknown, id: string) => deliver(event, { id, path: rec.path, secret: rec.secret });
@@ -465,10 +496,11 @@ describe("reconciliation", () => {
       // Only what changed was queued: the unchanged user has no reconciliation delivery.
       const queued = (await db.owner.query("select event_type, entity from authhub.webhook_deliveries where endpoint_id = $1 and svix_id like 'reconcile:%' order by entity", [rec.id])).rows;
       expect(queued.map((r) => r.entity)).toEqual(["user:user_gone", "user:user_new", "user:user_stale"]);
-      // The inferred deletion left no tombstone: if Clerk shows the user again, it comes back.
-      state.users.push(userEvent("user.updated", "user_gone", "back@tenant-a.test", t + 40_000).data);
-      await reconcileNow(clerk.url);
-      expect((await db.owner.query("select email from authhub.users where external_id = 'user_gone'")).rows).toEqual([{ email: "back@tenant-a.test" }]);
+      // An inferred deletion is a deletion like any other: a late (stale) webhook cannot bring the user back.
+      await send(userEvent("user.updated", "user_gone", "back@tenant-a.test", t + 10_000), "msg_r4");
+      await work();
+      expect(await delivery("msg_r4")).toMatchObject({ state: "skipped" });
+      expect((await db.owner.query("select 1 from authhub.users where external_id = 'user_gone'")).rowCount).toBe(0);
     } finally {
       await clerk.close();
     }
@@ -502,8 +534,45 @@ describe("reconciliation", () => {
     expect(deletions.rowCount).toBe(0);
   });
 
-  test("the receiver refuses reconciliation's own ids from outside", async () => {
+  test("a missed membership deletion is repaired only once the user's own membership list confirms it", async () => {
+    const rec = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Members", issuer: "https://clerk.members.example", tenantId: f.a.id, clerkSecretKey: "sk_test_memberskey12345" });
+    const t = now() - 60_000;
+    const send = (event: unknown, id: string) => deliver(event, { id, path: rec.path, secret: rec.secret });
+    await send(userEvent("user.created", "user_m1", "m1@tenant-a.test", t), "msg_m1");
+    await send(userEvent("user.created", "user_m2", "m2@tenant-a.test", t), "msg_m2");
+    await send(orgEvent("organization.created", "org_rec", "rec-org", t), "msg_m3");
+    await send(membershipEvent("organizationMembership.created", "org_rec", "user_m1", "org:member", t), "msg_m4");
+    await send(membershipEvent("organizationMembership.created", "org_rec", "user_m2", "org:member", t), "msg_m5");
+    await work();
+    const members = async () =>
+      (await db.owner.query("select u.external_id from authhub.memberships m join authhub.users u on u.id = m.user_id join authhub.organizations o on o.id = m.organization_id where o.external_id = 'org_rec' order by 1")).rows.map((r) => r.external_id);
+    expect(await members()).toEqual(["user_m1", "user_m2"]);
+    const state = {
+      users: ["user_m1", "user_m2"].map((u) => userEvent("user.updated", u, `${u.slice(5)}@tenant-a.test`, t).data),
+      orgs: [orgEvent("organization.updated", "org_rec", "rec-org", t).data],
+      // Clerk's organization listing shows neither membership; user_m2's own list still shows its.
+      memberships: {} as Record<string, Record<string, unknown>[]>,
+      directMemberships: [membershipEvent("organizationMembership.updated", "org_rec", "user_m2", "org:member", t).data],
+    };
+    const clerk = await fakeClerk(state);
+    try {
+      await reconcileNow(clerk.url);
+    } finally {
+      await clerk.close();
+    }
+    expect(await members()).toEqual(["user_m2"]);
+    // The membership may begin again with a newer event.
+    await send(membershipEvent("organizationMembership.created", "org_rec", "user_m1", "org:admin", now() + 1000), "msg_m6");
+    await work();
+    expect(await delivery("msg_m6")).toMatchObject({ state: "done" });
+    expect(await members()).toEqual(["user_m1", "user_m2"]);
+  });
+
+  test("the receiver refuses reconciliation's own ids from outside, and so does SQL for anyone but the worker", async () => {
     const res = await deliver(userEvent("user.created", "user_pre", "pre@tenant-a.test", now()), { id: "reconcile:zzz:0" });
     expect(res.status).toBe(400);
+    await expect(
+      db.owner.query("select authhub_private.accept_webhook($1, 'reconcile:zzz:1', 'user.created', 'user:user_pre', '{}')", [endpoint.id]),
+    ).rejects.toMatchObject({ code: "AH403" });
   });
 });

@@ -8,10 +8,12 @@
  * Safeguards: answers are size-capped and redirects refused; only changed or
  * unknown objects are queued, and only the fields the apply job reads are kept.
  * A deletion is inferred only when a listing was read whole (every page, its
- * ids matching Clerk's own count), for an entity applied before this run began,
- * and (users, organizations) only after Clerk answers 404 for it directly; it
- * forgets the entity rather than leaving a tombstone, and a run infers at most
- * 10 % of what the endpoint knows (and at least 10).
+ * ids matching Clerk's own count, which did not change while it was read), for
+ * an entity applied before this run began, and only after Clerk confirms it
+ * directly (404 for a user or organization; for a membership, the user's own
+ * membership list without it, or the user gone). A run infers at most 10 % of
+ * what the endpoint knows (and at least 10). Inferred deletions are deletions
+ * like any other: users and organizations keep a tombstone.
  */
 import type { JobHelpers, Task } from "graphile-worker";
 import { entityOf } from "../../server/webhooks/clerk.js";
@@ -38,38 +40,73 @@ class Clerk {
     private readonly key: string,
   ) {}
 
-  /** One GET: the parsed answer, or null for 404. */
+  /** One GET: the parsed answer, or null for 404. The answer is read up to a byte cap, never whole first. */
   async get(path: string): Promise<unknown> {
     const res = await fetch(`${this.base}${path}`, {
       headers: { Authorization: `Bearer ${this.key}`, Accept: "application/json" },
       redirect: "error",
       signal: AbortSignal.timeout(15_000),
     });
-    if (res.status === 404) return null;
-    if (!res.ok) throw new Error(`Clerk answered ${res.status} for ${path.split("?")[0]}`);
-    const text = await res.text();
-    if (text.length > MAX_ANSWER_BYTES) throw new Error(`Clerk's answer for ${path.split("?")[0]} is too large`);
-    return JSON.parse(text) as unknown;
+    const where = path.split("?")[0];
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return null;
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new Error(`Clerk answered ${res.status} for ${where}`);
+    }
+    if (Number(res.headers.get("content-length") ?? 0) > MAX_ANSWER_BYTES) {
+      await res.body?.cancel();
+      throw new Error(`Clerk's answer for ${where} is too large`);
+    }
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const reader = res.body?.getReader();
+    for (let next = await reader?.read(); reader && next && !next.done; next = await reader.read()) {
+      size += next.value.byteLength;
+      if (size > MAX_ANSWER_BYTES) {
+        await reader.cancel();
+        throw new Error(`Clerk's answer for ${where} is too large`);
+      }
+      chunks.push(next.value);
+    }
+    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
   }
 
-  /** Every page of a listing, and whether it was read whole (its ids match Clerk's count). */
-  async list(path: string, countPath?: string): Promise<{ items: Obj[]; whole: boolean }> {
+  /**
+   * Every page of a listing, and whether it was read whole: Clerk's count was the
+   * same on every page (and, for users, before and after), and the distinct ids
+   * read match it. Offset paging over a list that changed meanwhile fails this.
+   */
+  async list(path: string, countPath?: string): Promise<{ items: Obj[]; whole: boolean; found: boolean }> {
     const items: Obj[] = [];
-    let total: number | null = null;
+    const counts = new Set<number>();
+    const count = async () => counts.add(Number(((await this.get(countPath!)) as { total_count?: unknown } | null)?.total_count ?? NaN));
+    if (countPath) await count();
     for (let page = 0; page < MAX_PAGES; page++) {
       const body = await this.get(`${path}?limit=${PAGE}&offset=${page * PAGE}`);
+      if (body === null && page === 0) return { items: [], whole: false, found: false };
       // Users come as an array; organizations and memberships as { data, total_count }.
       const pageItems = Array.isArray(body) ? body : (body as { data?: unknown } | null)?.data;
       if (!Array.isArray(pageItems)) throw new Error(`Clerk's answer for ${path} is not a list`);
-      if (!Array.isArray(body)) total = Number((body as { total_count?: unknown }).total_count ?? NaN);
+      if (!Array.isArray(body)) counts.add(Number((body as { total_count?: unknown }).total_count ?? NaN));
       items.push(...(pageItems as Obj[]));
       this.objects += pageItems.length;
       if (this.objects > MAX_OBJECTS) throw new Error("Clerk listed more objects than reconciliation reads");
       if (pageItems.length < PAGE) break;
     }
-    if (countPath) total = Number(((await this.get(countPath)) as { total_count?: unknown } | null)?.total_count ?? NaN);
+    if (countPath) await count();
     const ids = new Set(items.map((o) => String(o.id ?? JSON.stringify([(o.organization as Obj)?.id, (o.public_user_data as Obj)?.user_id]))));
-    return { items, whole: total !== null && ids.size === total && ids.size === items.length };
+    const [total] = counts;
+    return { items, whole: counts.size === 1 && ids.size === total && ids.size === items.length, found: true };
+  }
+
+  /** Whether Clerk says, directly, that the user is no longer a member of the organization (or is gone). */
+  async membershipGone(orgId: string, userId: string): Promise<boolean> {
+    const mine = await this.list(`/v1/users/${encodeURIComponent(userId)}/organization_memberships`);
+    if (!mine.found) return true; // 404: the user is gone, and its memberships with it
+    return mine.whole && !mine.items.some((m) => (m.organization as Obj | undefined)?.id === orgId);
   }
 }
 
@@ -147,7 +184,7 @@ async function reconcile(target: Target, helpers: JobHelpers) {
         events.push({ type: "user.deleted", data: { id: a, deleted: true }, at: runStart });
       } else if (kind === "organization" && (await clerk.get(`/v1/organizations/${encodeURIComponent(a!)}`)) === null) {
         events.push({ type: "organization.deleted", data: { id: a, deleted: true }, at: runStart });
-      } else if (kind === "membership") {
+      } else if (kind === "membership" && (await clerk.membershipGone(a!, b!))) {
         events.push({ type: "organizationMembership.deleted", data: { organization: { id: a }, public_user_data: { user_id: b } }, at: runStart });
       }
     }

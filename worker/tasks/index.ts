@@ -28,5 +28,6 @@ export const crontab = [
   "41 * * * * auth__cleanup ?max=1",
   "*/10 * * * * open_api__cleanup ?max=1",
   "37 4 * * * webhook_deliveries__purge ?max=1",
-  "23 * * * * clerk__reconcile ?max=1",
+  // One queue: a slow run and the next hour's (or a retry) never overlap.
+  "23 * * * * clerk__reconcile ?max=1&queue=clerk-reconcile",
 ].join("\n");
