@@ -1,5 +1,5 @@
 --! Previous: sha1:05ea0548d3d3498a2b071334f5532cbb7d2d426d
---! Hash: sha1:8c3af204734818879b9bce672c969274c16a4699
+--! Hash: sha1:586e6ec325679325147ef8ef809160490c8fcfc3
 --! Message: identity sync: webhook endpoints, inbox, clerk event application, reconciliation
 
 --! split: 700-webhook-endpoints.sql
@@ -137,13 +137,23 @@ create table authhub.webhook_deliveries (
   -- For a membership that arrived before its organization or user: the entities it waits for.
   waiting_for  text[],
   last_error   text,
+  -- When it is (next) to be tried: on arrival, after a backoff when it must wait or
+  -- failed for a passing reason, at once when what it waits for lands.
+  due_at       timestamptz not null default now(),
   received_at  timestamptz not null default now(),
   processed_at timestamptz,
   primary key (tenant_id, endpoint_id, svix_id),
   foreign key (tenant_id, endpoint_id) references authhub.webhook_endpoints (tenant_id, id) on delete cascade
 );
 create index webhook_deliveries_received on authhub.webhook_deliveries (tenant_id, received_at);
-create index webhook_deliveries_waiting on authhub.webhook_deliveries using gin (waiting_for) where state = 'pending' and waiting_for is not null;
+-- What is left to do, and nothing else: an endpoint's drain takes what is due
+-- from here, and an arriving user or organization finds what waits for it,
+-- without reading the endpoint's whole inbox.
+create index webhook_deliveries_pending on authhub.webhook_deliveries (tenant_id, endpoint_id, due_at) where state = 'pending';
+-- The sweep: endpoints with deliveries overdue, across tenants.
+create index webhook_deliveries_due on authhub.webhook_deliveries (due_at) where state = 'pending';
+-- The retention job's scan: finished deliveries by age, across tenants.
+create index webhook_deliveries_finished on authhub.webhook_deliveries (processed_at) where state <> 'pending';
 alter table authhub.webhook_deliveries enable row level security;
 alter table authhub.webhook_deliveries force row level security;
 create policy select_tenant_admin on authhub.webhook_deliveries for select to authhub_user
@@ -154,9 +164,42 @@ comment on table authhub.webhook_deliveries is E'@behavior -insert -update -dele
 insert into authhub_private.audit_exemptions (table_name, reason) values
   ('authhub.webhook_deliveries', 'The inbox is itself the record of deliveries; the changes they make are audited as system:clerk-sync.');
 
--- Accepts a verified delivery: stores it and queues its job in one
--- transaction (one job queue per entity, so an entity's events apply in
--- order). False when this id was delivered before (nothing changes).
+-- Queues an endpoint's drain: one clerk_event__apply job per endpoint (its
+-- job key), which applies what is due in batches; an arrival while one waits
+-- adds nothing. Per-entity order is kept in SQL (clerk_apply's entity lock),
+-- not by job queues, so a worker that dies holding a job stalls nothing: the
+-- next drain, or the sweep, takes its deliveries.
+create function authhub_private.queue_clerk_drain(tenant_id uuid, endpoint_id uuid, run_at timestamptz default null) returns void
+  -- plpgsql: graphile-worker's schema is installed after the migrations.
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  later boolean := queue_clerk_drain.run_at > clock_timestamp();
+begin
+  if not later then
+    -- A drain that has not started yet will see this transaction's deliveries: leave its job
+    -- alone (every delivery updating one job row would make them wait on each other). A drain
+    -- that has started takes this lock before its last look, so it cannot miss them either.
+    perform pg_advisory_xact_lock_shared(hashtextextended('clerk-accept:' || queue_clerk_drain.endpoint_id::text, 0));
+    if exists (select 1 from graphile_worker._private_jobs j
+               where j.key = 'clerk:' || queue_clerk_drain.endpoint_id::text and j.locked_at is null) then
+      return;
+    end if;
+  end if;
+  perform graphile_worker.add_job(
+    'clerk_event__apply',
+    json_build_object('tenant_id', queue_clerk_drain.tenant_id, 'endpoint_id', queue_clerk_drain.endpoint_id),
+    run_at => queue_clerk_drain.run_at,
+    max_attempts => 12,
+    -- Later (a retry): its own key, keeping the time first asked for; now: the drain's.
+    job_key => case when later then 'clerk-later:' else 'clerk:' end || queue_clerk_drain.endpoint_id,
+    job_key_mode => case when later then 'preserve_run_at' else 'replace' end);
+end;
+$$;
+
+-- Accepts a verified delivery: stores it and queues its endpoint's drain in one
+-- transaction. False when this id was delivered before (nothing changes).
 create function authhub_private.accept_webhook(endpoint_id uuid, svix_id text, event_type text, entity text, body text)
   returns boolean
   language plpgsql volatile security definer
@@ -182,13 +225,7 @@ begin
   if stored is null then
     return false;
   end if;
-  perform graphile_worker.add_job(
-    'clerk_event__apply',
-    json_build_object('tenant_id', t_id, 'endpoint_id', accept_webhook.endpoint_id, 'svix_id', accept_webhook.svix_id),
-    -- graphile-worker's queue names are short: the entity is hashed (md5 for length, not secrecy).
-    queue_name => 'clerk:' || md5(accept_webhook.endpoint_id || ':' || coalesce(accept_webhook.entity, 'unknown')),
-    max_attempts => 12,
-    job_key => 'clerk:' || accept_webhook.endpoint_id || ':' || accept_webhook.svix_id);
+  perform authhub_private.queue_clerk_drain(t_id, accept_webhook.endpoint_id);
   return true;
 end;
 $$;
@@ -262,11 +299,21 @@ as $$
   end
 $$;
 
+-- How long a delivery waits before its next try: 2^attempts seconds, at most an hour.
+create function authhub_private.clerk_backoff(attempts integer) returns interval
+  language sql immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select least(make_interval(secs => power(2, least(attempts, 12))), interval '1 hour')
+$$;
+
 -- Applies one delivery. Outcomes: 'done', 'skipped' (older than what is
--- stored, or about a deleted entity), 'retry' (its parent has not arrived:
--- the job raises and graphile-worker retries it later), or 'failed: <reason>'
--- (permanent: recorded, never retried). Runs as the owner for the worker role
--- (which holds no table rights), naming the delivery as the actor.
+-- stored, or about a deleted entity), 'retry' (its parent has not arrived: due
+-- again after a backoff, or as soon as the parent lands; it fails after 12
+-- tries), or 'failed: <reason>' (permanent: recorded, never retried). An
+-- entity's deliveries apply one at a time (a transaction lock on the entity),
+-- whichever drain holds them. Runs as the owner for the worker role (which
+-- holds no table rights), naming the delivery as the actor.
 create function authhub_private.clerk_apply(tenant_id uuid, endpoint_id uuid, svix_id text) returns text
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
@@ -287,6 +334,7 @@ declare
   the_org uuid;
   the_user uuid;
   lvl authhub.role_level;
+  woke boolean;
 begin
   select * into d from authhub.webhook_deliveries w
   where w.tenant_id = clerk_apply.tenant_id and w.endpoint_id = clerk_apply.endpoint_id and w.svix_id = clerk_apply.svix_id
@@ -294,6 +342,7 @@ begin
   if d.svix_id is null or d.state <> 'pending' then
     return coalesce(d.state, 'missing');
   end if;
+  perform pg_advisory_xact_lock(hashtextextended(d.endpoint_id::text || ':' || coalesce(d.entity, ''), 0));
   select * into ep from authhub.webhook_endpoints e where e.tenant_id = d.tenant_id and e.id = d.endpoint_id;
   perform set_config('authhub.actor', 'system:clerk-sync:' || d.svix_id, true);
   update authhub.webhook_deliveries w set attempts = w.attempts + 1
@@ -429,26 +478,36 @@ begin
     end;
   end if;
 
-  if outcome = 'retry' then
+  if outcome = 'retry' and d.attempts + 1 >= 12 then
+    outcome := 'failed: its organization or user never arrived';
+  elsif outcome = 'retry' then
     update authhub.webhook_deliveries w
     set last_error = 'waiting for its organization or user',
+        due_at = now() + authhub_private.clerk_backoff(d.attempts + 1),
         waiting_for = array_remove(array[
           case when the_org is null then 'organization:' || (data #>> '{organization,id}') end,
           case when the_user is null then 'user:' || (data #>> '{public_user_data,user_id}') end], null)
     where w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.svix_id = d.svix_id;
     return outcome;
   end if;
-  -- A user or organization arrived: memberships that were waiting for it run now.
+  -- A user or organization arrived: memberships that were waiting for it are due now
+  -- (one another drain holds will be tried again after its backoff).
   if outcome = 'done' and kind in ('user.created', 'user.updated', 'organization.created', 'organization.updated') then
-    perform graphile_worker.add_job(
-      'clerk_event__apply',
-      json_build_object('tenant_id', w.tenant_id, 'endpoint_id', w.endpoint_id, 'svix_id', w.svix_id),
-      queue_name => 'clerk:' || md5(w.endpoint_id || ':' || w.entity),
-      max_attempts => 12,
-      job_key => 'clerk:' || w.endpoint_id || ':' || w.svix_id)
-    from authhub.webhook_deliveries w
-    where w.state = 'pending' and w.waiting_for is not null and w.waiting_for @> array[d.entity]
-      and w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.svix_id <> d.svix_id;
+    with waiting as (
+      select w.tenant_id, w.endpoint_id, w.svix_id from authhub.webhook_deliveries w
+      where w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.state = 'pending'
+        and w.waiting_for is not null and w.waiting_for @> array[d.entity] and w.svix_id <> d.svix_id
+      for update skip locked
+    ), woken as (
+      update authhub.webhook_deliveries w set due_at = now()
+      from waiting
+      where w.tenant_id = waiting.tenant_id and w.endpoint_id = waiting.endpoint_id and w.svix_id = waiting.svix_id
+      returning 1
+    )
+    select count(*) > 0 into woke from woken;
+    if woke then
+      perform authhub_private.queue_clerk_drain(d.tenant_id, d.endpoint_id);
+    end if;
   end if;
   if outcome = 'done' then
     insert into authhub_private.clerk_entities as c (tenant_id, endpoint_id, entity, version, deleted_at)
@@ -470,12 +529,96 @@ begin
   update authhub.webhook_deliveries w
   set state = case when outcome like 'failed%' then 'failed' else outcome end,
       last_error = case when outcome like 'failed%' then substr(outcome, 9) end,
-      processed_at = now()
+      processed_at = clock_timestamp()
   where w.tenant_id = d.tenant_id and w.endpoint_id = d.endpoint_id and w.svix_id = d.svix_id;
   return outcome;
 end;
 $$;
 grant execute on function authhub_private.clerk_apply(uuid, uuid, text) to authhub_worker;
+
+-- An endpoint's drain (the clerk_event__apply job): one at a time per endpoint
+-- (a transaction lock, released if its worker dies; a drain queued meanwhile
+-- waits, then takes everything that arrived in between, so a burst becomes a
+-- few batches), it applies up to max_rows of the due deliveries, users before
+-- organizations before memberships, each entity's in the order received, each
+-- in a subtransaction of its own. A delivery that raises an unexpected error (a
+-- deadlock, say) is undone alone and tried again after a backoff; a twelfth
+-- such failure is final. Queues what remains: at once if the batch was full,
+-- else at the earliest time a delivery is due again.
+create function authhub_private.clerk_drain(tenant_id uuid, endpoint_id uuid, max_rows integer)
+  returns table (svix_id text, outcome text)
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  item record;
+  claimed integer := 0;
+  next_due timestamptz;
+begin
+  perform pg_advisory_xact_lock(hashtextextended('clerk-drain:' || clerk_drain.endpoint_id::text, 0));
+  for item in
+    with due as (
+      select w.svix_id, w.entity, w.received_at from authhub.webhook_deliveries w
+      where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id
+        -- The clock, not the transaction's start: what arrived while this drain waited is due too.
+        and w.state = 'pending' and w.due_at <= clock_timestamp()
+      order by w.due_at
+      limit clerk_drain.max_rows
+      for update skip locked
+    )
+    select due.svix_id from due
+    -- One order for every drain, so two never wait on each other's entities.
+    order by case split_part(due.entity, ':', 1) when 'user' then 0 when 'organization' then 1 else 2 end,
+             due.entity, due.received_at, due.svix_id
+  loop
+    claimed := claimed + 1;
+    svix_id := item.svix_id;
+    begin
+      outcome := authhub_private.clerk_apply(clerk_drain.tenant_id, clerk_drain.endpoint_id, item.svix_id);
+    exception when others then
+      -- Undone alone. The reason is kept as a code only: the inbox is read by tenant admins.
+      update authhub.webhook_deliveries w
+      set attempts = w.attempts + 1,
+          state = case when w.attempts + 1 >= 12 then 'failed' else 'pending' end,
+          processed_at = case when w.attempts + 1 >= 12 then now() end,
+          last_error = format('a temporary failure (SQLSTATE %s)%s', sqlstate, case when w.attempts + 1 >= 12 then ', 12 times' else '; tried again later' end),
+          due_at = now() + authhub_private.clerk_backoff(w.attempts + 1)
+      where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id and w.svix_id = item.svix_id;
+      outcome := 'retry';
+    end;
+    return next;
+  end loop;
+  if claimed >= max_rows then
+    perform authhub_private.queue_clerk_drain(clerk_drain.tenant_id, clerk_drain.endpoint_id);
+  else
+    -- Deliveries accepted while this drain ran, whose transactions saw its job already taken,
+    -- are committed before this look (queue_clerk_drain's shared lock).
+    perform pg_advisory_xact_lock(hashtextextended('clerk-accept:' || clerk_drain.endpoint_id::text, 0));
+    select min(w.due_at) into next_due from authhub.webhook_deliveries w
+    where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id and w.state = 'pending';
+    if next_due is not null then
+      perform authhub_private.queue_clerk_drain(clerk_drain.tenant_id, clerk_drain.endpoint_id, greatest(next_due, clock_timestamp()));
+    end if;
+  end if;
+end;
+$$;
+grant execute on function authhub_private.clerk_drain(uuid, uuid, integer) to authhub_worker;
+
+-- The sweep (clerk_deliveries__sweep, every minute): endpoints with deliveries
+-- overdue by a minute (their drain was lost with a worker that died, say) are
+-- drained again. Applying is idempotent, so a drain too many changes nothing.
+create function authhub_private.sweep_clerk_deliveries() returns integer
+  language sql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  with overdue as (
+    select distinct w.tenant_id, w.endpoint_id from authhub.webhook_deliveries w
+    where w.state = 'pending' and w.due_at < now() - interval '1 minute'
+  )
+  select count(*)::integer from overdue o, lateral (select authhub_private.queue_clerk_drain(o.tenant_id, o.endpoint_id)) q
+$$;
+grant execute on function authhub_private.sweep_clerk_deliveries() to authhub_worker;
 
 --! split: 730-clerk-reconcile.sql
 -- Reconciliation (issue 7): deliveries can be missed, so a scheduled job

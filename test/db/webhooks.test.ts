@@ -46,6 +46,9 @@ test("secrets and sync bookkeeping are out of every request role's reach, as are
     expect(await attemptAs(db, actor, "select authhub_private.webhook_endpoint_for_delivery($1)", [endpointA])).toBe("42501");
     expect(await attemptAs(db, actor, "select authhub_private.accept_webhook($1, 'x', 'user.created', 'user:x', '{}')", [endpointA])).toBe("42501");
     expect(await attemptAs(db, actor, "select authhub_private.clerk_apply($1, $2, 'msg_1')", [f.a.id, endpointA])).toBe("42501");
+    expect(await attemptAs(db, actor, "select * from authhub_private.clerk_drain($1, $2, 10)", [f.a.id, endpointA])).toBe("42501");
+    expect(await attemptAs(db, actor, "select authhub_private.queue_clerk_drain($1, $2)", [f.a.id, endpointA])).toBe("42501");
+    expect(await attemptAs(db, actor, "select authhub_private.sweep_clerk_deliveries()")).toBe("42501");
   }
   // Only tenant admins (or the operator) create endpoints.
   expect(await attemptAs(db, cast(f, f.a).orgAdmin, "select authhub_private.create_webhook_endpoint('x', 'https://x.example', null, 'v1.a.b.c')")).toBe("AH403");

@@ -1,44 +1,41 @@
 /**
- * Applies one Clerk delivery from the inbox (issue 7): as authhub_worker, with
- * the delivery named as the actor, by authhub_private.clerk_apply, which skips
- * what is older than what is stored or about a deleted entity, and records
- * permanent failures on the delivery instead of retrying them. An event whose
- * organization or user has not arrived yet is retried (graphile-worker backs
- * off; the parent's own job re-queues it as soon as the parent lands).
+ * Drains one webhook endpoint's inbox (issue 7): applies its due deliveries in
+ * batches, as authhub_worker, each delivery named as the actor of what it
+ * changes, by authhub_private.clerk_drain (see its comment for the order, the
+ * per-entity lock and the per-delivery backoff). Permanent failures are
+ * recorded on the delivery, not retried; one that must wait for its
+ * organization or user is due again when the parent lands, or after a backoff.
  *
- * The whole transaction is one round trip (the job's inJobTransaction shape,
- * sent as one simple query): this job runs for every delivery.
+ * The job is keyed per endpoint, so a burst of deliveries becomes a few jobs,
+ * not one each; what a job leaves (a full batch, a retry later) it queues
+ * again. The whole transaction is one round trip.
  */
 import type { Task } from "graphile-worker";
 import pg from "pg";
 import { UUID_RE } from "../../db/claims.js";
 
+const BATCH = 50;
+
 interface Payload {
   tenant_id: string;
   endpoint_id: string;
-  svix_id: string;
 }
 
-export class WaitingForParent extends Error {}
-
 export const clerk_event__apply: Task = async (payload, helpers) => {
-  const { tenant_id, endpoint_id, svix_id } = payload as Payload;
-  if (!UUID_RE.test(String(tenant_id)) || !UUID_RE.test(String(endpoint_id)) || !/^[A-Za-z0-9_.:-]{1,100}$/.test(String(svix_id))) {
-    throw new Error("clerk_event__apply: malformed payload");
-  }
+  const { tenant_id, endpoint_id } = payload as Payload;
+  if (!UUID_RE.test(String(tenant_id)) || !UUID_RE.test(String(endpoint_id))) throw new Error("clerk_event__apply: malformed payload");
   const lit = pg.escapeLiteral;
-  const outcome = await helpers.withPgClient(async (client) => {
+  const outcomes = await helpers.withPgClient(async (client) => {
     try {
       const results = (await client.query(
         `begin; select set_config('role', 'authhub_worker', true), set_config('authhub.actor', 'system:clerk_event__apply', true);` +
-          ` select authhub_private.clerk_apply(${lit(tenant_id)}, ${lit(endpoint_id)}, ${lit(svix_id)}) as outcome; commit;`,
-      )) as unknown as { rows: { outcome?: string }[] }[];
-      return String(results[2]!.rows[0]!.outcome);
+          ` select svix_id, outcome from authhub_private.clerk_drain(${lit(tenant_id)}, ${lit(endpoint_id)}, ${BATCH}); commit;`,
+      )) as unknown as { rows: { svix_id: string; outcome: string }[] }[];
+      return results[2]!.rows;
     } catch (err) {
       await client.query("rollback").catch(() => undefined);
       throw err;
     }
   });
-  if (outcome === "retry") throw new WaitingForParent(`delivery ${svix_id} waits for its organization or user`);
-  if (outcome.startsWith("failed")) helpers.logger.warn(`delivery ${svix_id} ${outcome}`);
+  for (const { svix_id, outcome } of outcomes) if (outcome.startsWith("failed")) helpers.logger.warn(`delivery ${svix_id} ${outcome}`);
 };

@@ -5,6 +5,7 @@
 import type { TaskList } from "graphile-worker";
 import { auth__cleanup } from "./auth__cleanup.js";
 import { clerk__reconcile } from "./clerk__reconcile.js";
+import { clerk_deliveries__sweep } from "./clerk_deliveries__sweep.js";
 import { clerk_event__apply } from "./clerk_event__apply.js";
 import { audit_events__purge } from "./audit_events__purge.js";
 import { audit_events__seal } from "./audit_events__seal.js";
@@ -17,17 +18,19 @@ export const tasks: TaskList = {
   auth__cleanup,
   open_api__cleanup,
   clerk_event__apply,
+  clerk_deliveries__sweep,
   webhook_deliveries__purge,
   clerk__reconcile,
 };
 
-/** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes, the webhook inbox nightly, Clerk reconciliation hourly. */
+/** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes, the webhook inbox nightly, overdue webhook deliveries every minute, Clerk reconciliation hourly. */
 export const crontab = [
   "*/5 * * * * audit_events__seal ?max=1",
   "17 3 * * * audit_events__purge ?max=1",
   "41 * * * * auth__cleanup ?max=1",
   "*/10 * * * * open_api__cleanup ?max=1",
   "37 4 * * * webhook_deliveries__purge ?max=1",
+  "* * * * * clerk_deliveries__sweep ?max=1",
   // One queue: a slow run and the next hour's (or a retry) never overlap.
   "23 * * * * clerk__reconcile ?max=1&queue=clerk-reconcile",
 ].join("\n");
