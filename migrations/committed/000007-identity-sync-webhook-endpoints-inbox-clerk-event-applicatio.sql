@@ -1,5 +1,5 @@
 --! Previous: sha1:05ea0548d3d3498a2b071334f5532cbb7d2d426d
---! Hash: sha1:586e6ec325679325147ef8ef809160490c8fcfc3
+--! Hash: sha1:a16cdf98cacc0b58f759a43b770bf06de6c16ea7
 --! Message: identity sync: webhook endpoints, inbox, clerk event application, reconciliation
 
 --! split: 700-webhook-endpoints.sql
@@ -166,27 +166,21 @@ insert into authhub_private.audit_exemptions (table_name, reason) values
 
 -- Queues an endpoint's drain: one clerk_event__apply job per endpoint (its
 -- job key), which applies what is due in batches; an arrival while one waits
--- adds nothing. Per-entity order is kept in SQL (clerk_apply's entity lock),
--- not by job queues, so a worker that dies holding a job stalls nothing: the
--- next drain, or the sweep, takes its deliveries.
+-- joins it (graphile-worker updates the waiting job; a drain already running
+-- gets a successor). Order is kept in SQL (one drain at a time per endpoint,
+-- and clerk_apply's entity lock for direct callers), not by job queues, so a
+-- worker that dies holding a job stalls nothing: the next drain, or the sweep,
+-- takes its deliveries. A retry later has a job of its own, whose first time
+-- stands (the sweep catches up within a minute or two if a later drain needed
+-- an earlier one).
 create function authhub_private.queue_clerk_drain(tenant_id uuid, endpoint_id uuid, run_at timestamptz default null) returns void
   -- plpgsql: graphile-worker's schema is installed after the migrations.
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  later boolean := queue_clerk_drain.run_at > clock_timestamp();
+  later boolean := coalesce(queue_clerk_drain.run_at > clock_timestamp(), false);
 begin
-  if not later then
-    -- A drain that has not started yet will see this transaction's deliveries: leave its job
-    -- alone (every delivery updating one job row would make them wait on each other). A drain
-    -- that has started takes this lock before its last look, so it cannot miss them either.
-    perform pg_advisory_xact_lock_shared(hashtextextended('clerk-accept:' || queue_clerk_drain.endpoint_id::text, 0));
-    if exists (select 1 from graphile_worker._private_jobs j
-               where j.key = 'clerk:' || queue_clerk_drain.endpoint_id::text and j.locked_at is null) then
-      return;
-    end if;
-  end if;
   perform graphile_worker.add_job(
     'clerk_event__apply',
     json_build_object('tenant_id', queue_clerk_drain.tenant_id, 'endpoint_id', queue_clerk_drain.endpoint_id),
@@ -585,16 +579,16 @@ begin
           last_error = format('a temporary failure (SQLSTATE %s)%s', sqlstate, case when w.attempts + 1 >= 12 then ', 12 times' else '; tried again later' end),
           due_at = now() + authhub_private.clerk_backoff(w.attempts + 1)
       where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id and w.svix_id = item.svix_id;
-      outcome := 'retry';
+      outcome := case when (select w.state from authhub.webhook_deliveries w
+                            where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id
+                              and w.svix_id = item.svix_id) = 'failed'
+                      then 'failed: a temporary failure, 12 times' else 'retry' end;
     end;
     return next;
   end loop;
   if claimed >= max_rows then
     perform authhub_private.queue_clerk_drain(clerk_drain.tenant_id, clerk_drain.endpoint_id);
   else
-    -- Deliveries accepted while this drain ran, whose transactions saw its job already taken,
-    -- are committed before this look (queue_clerk_drain's shared lock).
-    perform pg_advisory_xact_lock(hashtextextended('clerk-accept:' || clerk_drain.endpoint_id::text, 0));
     select min(w.due_at) into next_due from authhub.webhook_deliveries w
     where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id and w.state = 'pending';
     if next_due is not null then

@@ -351,6 +351,11 @@ describe("drains", () => {
       // A drain is queued for when it is due again.
       const later = await db.owner.query("select run_at > now() as later from graphile_worker.jobs where key = $1", [`clerk-later:${endpoint.id}`]);
       expect(later.rows).toEqual([{ later: true }]);
+      // A twelfth passing failure is final.
+      await deliver(userEvent("user.created", "user_boom", "boom@tenant-a.test", t), { id: "msg_boom_2" });
+      await db.owner.query("update authhub.webhook_deliveries set attempts = 11 where svix_id = 'msg_boom_2'");
+      await work();
+      expect(await delivery("msg_boom_2")).toMatchObject({ state: "failed", attempts: 12, last_error: "a temporary failure (SQLSTATE 40P01), 12 times" });
       await db.owner.query("drop trigger test_boom on authhub.users");
       await db.owner.query("update authhub.webhook_deliveries set due_at = now() where svix_id = 'msg_boom'");
       await db.owner.query("update graphile_worker._private_jobs set run_at = now() where key = $1", [`clerk-later:${endpoint.id}`]);
