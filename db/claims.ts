@@ -4,6 +4,8 @@
  * `jwt.claims.*`. The server, the CLI and the tests all go through this, so the
  * settings a policy sees are the same whichever door the request came in by.
  */
+import pg from "pg";
+
 export const ROLE_LEVELS = ["USER", "ORG_ADMIN", "TENANT_ADMIN", "SUPER_ADMIN"] as const;
 export type RoleLevel = (typeof ROLE_LEVELS)[number];
 
@@ -89,6 +91,17 @@ export function pgSettingsForApiKey(key: ApiKeyIdentity, traceId?: string): Reco
 /** The settings for whoever the request state says is calling: a user, an API key, or nobody. */
 export function pgSettingsForCaller(caller: { identity: Identity | null; apiKey?: ApiKeyIdentity | null }, traceId?: string): Record<string, string> {
   return caller.apiKey ? pgSettingsForApiKey(caller.apiKey, traceId) : pgSettingsFor(caller.identity, traceId);
+}
+
+/**
+ * The settings as one `select pg_catalog.set_config(…, true), …` statement, for
+ * paths that send a transaction as a single multi-statement query (one round
+ * trip). Keys and values are quoted by pg's escapeLiteral.
+ */
+export function settingsStatement(settings: Record<string, string>): string {
+  return `select ${Object.entries(settings)
+    .map(([k, v]) => `pg_catalog.set_config(${pg.escapeLiteral(k)}, ${pg.escapeLiteral(v)}, true)`)
+    .join(", ")}`;
 }
 
 export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

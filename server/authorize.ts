@@ -9,7 +9,7 @@
  */
 import express, { type NextFunction, type Request, type Response } from "express";
 import pg from "pg";
-import { pgSettingsForCaller, UUID_RE } from "../db/claims.js";
+import { pgSettingsForCaller, settingsStatement, UUID_RE } from "../db/claims.js";
 import { AppError, type FieldProblem } from "./errors.js";
 import { requestState, type RequestState } from "./requestState.js";
 
@@ -71,14 +71,11 @@ export function parseAuthorizeBody(body: unknown): { checks: Check[]; batch: boo
  */
 async function decide(pool: pg.Pool, state: RequestState, checks: Check[]): Promise<(boolean | null)[]> {
   const lit = (v: string) => escapeLiteral(v);
-  const settings = Object.entries(pgSettingsForCaller(state, state.traceId))
-    .map(([k, v]) => `pg_catalog.set_config(${lit(k)}, ${lit(v)}, true)`)
-    .join(", ");
   const values = checks
     .map((c, i) => `(${lit(c.permission)}, ${c.organizationId === null ? "null" : lit(c.organizationId)}::uuid, ${i})`)
     .join(", ");
   const text =
-    `select ${settings};\n` +
+    `${settingsStatement(pgSettingsForCaller(state, state.traceId))};\n` +
     `select authhub_private.authorize(c.permission, c.organization_id) as allowed ` +
     `from (values ${values}) as c(permission, organization_id, n) order by c.n`;
   const results = (await pool.query(text)) as unknown as pg.QueryResult<{ allowed: boolean | null }>[];

@@ -13,7 +13,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import pg from "pg";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { clientAddress } from "../auth/authApi.js";
-import { pgSettingsForApiKey } from "../../db/claims.js";
+import { pgSettingsForCaller, settingsStatement } from "../../db/claims.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { AppError, toAppError, type FieldProblem } from "../errors.js";
 import type { RateLimitDecision, RateLimits } from "../rateLimit.js";
@@ -128,6 +128,7 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
           ? { key: options.actAs, nonce: null }
           : await verifySignedRequest({ method: req.method, originalUrl: req.originalUrl, header: (n) => req.get(n), rawBody }, store, lookUp(req));
         state.via = "api_key";
+        state.apiKey = { apiKeyId: key.id, tenantId: key.tenantId, orgId: key.organizationId };
         if (nonce) usage.count(key.tenantId, key.id);
         if (route.scope && !key.scopes.includes(route.scope)) {
           throw new AppError("insufficient_scope", `This key lacks the scope ${route.scope}.`);
@@ -163,11 +164,9 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
           : null;
         guard?.catch(() => undefined);
         client = await options.authPool.connect();
-        const settings = pgSettingsForApiKey({ apiKeyId: key.id, tenantId: key.tenantId, orgId: key.organizationId }, state.traceId);
+        const settings = pgSettingsForCaller(state, state.traceId);
         open = true;
-        await client.query(`begin; select ${Object.entries(settings)
-          .map(([k, v]) => `set_config(${pg.escapeLiteral(k)}, ${pg.escapeLiteral(v)}, true)`)
-          .join(", ")};`);
+        await client.query(`begin; ${settingsStatement(settings)};`);
         await guard;
         const limit = decision ? await decision : null;
         if (limit) {

@@ -514,6 +514,13 @@ describe("reconciliation", () => {
     return { url: `http://127.0.0.1:${(server.address() as import("node:net").AddressInfo).port}`, seen, close: () => new Promise((r) => server.close(r)) };
   }
 
+  /** An endpoint with a Clerk secret key, and a sender of deliveries signed for it. */
+  async function reconciledEndpoint(name: string) {
+    const clerkKey = `sk_test_${name}key12345`;
+    const rec = await createWebhookEndpoint(db.owner, srv.masterKey, { name, issuer: `https://clerk.${name}.example`, tenantId: f.a.id, clerkSecretKey: clerkKey });
+    return { ...rec, clerkKey, send: (event: unknown, id: string) => deliver(event, { id, path: rec.path, secret: rec.secret }) };
+  }
+
   async function reconcileNow(clerkUrl: string) {
     const { configureWorker } = await import("../../worker/context.js");
     configureWorker({ masterKey: srv.masterKey, clerkApiUrl: clerkUrl });
@@ -532,9 +539,9 @@ describe("reconciliation", () => {
   }
 
   test("repairs drift: a missed deletion (confirmed 404), a missed creation, a missed update; leaves the unchanged alone; the deletion keeps its tombstone", async () => {
-    const rec = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Reconciled", issuer: "https://clerk.rec.example", tenantId: f.a.id, clerkSecretKey: "sk_test_fakeclerkkey123" });
+    const rec = await reconciledEndpoint("reconciled");
+    const { send } = rec;
     const t = now() - 60_000;
-    const send = (event: unknown, id: string) => deliver(event, { id, path: rec.path, secret: rec.secret });
     await send(userEvent("user.created", "user_kept", "kept@tenant-a.test", t), "msg_r1");
     await send(userEvent("user.created", "user_gone", "gone@tenant-a.test", t), "msg_r2");
     await send(userEvent("user.created", "user_stale", "stale@tenant-a.test", t), "msg_r3");
@@ -551,7 +558,8 @@ describe("reconciliation", () => {
     const clerk = await fakeClerk(state);
     try {
       await reconcileNow(clerk.url);
-      expect(clerk.seen.every((a) => a === "Bearer sk_test_fakeclerkkey123")).toBe(true);
+      expect(clerk.seen.length).toBeGreaterThan(0);
+      expect(clerk.seen.every((a) => a === `Bearer ${rec.clerkKey}`)).toBe(true);
       const users = (await db.owner.query("select external_id, email from authhub.users where external_id = any($1) order by external_id", [["user_kept", "user_gone", "user_stale", "user_new"]])).rows;
       expect(users).toEqual([
         { external_id: "user_kept", email: "kept@tenant-a.test" },
@@ -572,10 +580,10 @@ describe("reconciliation", () => {
   });
 
   test("infers no deletion from a listing that is not whole, nor for what Clerk still answers for directly", async () => {
-    const rec = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Careful", issuer: "https://clerk.careful.example", tenantId: f.a.id, clerkSecretKey: "sk_test_carefulkey12345" });
+    const rec = await reconciledEndpoint("careful");
     const t = now() - 60_000;
-    await deliver(userEvent("user.created", "user_c1", "c1@tenant-a.test", t), { id: "msg_c1", path: rec.path, secret: rec.secret });
-    await deliver(userEvent("user.created", "user_c2", "c2@tenant-a.test", t), { id: "msg_c2", path: rec.path, secret: rec.secret });
+    await rec.send(userEvent("user.created", "user_c1", "c1@tenant-a.test", t), "msg_c1");
+    await rec.send(userEvent("user.created", "user_c2", "c2@tenant-a.test", t), "msg_c2");
     await work();
     const c1 = userEvent("user.updated", "user_c1", "c1@tenant-a.test", t).data;
     const c2 = userEvent("user.updated", "user_c2", "c2@tenant-a.test", t).data;
@@ -600,9 +608,9 @@ describe("reconciliation", () => {
   });
 
   test("a missed membership deletion is repaired only once the user's own membership list confirms it", async () => {
-    const rec = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Members", issuer: "https://clerk.members.example", tenantId: f.a.id, clerkSecretKey: "sk_test_memberskey12345" });
+    const rec = await reconciledEndpoint("members");
+    const { send } = rec;
     const t = now() - 60_000;
-    const send = (event: unknown, id: string) => deliver(event, { id, path: rec.path, secret: rec.secret });
     await send(userEvent("user.created", "user_m1", "m1@tenant-a.test", t), "msg_m1");
     await send(userEvent("user.created", "user_m2", "m2@tenant-a.test", t), "msg_m2");
     await send(orgEvent("organization.created", "org_rec", "rec-org", t), "msg_m3");

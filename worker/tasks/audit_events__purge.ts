@@ -4,22 +4,10 @@
  * `authhub audit verify`), in bounded transactions up to a bounded amount per run.
  */
 import type { Task } from "graphile-worker";
-import { inJobTransaction } from "../jobTransaction.js";
-
-const SEALS_PER_TRANSACTION = 20;
-const MAX_TRANSACTIONS = 50;
+import { inBatches } from "../jobTransaction.js";
 
 export const audit_events__purge: Task = async (_payload, helpers) => {
-  let total = 0;
-  for (let i = 0; i < MAX_TRANSACTIONS; i++) {
-    const purged = await inJobTransaction(helpers, "audit_events__purge", async (client) => {
-      const { rows } = await client.query<{ purged: number }>("select authhub_private.purge_expired_audit_events($1) as purged", [
-        SEALS_PER_TRANSACTION,
-      ]);
-      return rows[0]!.purged;
-    });
-    if (purged === 0) break;
-    total += purged;
-  }
+  // The batch counts seals, the answer events: only an empty answer means done.
+  const total = await inBatches(helpers, "audit_events__purge", { fn: "authhub_private.purge_expired_audit_events", batch: 20, maxTransactions: 50, stopBelow: 1 });
   if (total > 0) helpers.logger.info(`purged ${total} expired audit event(s)`);
 };

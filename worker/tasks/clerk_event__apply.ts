@@ -12,7 +12,8 @@
  */
 import type { Task } from "graphile-worker";
 import pg from "pg";
-import { UUID_RE } from "../../db/claims.js";
+import { settingsStatement, UUID_RE } from "../../db/claims.js";
+import { jobSettings } from "../jobTransaction.js";
 
 const BATCH = 50;
 
@@ -28,7 +29,7 @@ export const clerk_event__apply: Task = async (payload, helpers) => {
   const outcomes = await helpers.withPgClient(async (client) => {
     try {
       const results = (await client.query(
-        `begin; select set_config('role', 'authhub_worker', true), set_config('authhub.actor', 'system:clerk_event__apply', true);` +
+        `begin; ${settingsStatement(jobSettings("clerk_event__apply"))};` +
           ` select svix_id, outcome from authhub_private.clerk_drain(${lit(tenant_id)}, ${lit(endpoint_id)}, ${BATCH}); commit;`,
       )) as unknown as { rows: { svix_id: string; outcome: string }[] }[];
       return results[2]!.rows;

@@ -3,20 +3,9 @@
  * were processed, in bounded batches; pending ones stay until they finish.
  */
 import type { Task } from "graphile-worker";
-import { inJobTransaction } from "../jobTransaction.js";
-
-const PER_TRANSACTION = 5_000;
-const MAX_TRANSACTIONS = 20;
+import { inBatches } from "../jobTransaction.js";
 
 export const webhook_deliveries__purge: Task = async (_payload, helpers) => {
-  let total = 0;
-  for (let i = 0; i < MAX_TRANSACTIONS; i++) {
-    const purged = await inJobTransaction(helpers, "webhook_deliveries__purge", async (client) => {
-      const { rows } = await client.query<{ n: number }>("select authhub_private.purge_webhook_deliveries($1) as n", [PER_TRANSACTION]);
-      return rows[0]!.n;
-    });
-    total += purged;
-    if (purged < PER_TRANSACTION) break;
-  }
+  const total = await inBatches(helpers, "webhook_deliveries__purge", { fn: "authhub_private.purge_webhook_deliveries", batch: 5_000, maxTransactions: 20 });
   if (total > 0) helpers.logger.info(`deleted ${total} finished webhook deliveries past retention`);
 };
