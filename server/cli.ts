@@ -314,12 +314,7 @@ async function webhookCreate({ config, owner, values, out }: Parameters<Command>
 
 /** `audit verify`: the first broken link, or how many seals hold. */
 async function auditVerify({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
-  let tenantId: string | null = null;
-  if (typeof values.tenant === "string") {
-    const { rows } = await owner.query<{ id: string }>("select id from authhub.tenants where slug = $1", [values.tenant]);
-    if (!rows[0]) throw new UsageError(`No tenant ${values.tenant}.`);
-    tenantId = rows[0].id;
-  }
+  const tenantId = typeof values.tenant === "string" ? await tenantBySlug(owner, values.tenant) : null;
   const { rows } = await owner.query<{ tenant_id: string; seq: string; ok: boolean; problem: string | null }>(
     "select tenant_id, seq, ok, problem from authhub_private.verify_audit_chain($1)",
     [tenantId],

@@ -14,12 +14,12 @@
  * from a suspended one or a tenant they do not belong to.
  */
 import express, { type NextFunction, type Request, type Response } from "express";
-import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import { isIPv4, isIPv6 } from "node:net";
 import type pg from "pg";
 import type { Identity, RoleLevel } from "../../db/claims.js";
 import type { Config } from "../config.js";
-import { ApiKeyStore } from "../openapi/keys.js";
+import { anySecretMatches, ApiKeyStore } from "../openapi/keys.js";
 import type { RateLimits } from "../rateLimit.js";
 import { requestState } from "../requestState.js";
 import type { MasterKey } from "./masterKey.js";
@@ -33,7 +33,7 @@ const SUBJECT_TOKEN_TYPES = new Set(["urn:ietf:params:oauth:token-type:jwt", "ur
 /** `rt_` + 32 random bytes, base64url. */
 const REFRESH_TOKEN_RE = /^rt_[A-Za-z0-9_-]{43}$/;
 /** A client retrying a refresh within this many seconds gets the same successor. */
-export const REFRESH_RETRY_GRACE_SECONDS = 10;
+const REFRESH_RETRY_GRACE_SECONDS = 10;
 const MAX_TOKEN_LENGTH = 16_384;
 
 export class OAuthError extends Error {
@@ -279,11 +279,7 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     await limit("auth-client", clientId, config.tokenRateLimit.perSubject);
     const key = await apiKeys.get(clientId);
     // Every secret the key may be used with is compared, in constant time; an unknown key costs the same.
-    const presented = sha256(clientSecret);
-    let valid = false;
-    for (const secret of key?.secrets.length ? key.secrets : [Buffer.from("sk_decoy")]) {
-      if (timingSafeEqual(createHash("sha256").update(secret).digest(), presented) && key) valid = true;
-    }
+    const valid = anySecretMatches(key, (secret) => createHash("sha256").update(secret).digest(), sha256(clientSecret));
     if (!valid || !key) throw invalidClient;
     const { token } = await signer.signApiKeyWithActive({ apiKeyId: key.id, tenantId: key.tenantId, orgId: key.organizationId, keyId: key.keyId, scopes: key.scopes });
     res.json({ access_token: token, token_type: "Bearer", expires_in: config.accessTokenTtlSeconds, scope: key.scopes.join(" ") });
@@ -327,10 +323,4 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
   });
 
   return router;
-}
-
-/** The OAuth-shaped answer for an error on /auth/*; other errors are left to the app's handler. */
-export function oauthErrorBody(err: unknown): { status: number; body: { error: string; error_description: string }; retryAfter?: number } | null {
-  if (!(err instanceof OAuthError)) return null;
-  return { status: err.status, body: { error: err.error, error_description: err.description }, retryAfter: err.retryAfter };
 }

@@ -7,16 +7,13 @@
  * secret is in the payload once and nowhere else. revokeApiKey comes from the
  * SQL function authhub.revoke_api_key as PostGraphile exposes it.
  */
-import type pg from "pg";
-import { sideEffectWithPgClientTransaction, type PgClient } from "postgraphile/@dataplan/pg";
+import { sideEffectWithPgClientTransaction } from "postgraphile/@dataplan/pg";
 import { get, type Step } from "postgraphile/grafast";
 import { extendSchema, gql } from "postgraphile/utils";
+import { queryable } from "./queryable.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { issueApiKey, rotateApiKeySecret } from "../openapi/issue.js";
 
-/** The request's client, in the shape issue.ts expects. */
-const queryable = (client: PgClient): Pick<pg.PoolClient, "query"> =>
-  ({ query: (text: string, values: unknown[]) => client.query({ text, values }) }) as unknown as Pick<pg.PoolClient, "query">;
 
 export function makeApiKeysPlugin(masterKey: MasterKey) {
   return extendSchema((build) => {
@@ -85,9 +82,8 @@ export function makeApiKeysPlugin(masterKey: MasterKey) {
             rotateApiKeySecret(_$root, fieldArgs) {
               const $input = fieldArgs.getRaw("input") as Step<Record<string, unknown>>;
               return sideEffectWithPgClientTransaction(executor, $input, async (client, input) => {
-                const { rows } = await client.query<{ tenant_id: string }>({ text: "select tenant_id from authhub.api_keys where id = $1", values: [input.id] });
                 const rotated = await rotateApiKeySecret(queryable(client), masterKey, input.id as string, (input.gracePeriodSeconds as number | undefined) ?? 0);
-                return { ...rotated, id: input.id, tenantId: rows[0]?.tenant_id ?? null, clientMutationId: input.clientMutationId ?? null };
+                return { ...rotated, clientMutationId: input.clientMutationId ?? null };
               });
             },
           },

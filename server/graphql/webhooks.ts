@@ -4,15 +4,13 @@
  * sees it and is in the payload once. Endpoints are then read and changed
  * (name, enabled, issuer, role mapping) through the ordinary table fields.
  */
-import type pg from "pg";
-import { sideEffectWithPgClientTransaction, type PgClient } from "postgraphile/@dataplan/pg";
+import { sideEffectWithPgClientTransaction } from "postgraphile/@dataplan/pg";
 import { get, type Step } from "postgraphile/grafast";
 import { extendSchema, gql } from "postgraphile/utils";
+import { queryable } from "./queryable.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { createWebhookEndpoint } from "../webhooks/endpoints.js";
 
-const queryable = (client: PgClient): Pick<pg.PoolClient, "query"> =>
-  ({ query: (text: string, values: unknown[]) => client.query({ text, values }) }) as unknown as Pick<pg.PoolClient, "query">;
 
 export function makeWebhooksPlugin(masterKey: MasterKey) {
   return extendSchema((build) => {

@@ -18,7 +18,7 @@ export interface SecretMaterial {
   secretEncrypted: string;
 }
 
-export function newSecret(masterKey: MasterKey): SecretMaterial {
+function newSecret(masterKey: MasterKey): SecretMaterial {
   const secret = `sk_${base62(43)}`;
   return { secret, fingerprint: createHash("sha256").update(secret, "utf8").digest("hex"), secretEncrypted: masterKey.encrypt(secret) };
 }
@@ -67,11 +67,16 @@ export async function issueApiKey(client: Pick<pg.PoolClient, "query">, masterKe
 }
 
 /** Rotates a key's secret: the new one is in the answer, once; the old one works for `graceSeconds` more. */
-export async function rotateApiKeySecret(client: Pick<pg.PoolClient, "query">, masterKey: MasterKey, id: string, graceSeconds: number): Promise<{ keyId: string; secret: string }> {
+export async function rotateApiKeySecret(
+  client: Pick<pg.PoolClient, "query">,
+  masterKey: MasterKey,
+  id: string,
+  graceSeconds: number,
+): Promise<{ id: string; tenantId: string; keyId: string; secret: string }> {
   const material = newSecret(masterKey);
-  const { rows } = await client.query<{ key_id: string }>(
-    "select (k).key_id from (select authhub_private.rotate_api_key_secret($1, $2, $3, make_interval(secs => $4)) as k) rotated",
+  const { rows } = await client.query<{ id: string; tenant_id: string; key_id: string }>(
+    "select (k).id, (k).tenant_id, (k).key_id from (select authhub_private.rotate_api_key_secret($1, $2, $3, make_interval(secs => $4)) as k) rotated",
     [id, material.fingerprint, material.secretEncrypted, graceSeconds],
   );
-  return { keyId: rows[0]!.key_id, secret: material.secret };
+  return { id: rows[0]!.id, tenantId: rows[0]!.tenant_id, keyId: rows[0]!.key_id, secret: material.secret };
 }

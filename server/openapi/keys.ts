@@ -107,6 +107,21 @@ export interface SignedRequest {
 /** A stand-in secret, so an unknown key costs the same work as a wrong signature. */
 const DECOY = [Buffer.from("sk_decoy-secret-for-unknown-keys-0000000000000", "utf8")];
 
+/**
+ * Whether `presented` matches what one of the key's secrets gives (`expected`,
+ * a digest of the secret's length): every secret is tried, with no early exit,
+ * in constant time, and an unknown key (null) tries a decoy, so neither the
+ * answer's timing nor its work tells a known key from an unknown one.
+ */
+export function anySecretMatches(key: { secrets: Buffer[] } | null, expected: (secret: Buffer) => Buffer, presented: Buffer): boolean {
+  let valid = false;
+  for (const secret of key?.secrets.length ? key.secrets : DECOY) {
+    const digest = expected(secret);
+    if (digest.length === presented.length && timingSafeEqual(digest, presented) && key) valid = true;
+  }
+  return valid;
+}
+
 /** The key a request is signed with, or the one 401. */
 export async function verifySignedRequest(
   req: SignedRequest,
@@ -131,13 +146,7 @@ export async function verifySignedRequest(
     throw unauthenticated();
   }
   const key = store.isCached(keyId) ? await store.get(keyId) : await lookUp(() => store.get(keyId));
-  const presented = Buffer.from(sig.slice(3), "hex");
-  let valid = false;
-  for (const secret of key?.secrets.length ? key.secrets : DECOY) {
-    const expected = createHmac("sha256", secret).update(canonical, "utf8").digest();
-    // Every secret is compared (no early exit), in constant time.
-    if (timingSafeEqual(expected, presented) && key) valid = true;
-  }
+  const valid = anySecretMatches(key, (secret) => createHmac("sha256", secret).update(canonical, "utf8").digest(), Buffer.from(sig.slice(3), "hex"));
   if (!valid || !key || (key.expiresAt && key.expiresAt.getTime() <= nowSeconds * 1000)) throw unauthenticated();
   return { key, nonce };
 }

@@ -53,7 +53,7 @@ function problems(errors: { instancePath: string; keyword: string; params: Recor
 }
 
 /** The query as signed (client/index.js canonicalQuery's reading): percent-decoded, `+` literal; a repeated name gives a list. */
-export function parseQuery(originalUrl: string): Record<string, string | string[]> {
+function parseQuery(originalUrl: string): Record<string, string | string[]> {
   const q = originalUrl.indexOf("?");
   const out: Record<string, string | string[]> = {};
   if (q === -1) return out;

@@ -9,7 +9,7 @@ import type pg from "pg";
 import type { MasterKey } from "../auth/masterKey.js";
 import { AppError } from "../errors.js";
 
-export const WHSEC_RE = /^whsec_[A-Za-z0-9+/]{24,}={0,2}$/;
+const WHSEC_RE = /^whsec_[A-Za-z0-9+/]{24,}={0,2}$/;
 
 export interface EndpointInput {
   name: string;
@@ -24,12 +24,15 @@ export interface EndpointInput {
   tenantId?: string | null;
 }
 
-export const CLERK_KEY_RE = /^sk_(test|live)_[A-Za-z0-9]{10,200}$/;
+const CLERK_KEY_RE = /^sk_(test|live)_[A-Za-z0-9]{10,200}$/;
 
 export async function createWebhookEndpoint(client: Pick<pg.PoolClient, "query">, masterKey: MasterKey, input: EndpointInput) {
   const secret = input.secret ?? `whsec_${randomBytes(24).toString("base64")}`;
   if (!WHSEC_RE.test(secret)) {
     throw new AppError("invalid_input", "The signing secret must look like whsec_ followed by base64.", { details: [{ field: "secret", message: "must be whsec_…" }] });
+  }
+  if (input.clerkSecretKey && !CLERK_KEY_RE.test(input.clerkSecretKey)) {
+    throw new AppError("invalid_input", "The Clerk secret key must look like sk_test_… or sk_live_….", { details: [{ field: "clerkSecretKey", message: "must be sk_test_… or sk_live_…" }] });
   }
   const { rows } = await client.query<{ id: string; tenant_id: string }>(
     "select (e).id, (e).tenant_id from (select authhub_private.create_webhook_endpoint($1, $2, $3, $4, $5) as e) created",
@@ -37,9 +40,6 @@ export async function createWebhookEndpoint(client: Pick<pg.PoolClient, "query">
   );
   const row = rows[0]!;
   if (input.clerkSecretKey) {
-    if (!CLERK_KEY_RE.test(input.clerkSecretKey)) {
-      throw new AppError("invalid_input", "The Clerk secret key must look like sk_test_… or sk_live_….", { details: [{ field: "clerkSecretKey", message: "must be sk_test_… or sk_live_…" }] });
-    }
     await client.query("select authhub_private.set_webhook_clerk_key($1, $2)", [row.id, masterKey.encrypt(input.clerkSecretKey)]);
   }
   return { id: row.id, tenantId: row.tenant_id, path: `/webhooks/clerk/${row.id}`, secret };
