@@ -1,5 +1,5 @@
 --! Previous: sha1:4cec9d94f77f6cef9f9abc7532a21f6d3578aa10
---! Hash: sha1:03bf963dfdd3b401dd4e6ddf25d9cfbd02b19fcf
+--! Hash: sha1:3b770f528c26b560e0ffd0829ee27c9e61611716
 --! Message: auth: sessions with rotating refresh tokens, key rotation, rate limits
 
 --! split: 490-external-identity.sql
@@ -357,6 +357,8 @@ $$;
 -- stops working once that login ends (signed out, reuse detected, user gone
 -- inactive, expired, deleted), not at the token's expiry. One primary-key
 -- probe. Tokens not tied to a login (the CLI's, a trusted issuer's) set none.
+-- The Open API migration (000006) wires it into current_user_level, where every
+-- authority check starts.
 create function authhub_private.session_ended() returns boolean
   language plpgsql stable security definer
   set search_path = pg_catalog, pg_temp
@@ -371,67 +373,6 @@ begin
     select 1 from authhub_private.refresh_families f
     where f.tenant_id = authhub.current_tenant_id() and f.id = sid::uuid
       and f.revoked_at is null and f.expires_at > now());
-end;
-$$;
-
--- Both authority lookups every policy rests on refuse an ended session: the
--- caller's level (the RBAC migration's lookup, capped by the token's claim) and
--- the caller's tenant-wide permissions (the RBAC migration's body). Organization
--- permissions start from the level, so they follow.
-create or replace function authhub_private.current_user_level() returns authhub.role_level
-  language plpgsql stable security definer
-  set search_path = pg_catalog, pg_temp
-as $$
-begin
-  if authhub_private.session_ended() then
-    return null;
-  end if;
-  return (
-    select least(u.level, coalesce(authhub.current_claimed_level(), 'USER'))
-    from authhub.users u
-    join authhub.tenants t on t.id = u.tenant_id
-    where u.tenant_id = authhub.current_tenant_id()
-      and u.id = authhub.current_user_id()
-      and u.status = 'active'
-      and t.status = 'active'
-  );
-end;
-$$;
-
-create or replace function authhub_private.has_tenant_permission(permission text) returns boolean
-  language plpgsql stable security definer
-  set search_path = pg_catalog, pg_temp
-as $$
-declare
-  caller_level authhub.role_level;
-begin
-  if authhub_private.session_ended() then
-    return false;
-  end if;
-  select least(u.level, coalesce(authhub.current_claimed_level(), 'USER'))
-  into caller_level
-  from authhub.users u
-  join authhub.tenants t on t.id = u.tenant_id
-  where u.tenant_id = authhub.current_tenant_id()
-    and u.id = authhub.current_user_id()
-    and u.status = 'active' and t.status = 'active';
-  if caller_level is null then
-    return false;
-  end if;
-  if caller_level >= 'TENANT_ADMIN' and exists (
-    select 1 from authhub.level_permissions lp
-    where lp.level = caller_level and lp.permission_key = has_tenant_permission.permission
-  ) then
-    return true;
-  end if;
-  return exists (
-    select 1
-    from authhub.role_assignments a
-    join authhub.role_permissions rp on rp.tenant_id = a.tenant_id and rp.role_id = a.role_id
-    where a.tenant_id = authhub.current_tenant_id() and a.user_id = authhub.current_user_id()
-      and a.organization_id is null
-      and rp.permission_key = has_tenant_permission.permission
-  );
 end;
 $$;
 

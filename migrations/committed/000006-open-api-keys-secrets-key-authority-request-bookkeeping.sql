@@ -1,5 +1,5 @@
---! Previous: sha1:03bf963dfdd3b401dd4e6ddf25d9cfbd02b19fcf
---! Hash: sha1:05ea0548d3d3498a2b071334f5532cbb7d2d426d
+--! Previous: sha1:3b770f528c26b560e0ffd0829ee27c9e61611716
+--! Hash: sha1:ecf8b31ad9c993fe03df0436245b1152e44757ea
 --! Message: open api: keys, secrets, key authority, request bookkeeping
 
 --! split: 600-api-keys.sql
@@ -142,9 +142,11 @@ as $$
     and t.status = 'active'
 $$;
 
--- The RBAC helpers again (bodies as of the Auth API migration), each with a
--- first branch for keys: a live key is a USER; it holds a permission
--- tenant-wide when it has the scope and no organization, and for its
+-- The RBAC helpers again. current_user_level, where every authority check
+-- starts, now refuses an ended session (session_ended, from the Auth API
+-- migration) and answers for keys: a live key is a USER. has_tenant_permission
+-- starts from it rather than repeating its lookup; a key holds a permission
+-- tenant-wide when it has the scope and no organization, and (below) for its
 -- organization's subtree when it has the scope and an organization.
 create or replace function authhub_private.current_user_level() returns authhub.role_level
   language plpgsql stable security definer
@@ -181,16 +183,7 @@ begin
       select 1 from authhub_private.current_api_key() k
       where k.organization_id is null and has_tenant_permission.permission = any(k.scopes));
   end if;
-  if authhub_private.session_ended() then
-    return false;
-  end if;
-  select least(u.level, coalesce(authhub.current_claimed_level(), 'USER'))
-  into caller_level
-  from authhub.users u
-  join authhub.tenants t on t.id = u.tenant_id
-  where u.tenant_id = authhub.current_tenant_id()
-    and u.id = authhub.current_user_id()
-    and u.status = 'active' and t.status = 'active';
+  caller_level := authhub_private.current_user_level();
   if caller_level is null then
     return false;
   end if;
@@ -216,19 +209,6 @@ create or replace function authhub_private.organizations_with_permission(permiss
   set search_path = pg_catalog, pg_temp
 as $$
 begin
-  if authhub.current_api_key_id() is not null then
-    return query
-    with recursive tree (id) as (
-      select k.organization_id from authhub_private.current_api_key() k
-      where k.organization_id is not null and organizations_with_permission.permission = any(k.scopes)
-        and exists (select 1 from authhub.permissions p where p.key = organizations_with_permission.permission and p.org_scopable)
-      union
-      select o.id from authhub.organizations o join tree on o.parent_id = tree.id
-      where o.tenant_id = authhub.current_tenant_id()
-    )
-    select id from tree;
-    return;
-  end if;
   if authhub_private.current_user_level() is null then
     return;
   end if;
@@ -246,6 +226,11 @@ begin
     join authhub.permissions p on p.key = rp.permission_key and p.org_scopable
     where a.tenant_id = authhub.current_tenant_id() and a.user_id = authhub.current_user_id()
       and a.organization_id is not null and rp.permission_key = organizations_with_permission.permission
+    union
+    -- A key scoped to an organization (a user has no key, a key no user: one arm at most answers).
+    select k.organization_id from authhub_private.current_api_key() k
+    where k.organization_id is not null and organizations_with_permission.permission = any(k.scopes)
+      and exists (select 1 from authhub.permissions p where p.key = organizations_with_permission.permission and p.org_scopable)
   ),
   tree (id) as (
     select id from seeds
@@ -263,6 +248,16 @@ $$;
 -- rotates and revokes them. Issuing goes through authhub_private.issue_api_key
 -- (the server generates the secret and encrypts it: SQL never sees it in the
 -- clear), which refuses scopes beyond the issuer's own at the key's scope.
+
+-- The operator: the CLI, which logs in as the owner and acts as no user. Not
+-- the worker, which logs in as the owner too but takes the worker role, nor
+-- anything running under a request role.
+create function authhub_private.is_operator() returns boolean
+  language sql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select session_user = 'authhub_owner' and current_setting('role') = 'none' and authhub.current_user_id() is null
+$$;
 
 -- Whether the caller may manage keys at `organization_id` (null: tenant-wide).
 create function authhub_private.can_manage_api_keys(organization_id uuid) returns boolean
@@ -291,14 +286,18 @@ create policy select_permitted on authhub.api_keys for select to authhub_user
     and ((select authhub_private.has_tenant_permission('apikey:read'))
          or organization_id in (select authhub_private.organizations_with_permission('apikey:read')))
   );
+-- Changing a key (name, limit, expiry) is for users: a key never manages keys,
+-- as it cannot issue, rotate or revoke them (can_manage_api_keys).
 create policy update_permitted on authhub.api_keys for update to authhub_user
   using (
     tenant_id = (select authhub.current_tenant_id())
+    and (select authhub.current_user_id()) is not null
     and ((select authhub_private.has_tenant_permission('apikey:write'))
          or organization_id in (select authhub_private.organizations_with_permission('apikey:write')))
   )
   with check (
     tenant_id = (select authhub.current_tenant_id())
+    and (select authhub.current_user_id()) is not null
     and ((select authhub_private.has_tenant_permission('apikey:write'))
          or organization_id in (select authhub_private.organizations_with_permission('apikey:write')))
     and authhub_private.holds_api_key_scopes(scopes::text[], organization_id)
@@ -320,7 +319,7 @@ create function authhub_private.issue_api_key(
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  operator boolean := session_user = 'authhub_owner' and authhub.current_user_id() is null;
+  operator boolean := authhub_private.is_operator();
   t_id uuid := case when operator then issue_api_key.tenant_id else authhub.current_tenant_id() end;
   unknown text;
   created authhub.api_keys;
@@ -369,6 +368,26 @@ end;
 $$;
 grant execute on function authhub_private.issue_api_key(text, text, text[], uuid, integer, timestamptz, text, text, uuid) to authhub_user;
 
+-- The key `id`, locked, for rotating or revoking: one the caller may manage
+-- (apikey:write at its scope, as a user), or any for the operator; else AH404.
+create function authhub_private.api_key_to_manage(id uuid) returns authhub.api_keys
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  operator boolean := authhub_private.is_operator();
+  k authhub.api_keys;
+begin
+  select * into k from authhub.api_keys a
+  where a.id = api_key_to_manage.id and (operator or a.tenant_id = authhub.current_tenant_id())
+  for update;
+  if k.id is null or (not operator and not authhub_private.can_manage_api_keys(k.organization_id)) then
+    raise exception 'No such key.' using errcode = 'AH404';
+  end if;
+  return k;
+end;
+$$;
+
 -- Rotates a key's secret: the new one works at once; the old one keeps working
 -- for `grace` (zero: not at all), then only the new one does.
 create function authhub_private.rotate_api_key_secret(id uuid, fingerprint text, secret_encrypted text, grace interval)
@@ -377,15 +396,10 @@ create function authhub_private.rotate_api_key_secret(id uuid, fingerprint text,
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  operator boolean := session_user = 'authhub_owner' and authhub.current_user_id() is null;
+  operator boolean := authhub_private.is_operator();
   k authhub.api_keys;
 begin
-  select * into k from authhub.api_keys a
-  where a.id = rotate_api_key_secret.id and (operator or a.tenant_id = authhub.current_tenant_id())
-  for update;
-  if k.id is null or (not operator and not authhub_private.can_manage_api_keys(k.organization_id)) then
-    raise exception 'No such key.' using errcode = 'AH404';
-  end if;
+  k := authhub_private.api_key_to_manage(rotate_api_key_secret.id);
   -- A new secret hands over every scope of the key: only to who holds them all.
   if not operator and not authhub_private.holds_api_key_scopes(k.scopes::text[], k.organization_id) then
     raise exception 'Rotating this key needs every scope it has.' using errcode = 'AH403';
@@ -412,15 +426,9 @@ create function authhub.revoke_api_key(id uuid) returns authhub.api_keys
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  operator boolean := session_user = 'authhub_owner' and authhub.current_user_id() is null;
   k authhub.api_keys;
 begin
-  select * into k from authhub.api_keys a
-  where a.id = revoke_api_key.id and (operator or a.tenant_id = authhub.current_tenant_id())
-  for update;
-  if k.id is null or (not operator and not authhub_private.can_manage_api_keys(k.organization_id)) then
-    raise exception 'No such key.' using errcode = 'AH404';
-  end if;
+  k := authhub_private.api_key_to_manage(revoke_api_key.id);
   update authhub.api_keys a set revoked_at = coalesce(a.revoked_at, now())
   where a.tenant_id = k.tenant_id and a.id = k.id returning * into k;
   return k;

@@ -1,5 +1,5 @@
---! Previous: sha1:05ea0548d3d3498a2b071334f5532cbb7d2d426d
---! Hash: sha1:a16cdf98cacc0b58f759a43b770bf06de6c16ea7
+--! Previous: sha1:ecf8b31ad9c993fe03df0436245b1152e44757ea
+--! Hash: sha1:276f36546f3e908f258beafac9877fa9071101cf
 --! Message: identity sync: webhook endpoints, inbox, clerk event application, reconciliation
 
 --! split: 700-webhook-endpoints.sql
@@ -66,6 +66,8 @@ create table authhub_private.webhook_secrets (
   tenant_id        uuid not null,
   endpoint_id      uuid not null,
   secret_encrypted text not null,
+  -- The Clerk secret key (sk_…) for reconciliation, if any, encrypted under the master key.
+  clerk_secret_key_encrypted text,
   created_at       timestamptz not null default now(),
   primary key (tenant_id, endpoint_id),
   foreign key (tenant_id, endpoint_id) references authhub.webhook_endpoints (tenant_id, id) on delete cascade
@@ -73,7 +75,8 @@ create table authhub_private.webhook_secrets (
 alter table authhub_private.webhook_secrets enable row level security;
 alter table authhub_private.webhook_secrets force row level security;
 create policy all_owner on authhub_private.webhook_secrets for all to authhub_owner using (true) with check (true);
-insert into authhub_private.audit_secret_columns (table_name, column_name) values ('webhook_secrets', 'secret_encrypted');
+insert into authhub_private.audit_secret_columns (table_name, column_name) values
+  ('webhook_secrets', 'secret_encrypted'), ('webhook_secrets', 'clerk_secret_key_encrypted');
 select authhub_private.audit_table('authhub_private.webhook_secrets', 'tenant_id', null);
 
 -- Creates an endpoint with its (server-encrypted) secret: tenant admins in their
@@ -85,7 +88,7 @@ create function authhub_private.create_webhook_endpoint(name text, issuer text, 
 as $$
 #variable_conflict use_column
 declare
-  operator boolean := session_user = 'authhub_owner' and authhub.current_user_id() is null;
+  operator boolean := authhub_private.is_operator();
   t_id uuid := case when operator then create_webhook_endpoint.tenant_id else authhub.current_tenant_id() end;
   created authhub.webhook_endpoints;
 begin
@@ -192,9 +195,12 @@ begin
 end;
 $$;
 
--- Accepts a verified delivery: stores it and queues its endpoint's drain in one
--- transaction. False when this id was delivered before (nothing changes).
-create function authhub_private.accept_webhook(endpoint_id uuid, svix_id text, event_type text, entity text, body text)
+-- Stores a delivery and queues its endpoint's drain, in the caller's
+-- transaction. False when this id was delivered before (nothing changes). An
+-- unknown or disabled endpoint, or one of a suspended tenant, takes nothing.
+-- Called by accept_webhook (the receiver) and accept_reconciled_delivery (the
+-- reconciliation job) only; granted to no one.
+create function authhub_private.store_delivery(endpoint_id uuid, svix_id text, event_type text, entity text, body text)
   returns boolean
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
@@ -204,26 +210,54 @@ declare
   t_id uuid;
   stored boolean;
 begin
-  -- `reconcile:` ids are the reconciliation job's (running as the worker role) alone.
-  if accept_webhook.svix_id like 'reconcile:%' and current_setting('role', true) is distinct from 'authhub_worker' then
-    raise exception 'Reserved delivery id.' using errcode = 'AH403';
-  end if;
-  select e.tenant_id into t_id from authhub.webhook_endpoints e where e.id = accept_webhook.endpoint_id;
+  select e.tenant_id into t_id
+  from authhub.webhook_endpoints e join authhub.tenants t on t.id = e.tenant_id
+  where e.id = store_delivery.endpoint_id and e.enabled and t.status = 'active';
   if t_id is null then
     raise exception 'No such endpoint.' using errcode = 'AH404';
   end if;
   insert into authhub.webhook_deliveries (tenant_id, endpoint_id, svix_id, event_type, entity, body)
-  values (t_id, accept_webhook.endpoint_id, accept_webhook.svix_id, accept_webhook.event_type, accept_webhook.entity, accept_webhook.body)
+  values (t_id, store_delivery.endpoint_id, store_delivery.svix_id, store_delivery.event_type, store_delivery.entity, store_delivery.body)
   on conflict do nothing
   returning true into stored;
   if stored is null then
     return false;
   end if;
-  perform authhub_private.queue_clerk_drain(t_id, accept_webhook.endpoint_id);
+  perform authhub_private.queue_clerk_drain(t_id, store_delivery.endpoint_id);
   return true;
 end;
 $$;
+
+-- The receiver's: a verified delivery, under a sender's id (`reconcile:` ids are
+-- the reconciliation job's).
+create function authhub_private.accept_webhook(endpoint_id uuid, svix_id text, event_type text, entity text, body text)
+  returns boolean
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if accept_webhook.svix_id like 'reconcile:%' then
+    raise exception 'Reserved delivery id.' using errcode = 'AH403';
+  end if;
+  return authhub_private.store_delivery(endpoint_id, svix_id, event_type, entity, body);
+end;
+$$;
 grant execute on function authhub_private.accept_webhook(uuid, text, text, text, text) to authhub_authenticator;
+
+-- The reconciliation job's: a change it found, under an id of its own.
+create function authhub_private.accept_reconciled_delivery(endpoint_id uuid, svix_id text, event_type text, entity text, body text)
+  returns boolean
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if accept_reconciled_delivery.svix_id not like 'reconcile:%' then
+    raise exception 'Reconciliation''s ids begin with reconcile:.' using errcode = 'AH422';
+  end if;
+  return authhub_private.store_delivery(endpoint_id, svix_id, event_type, entity, body);
+end;
+$$;
+grant execute on function authhub_private.accept_reconciled_delivery(uuid, text, text, text, text) to authhub_worker;
 
 -- Retention: deliveries that are finished (done, skipped, failed) are kept 30
 -- days, then deleted by the worker's webhook_deliveries__purge job, a batch at a
@@ -622,10 +656,6 @@ grant execute on function authhub_private.sweep_clerk_deliveries() to authhub_wo
 -- applied by the same job as webhooks. Where Clerk's API is, is the operator's
 -- configuration (AUTHHUB_CLERK_API_URL), never a tenant's.
 
--- The Clerk secret key (sk_…), encrypted under the master key.
-alter table authhub_private.webhook_secrets add column clerk_secret_key_encrypted text;
-insert into authhub_private.audit_secret_columns (table_name, column_name) values ('webhook_secrets', 'clerk_secret_key_encrypted');
-select authhub_private.audit_table('authhub_private.webhook_secrets', 'tenant_id', null);
 
 -- Sets (or clears) an endpoint's Clerk secret key: tenant admins of its tenant, or the operator.
 create function authhub_private.set_webhook_clerk_key(endpoint_id uuid, clerk_secret_key_encrypted text) returns void
@@ -634,7 +664,7 @@ create function authhub_private.set_webhook_clerk_key(endpoint_id uuid, clerk_se
 as $$
 #variable_conflict use_column
 declare
-  operator boolean := session_user = 'authhub_owner' and authhub.current_user_id() is null;
+  operator boolean := authhub_private.is_operator();
   e authhub.webhook_endpoints;
 begin
   select * into e from authhub.webhook_endpoints w
@@ -672,6 +702,5 @@ $$;
 
 grant execute on function
   authhub_private.clerk_reconcile_targets(),
-  authhub_private.clerk_known_entities(uuid),
-  authhub_private.accept_webhook(uuid, text, text, text, text)
+  authhub_private.clerk_known_entities(uuid)
 to authhub_worker;

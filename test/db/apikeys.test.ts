@@ -38,22 +38,15 @@ async function issue(
 ): Promise<KeyRow | string> {
   const params = [keyId(), "Partner", options.scopes, options.organizationId ?? null, null, options.expiresAt ?? null, fingerprint(), options.tenantId ?? null];
   if (actor === null) return (await db.owner.query<KeyRow>(ISSUE, params)).rows[0]!;
-  const client = await db.auth.connect();
-  try {
-    await client.query("begin");
-    const { pgSettingsFor } = await import("../../db/claims.js");
-    await client.query("select set_config(key, value, true) from json_each_text($1::json)", [JSON.stringify(pgSettingsFor(actor as never, "t"))]);
+  return asActor(db, actor, async (client) => {
     try {
       const row = (await client.query<KeyRow>(ISSUE, params)).rows[0]!;
       await client.query("commit");
       return row;
     } catch (err) {
-      await client.query("rollback");
       return (err as { code: string }).code;
     }
-  } finally {
-    client.release();
-  }
+  });
 }
 
 const asKey = (k: KeyRow): Actor => ({ apiKey: { apiKeyId: k.id, tenantId: k.tenant_id, orgId: k.organization_id } });
@@ -134,6 +127,18 @@ describe("seeing and managing keys", () => {
     expect(await attemptAs(db, orgAdmin, "select authhub.revoke_api_key($1)", [siblingKey.id])).toBe("AH404");
     expect(await attemptAs(db, cast(f, f.b).tenantAdmin, "select authhub.revoke_api_key($1)", [childKey.id])).toBe("AH404");
     expect(await attemptAs(db, orgAdmin, "select authhub.revoke_api_key($1)", [childKey.id])).toBe(1);
+  });
+
+  test("a key never changes keys, even one holding apikey:write", async () => {
+    const writer = (await issue(null, { scopes: ["apikey:read", "apikey:write"], tenantId: f.a.id })) as KeyRow;
+    const change = "update authhub.api_keys set rate_limit_per_minute = 5, expires_at = null where id = $1";
+    // Control: the rows are there and a tenant admin may change them.
+    expect(await attemptAs(db, cast(f, f.a).tenantAdmin, change, [tenantKey.id])).toBe(1);
+    expect(await attemptAs(db, cast(f, f.a).tenantAdmin, change, [writer.id])).toBe(1);
+    // The key sees them (apikey:read), but changes neither another key nor itself.
+    expect(await attemptAs(db, asKey(writer), "select 1 from authhub.api_keys where id = $1", [tenantKey.id])).toBe(1);
+    expect(await attemptAs(db, asKey(writer), change, [tenantKey.id])).toBe(0);
+    expect(await attemptAs(db, asKey(writer), change, [writer.id])).toBe(0);
   });
 
   test("rotation keeps the old secret for the grace period only", async () => {

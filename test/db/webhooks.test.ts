@@ -46,6 +46,8 @@ test("secrets and sync bookkeeping are out of every request role's reach, as are
     expect(await attemptAs(db, actor, "select authhub_private.webhook_endpoint_for_delivery($1)", [endpointA])).toBe("42501");
     expect(await attemptAs(db, actor, "select authhub_private.accept_webhook($1, 'x', 'user.created', 'user:x', '{}')", [endpointA])).toBe("42501");
     expect(await attemptAs(db, actor, "select authhub_private.clerk_apply($1, $2, 'msg_1')", [f.a.id, endpointA])).toBe("42501");
+    expect(await attemptAs(db, actor, "select authhub_private.store_delivery($1, 'x', 'user.created', 'user:x', '{}')", [endpointA])).toBe("42501");
+    expect(await attemptAs(db, actor, "select authhub_private.accept_reconciled_delivery($1, 'reconcile:x:0', 'user.created', 'user:x', '{}')", [endpointA])).toBe("42501");
     expect(await attemptAs(db, actor, "select * from authhub_private.clerk_drain($1, $2, 10)", [f.a.id, endpointA])).toBe("42501");
     expect(await attemptAs(db, actor, "select authhub_private.queue_clerk_drain($1, $2)", [f.a.id, endpointA])).toBe("42501");
     expect(await attemptAs(db, actor, "select authhub_private.sweep_clerk_deliveries()")).toBe("42501");
@@ -53,8 +55,51 @@ test("secrets and sync bookkeeping are out of every request role's reach, as are
   // Only tenant admins (or the operator) create endpoints.
   expect(await attemptAs(db, cast(f, f.a).orgAdmin, "select authhub_private.create_webhook_endpoint('x', 'https://x.example', null, 'v1.a.b.c')")).toBe("AH403");
   expect(await attemptAs(db, cast(f, f.a).tenantAdmin, "select authhub_private.create_webhook_endpoint('x', 'https://x.example', null, 'v1.a.b.c', $1)", [f.b.id])).toBe("AH403");
-  const { rows } = await db.owner.query("select new from authhub.audit_events where table_name = 'webhook_secrets'");
+  // Both endpoints' secrets were audited, and the audit rows never hold them.
+  const { rows } = await db.owner.query("select new from authhub.audit_events where table_name = 'webhook_secrets' and operation = 'INSERT'");
+  expect(rows.length).toBeGreaterThanOrEqual(2);
+  expect(rows.every((r) => r.new && typeof r.new.endpoint_id === "string")).toBe(true);
   expect(JSON.stringify(rows)).not.toContain("v1.s.e.c");
+});
+
+test("the receiver stores only for enabled endpoints of active tenants, never under reconciliation's ids, which are the worker's alone", async () => {
+  const accept = (id: string, endpoint = endpointA) =>
+    db.auth.query("select authhub_private.accept_webhook($1, $2, 'user.created', 'user:x', '{}') as stored", [endpoint, id]).then(
+      (r) => r.rows[0].stored,
+      (err: { code?: string }) => err.code,
+    );
+  expect(await accept("msg_enabled")).toBe(true);
+  await db.owner.query("update authhub.webhook_endpoints set enabled = false where id = $1", [endpointA]);
+  try {
+    expect(await accept("msg_disabled")).toBe("AH404");
+  } finally {
+    await db.owner.query("update authhub.webhook_endpoints set enabled = true where id = $1", [endpointA]);
+  }
+  await db.owner.query("update authhub.tenants set status = 'suspended' where id = $1", [f.a.id]);
+  try {
+    expect(await accept("msg_suspended")).toBe("AH404");
+  } finally {
+    await db.owner.query("update authhub.tenants set status = 'active' where id = $1", [f.a.id]);
+  }
+  expect(await accept("reconcile:x:0")).toBe("AH403");
+  await expect(db.auth.query("select authhub_private.accept_reconciled_delivery($1, 'reconcile:x:0', 'user.created', 'user:x', '{}')", [endpointA])).rejects.toMatchObject({ code: "42501" });
+  // The worker's role may, and only under reconciliation's ids.
+  const asWorker = async (sql: string) => {
+    const c = await db.owner.connect();
+    try {
+      await c.query("begin");
+      await c.query("select set_config('role', 'authhub_worker', true)");
+      return await c.query(sql, [endpointA]).then((r) => r.rows[0].stored, (err: { code?: string }) => err.code);
+    } finally {
+      await c.query("rollback");
+      c.release();
+    }
+  };
+  expect(await asWorker("select authhub_private.accept_reconciled_delivery($1, 'reconcile:x:1', 'user.created', 'user:x', '{}') as stored")).toBe(true);
+  expect(await asWorker("select authhub_private.accept_reconciled_delivery($1, 'msg_worker', 'user.created', 'user:x', '{}') as stored")).toBe("AH422");
+  expect(await asWorker("select authhub_private.accept_webhook($1, 'msg_worker', 'user.created', 'user:x', '{}') as stored")).toBe("42501");
+  const { rows } = await db.owner.query("select svix_id from authhub.webhook_deliveries where svix_id = any($1)", [["msg_enabled", "msg_disabled", "msg_suspended", "reconcile:x:0", "reconcile:x:1", "msg_worker"]]);
+  expect(rows.map((r) => r.svix_id)).toEqual(["msg_enabled"]);
 });
 
 test("the webhook_deliveries__purge job deletes finished deliveries after 30 days, never pending ones", async () => {

@@ -194,7 +194,7 @@ async function reconcile(target: Target, helpers: JobHelpers) {
   await inJobTransaction(helpers, "clerk__reconcile", async (client) => {
     for (const [i, e] of events.entries()) {
       const body = { type: e.type, object: "event", timestamp: e.at, data: e.data };
-      await client.query("select authhub_private.accept_webhook($1, $2, $3, $4, $5)", [target.endpoint_id, `${run}:${i}`, e.type, entityOf(body).entity, JSON.stringify(body)]);
+      await client.query("select authhub_private.accept_reconciled_delivery($1, $2, $3, $4, $5)", [target.endpoint_id, `${run}:${i}`, e.type, entityOf(body).entity, JSON.stringify(body)]);
     }
   });
   helpers.logger.info(`reconciled endpoint ${target.endpoint_id}: ${events.length} change(s) queued`);
