@@ -177,7 +177,9 @@ describe("a key's requests", () => {
     // Writes plain users, never admins; never another tenant's rows.
     expect(await attemptAs(db, asKey(k), "insert into authhub.users (tenant_id, email) values ($1, 'new@tenant-a.test')", [f.a.id])).toBe(1);
     expect(await attemptAs(db, asKey(k), "insert into authhub.users (tenant_id, email, level) values ($1, 'boss@tenant-a.test', 'TENANT_ADMIN')", [f.a.id])).toBe("42501");
-    expect(await attemptAs(db, asKey(k), "update authhub.users set level = 'TENANT_ADMIN' where id = $1", [f.a.users.member])).not.toBe(1);
+    // Control: it changes a plain user of its tenant; not that user's level, nor tenant B's same user.
+    expect(await attemptAs(db, asKey(k), "update authhub.users set display_name = 'Seen' where id = $1", [f.a.users.member])).toBe(1);
+    expect(await attemptAs(db, asKey(k), "update authhub.users set level = 'TENANT_ADMIN' where id = $1", [f.a.users.member])).toBe("42501");
     expect(await attemptAs(db, asKey(k), "update authhub.users set display_name = 'Seen' where id = $1", [f.b.users.member])).toBe(0);
     // Its claims naming tenant B find no key there: nothing at all.
     expect(await users({ apiKey: { apiKeyId: k.id, tenantId: f.b.id, orgId: null } })).toEqual([]);
@@ -195,8 +197,10 @@ describe("a key's requests", () => {
     expect(await users(asKey(k))).toEqual([f.a.users.orgAdmin, f.a.users.member, f.a.users.suspended].sort());
     const orgs = await asActor(db, asKey(k), async (c) => (await c.query<{ id: string }>("select id from authhub.organizations")).rows.map((r) => r.id).sort());
     expect(orgs).toEqual([f.a.orgs.child, f.a.orgs.grandchild].sort());
-    // No membership scope: no memberships.
+    // No membership scope: no memberships (a key with the scope, same subtree, sees them).
     expect(await attemptAs(db, asKey(k), "select 1 from authhub.memberships")).toBe(0);
+    const withScope = (await issue(null, { scopes: ["membership:read"], organizationId: f.a.orgs.child, tenantId: f.a.id })) as KeyRow;
+    expect(await attemptAs(db, asKey(withScope), "select 1 from authhub.memberships")).toBeGreaterThan(0);
     expect(await attemptAs(db, asKey(k), "insert into authhub.organizations (tenant_id, slug, name, parent_id) values ($1, 'k', 'K', $2)", [f.a.id, f.a.orgs.child])).toBe("42501");
   });
 
@@ -206,10 +210,12 @@ describe("a key's requests", () => {
     const begin = (nonce: string) =>
       db.auth.query("select authhub_private.begin_api_request($1, $2, $3, 300)", [k.id, k.tenant_id, nonce]).then(() => null, (err: { code: string }) => err.code);
     expect(await begin("nonce-one-0000000")).toBeNull();
+    expect((await users(asKey(k))).length).toBeGreaterThan(0);
     await db.owner.query("select authhub.revoke_api_key($1)", [k.id]);
     expect(await users(asKey(k))).toEqual([]);
     expect(await begin("nonce-two-0000000")).toBe("AH401");
     const e = (await issue(null, { scopes: ["user:read"], tenantId: f.a.id, expiresAt: new Date(Date.now() + 60_000) })) as KeyRow;
+    expect((await users(asKey(e))).length).toBeGreaterThan(0);
     await db.owner.query("update authhub.api_keys set expires_at = now() - interval '1 second' where id = $1", [e.id]);
     expect(await users(asKey(e))).toEqual([]);
   });
@@ -288,10 +294,13 @@ describe("review: what managing a key takes", () => {
     const k = (await issue(null, { scopes: ["org:read"], tenantId: f.a.id })) as KeyRow;
     expect(await attemptAs(db, cast(f, f.a).tenantAdmin, "select authhub_private.rotate_api_key_secret($1, $2, 'v1.a.b.c', null)", [k.id, fingerprint()])).toBe("AH422");
     await db.auth.query("select authhub_private.record_api_key_usage($1, $2, $3, now())", [[f.a.id], [k.id], [3]]);
-    const forged = await asActor(db, cast(f, f.b).tenantAdmin, async (c) =>
-      (await c.query("select authhub.api_keys_request_count(row($1::uuid, $2::uuid, 'ak_xxxxxxxxxxxxxxxxxxxxxx', null, 'x', '{org:read}', 1, null, null, now(), now(), null)::authhub.api_keys) as n", [f.a.id, k.id])).rows[0].n,
-    );
-    expect(forged).toBe("0");
+    const countAs = (actor: Actor) =>
+      asActor(db, actor, async (c) =>
+        (await c.query("select authhub.api_keys_request_count(row($1::uuid, $2::uuid, 'ak_xxxxxxxxxxxxxxxxxxxxxx', null, 'x', '{org:read}', 1, null, null, now(), now(), null)::authhub.api_keys) as n", [f.a.id, k.id])).rows[0].n,
+      );
+    // Control: the same question from the key's own tenant reads the uses.
+    expect(await countAs(cast(f, f.a).tenantAdmin)).toBe("3");
+    expect(await countAs(cast(f, f.b).tenantAdmin)).toBe("0");
   });
 
   test("suspending or deleting a user revokes the keys they issued", async () => {

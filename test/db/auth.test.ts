@@ -89,8 +89,14 @@ describe("reach", () => {
     await db.auth.query("insert into authhub_private.rate_limits (key, points, expire) values ('test:x', 1, 0)");
     await db.auth.query("delete from authhub_private.rate_limits where key = 'test:x'");
     // The active key's ciphertext is all it gets (the master key that opens it is the server's).
+    const { loadActiveSigningKey } = await import("../../server/auth/signingKeys.js");
+    const { parseMasterKey } = await import("../../server/auth/masterKey.js");
+    const key = await loadActiveSigningKey(db.owner, parseMasterKey(randomBytes(32).toString("base64")));
     const { rows } = await db.auth.query("select * from authhub_private.active_signing_key()");
-    expect(rows.length).toBeLessThanOrEqual(1);
+    expect(rows).toHaveLength(1);
+    expect(Object.keys(rows[0]).sort()).toEqual(["kid", "private_key_encrypted"]);
+    expect(rows[0].kid).toBe(key.kid);
+    await expect(db.auth.query("select * from authhub_private.signing_keys")).rejects.toMatchObject({ code: "42501" });
   });
 });
 

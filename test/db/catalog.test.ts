@@ -4,6 +4,7 @@
  * key, runtime roles without special powers, column-level write grants only,
  * nothing granted to PUBLIC, pinned search_path on every definer function.
  */
+import pg from "pg";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 
 const SCHEMAS = ["authhub", "authhub_private"];
@@ -180,5 +181,27 @@ test("every table of the exposed and private schemas is audited, or exempt with 
 
 test("instances starting together migrate once; the others wait for the lock instead of failing", async () => {
   const { runMigrations } = await import("../../db/migrate.js");
-  await expect(Promise.all([runMigrations(db.ownerUrl), runMigrations(db.ownerUrl), runMigrations(db.ownerUrl)])).resolves.toHaveLength(3);
+  const { OWNER_ROLE, withCredentials } = await import("../../db/setup.js");
+  const { readdirSync } = await import("node:fs");
+  // An empty database, as a first start finds it (the test's own is cloned already migrated).
+  const rootUrl = process.env.AUTHHUB_TEST_ROOT_URL!;
+  const name = `authhub_test_empty_${process.pid}`;
+  const root = new pg.Client({ connectionString: rootUrl });
+  await root.connect();
+  try {
+    await root.query(`create database ${name} template template0 owner ${OWNER_ROLE}`);
+    const url = withCredentials(rootUrl, OWNER_ROLE, process.env.AUTHHUB_TEST_OWNER_PASSWORD || null, name);
+    await expect(Promise.all([runMigrations(url), runMigrations(url), runMigrations(url)])).resolves.toHaveLength(3);
+    const check = new pg.Client({ connectionString: url });
+    await check.connect();
+    try {
+      const { rows } = await check.query<{ n: number }>("select count(*)::int as n from graphile_migrate.migrations");
+      expect(rows[0]!.n).toBe(readdirSync(new URL("../../migrations/committed/", import.meta.url)).filter((f) => f.endsWith(".sql")).length);
+    } finally {
+      await check.end();
+    }
+  } finally {
+    await root.query(`drop database if exists ${name} with (force)`);
+    await root.end();
+  }
 });

@@ -127,6 +127,8 @@ describe("a down-scoped token", () => {
   test("a tenant admin acting with a USER token exercises a user's rights only, and may still rename itself", async () => {
     const downScoped = { ...cast(f, f.a).tenantAdmin, level: "USER" as const };
     expect(await ids(downScoped, "select id from authhub.users")).toEqual([f.a.users.tenantAdmin]);
+    // Control: with its full token the same update reaches the row.
+    expect(await attempt(cast(f, f.a).tenantAdmin, "update authhub.users set display_name = 'Seen' where id = $1", [f.a.users.member])).toBe(1);
     expect(await attempt(downScoped, "update authhub.users set level = 'TENANT_ADMIN' where id = $1", [f.a.users.member])).toBe(0);
     expect(await attempt(downScoped, "update authhub.users set display_name = 'Me' where id = $1", [f.a.users.tenantAdmin])).toBe(1);
     expect(await attempt(downScoped, "update authhub.users set status = 'suspended' where id = $1", [f.a.users.tenantAdmin])).toBe("42501");
@@ -407,6 +409,8 @@ describe("no escalation (BR-002)", () => {
     expect(rowCount).toBe(0);
     expect(await attempt(tenantAdmin, "insert into authhub.role_assignments (tenant_id, user_id, role_id) values ($1, $2, $3)", [f.a.id, f.a.users.member, supportAgent])).toBe("42501");
     expect(await attempt(tenantAdmin, "update authhub.roles set name = 'x' where id = $1", [supportAgent])).toBe(0);
+    // Control: tenant A's own admin renames it.
+    expect(await attempt(cast(f, f.a).tenantAdmin, "update authhub.roles set name = 'x' where id = $1", [supportAgent])).toBe(1);
   });
 });
 
@@ -511,6 +515,8 @@ describe("decisions and effective permissions", () => {
 
   test("a user of tenant B gets nothing for tenant A's scopes", async () => {
     const other = identity(f.b, f.b.users.tenantAdmin, "TENANT_ADMIN");
+    // Control: tenant A's org admin holds it there.
+    expect(await decide(cast(f, f.a).orgAdmin, "user:read", f.a.orgs.child)).toBe(true);
     expect(await decide(other, "user:read", f.a.orgs.child)).toBe(false);
   });
 });
@@ -520,7 +526,8 @@ describe("the token's claim caps the level", () => {
     const orgScoped = { ...cast(f, f.a).tenantAdmin, level: "ORG_ADMIN" as const };
     const level = await asActor(db, orgScoped, async (c) => (await c.query("select authhub_private.current_user_level() as l")).rows[0].l);
     expect(level).toBe("ORG_ADMIN");
-    expect(await attempt(orgScoped, "update authhub.users set status = 'suspended' where id = $1", [f.a.users.member])).not.toBe(1);
+    expect(await attempt(orgScoped, "update authhub.users set status = 'suspended' where id = $1", [f.a.users.member])).toBe(0);
+    expect(await attempt(cast(f, f.a).tenantAdmin, "update authhub.users set status = 'suspended' where id = $1", [f.a.users.member])).toBe(1);
     const full = await asActor(db, cast(f, f.a).tenantAdmin, async (c) => (await c.query("select authhub_private.current_user_level() as l")).rows[0].l);
     expect(full).toBe("TENANT_ADMIN");
   });

@@ -167,6 +167,9 @@ describe("scopes and tenancy", () => {
     const writer = await key({ scopes: ["user:read", "user:write"] });
     expect((await call(writer, { method: "PATCH", path: `/open/v1/users/${f.b.users.member}`, body: { displayName: "x" } })).status).toBe(404);
     expect((await call(writer, { method: "DELETE", path: `/open/v1/users/${f.b.users.member}` })).status).toBe(404);
+    // Tenant B's user is there, unchanged.
+    const { rows } = await db.owner.query("select display_name, status from authhub.users where id = $1", [f.b.users.member]);
+    expect(rows).toEqual([{ display_name: "member", status: "active" }]);
   });
 
   test("an organization key sees its subtree only", async () => {

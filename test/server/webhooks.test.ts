@@ -155,9 +155,12 @@ describe("receiving", () => {
     const res = await request(srv.app).post(endpoint.path).set("Content-Type", "application/json").send(`{"pad":"${big}"}`);
     expect(res.status).toBe(413);
     const off = await createWebhookEndpoint(db.owner, srv.masterKey, { name: "Off", issuer: ISSUER, tenantId: f.a.id });
+    // Control: enabled, it takes a delivery.
+    expect((await deliver(userEvent("user.created", "user_off", "off@tenant-a.test", now()), { id: "msg_off_1", path: off.path, secret: off.secret })).status).toBe(202);
     await db.owner.query("update authhub.webhook_endpoints set enabled = false where id = $1", [off.id]);
     await new Promise((r) => setTimeout(r, 1100));
-    expect((await deliver({}, { path: off.path, secret: off.secret })).status).toBe(404);
+    expect((await deliver(userEvent("user.created", "user_off", "off@tenant-a.test", now()), { id: "msg_off_2", path: off.path, secret: off.secret })).status).toBe(404);
+    expect(await delivery("msg_off_2")).toBeUndefined();
   });
 });
 
@@ -449,15 +452,22 @@ test("a membership acts only in organizations its endpoint made, for its own pla
   const t = now();
   await deliver(orgEvent("organization.created", "org_mine", "mine", t), { id: "msg_mine" });
   await deliver(userEvent("user.created", "user_theirs", "theirs@tenant-a.test", t), { id: "msg_theirs", path: other.path, secret: other.secret });
+  await deliver(userEvent("user.created", "user_ours", "ours@tenant-a.test", t), { id: "msg_ours" });
   await work();
+  // Both exist, each made by its own endpoint; endpoint A's own user joins its organization (control).
+  expect(await delivery("msg_mine")).toMatchObject({ state: "done" });
+  expect(await delivery("msg_theirs")).toMatchObject({ state: "done" });
+  await deliver(membershipEvent("organizationMembership.created", "org_mine", "user_ours", "org:admin", t), { id: "msg_own_member" });
+  await work();
+  expect(await delivery("msg_own_member")).toMatchObject({ state: "done" });
   // Endpoint B tries to make its user an ORG_ADMIN in endpoint A's organization.
   await deliver(membershipEvent("organizationMembership.created", "org_mine", "user_theirs", "org:admin", t), { id: "msg_cross", path: other.path, secret: other.secret });
   // Endpoint A tries to give a membership to endpoint B's user.
   await deliver(membershipEvent("organizationMembership.created", "org_mine", "user_theirs", "org:admin", t), { id: "msg_cross_2" });
   await work();
-  expect((await db.owner.query("select state from authhub.webhook_deliveries where svix_id = any($1) order by svix_id", [["msg_cross", "msg_cross_2"]])).rows).toEqual([
-    { state: "failed" },
-    { state: "failed" },
+  expect((await db.owner.query("select state, last_error from authhub.webhook_deliveries where svix_id = any($1) order by svix_id", [["msg_cross", "msg_cross_2"]])).rows).toEqual([
+    { state: "failed", last_error: "that organization or user is not this endpoint's to manage" },
+    { state: "failed", last_error: "that organization or user is not this endpoint's to manage" },
   ]);
   const { rows } = await db.owner.query("select 1 from authhub.memberships m join authhub.users u on u.id = m.user_id where u.external_id = 'user_theirs'");
   expect(rows).toEqual([]);
@@ -536,6 +546,9 @@ describe("reconciliation", () => {
       await pool.end();
     }
     await work();
+    // The run succeeded (a failed job stays, with its error): what the test checks next is its doing.
+    const left = await db.owner.query("select last_error from graphile_worker.jobs where task_identifier = 'clerk__reconcile'");
+    expect(left.rows).toEqual([]);
   }
 
   test("repairs drift: a missed deletion (confirmed 404), a missed creation, a missed update; leaves the unchanged alone; the deletion keeps its tombstone", async () => {
