@@ -1,5 +1,5 @@
 --! Previous: sha1:4cec9d94f77f6cef9f9abc7532a21f6d3578aa10
---! Hash: sha1:3b770f528c26b560e0ffd0829ee27c9e61611716
+--! Hash: sha1:69ee6f24332b080167ef6a975fe459e29d4d2eb9
 --! Message: auth: sessions with rotating refresh tokens, key rotation, rate limits
 
 --! split: 490-external-identity.sql
@@ -219,7 +219,7 @@ begin
   returning id into f_id;
   insert into authhub_private.refresh_tokens (tenant_id, token_hash, family_id, expires_at)
   values (t_id, start_session.token_hash, f_id, least(now() + token_ttl, now() + family_ttl));
-  return query select t_id, u_id, o_id, lvl, f_id, (select k.kid from authhub_private.signing_keys k where k.status = 'active');
+  return query select t_id, u_id, o_id, lvl, f_id, (select k.kid from authhub_private.active_signing_key() k);
 end;
 $$;
 
@@ -230,6 +230,20 @@ create function authhub_private.refresh_token_family(token_hash bytea) returns u
   set search_path = pg_catalog, pg_temp
 as $$
   select r.family_id from authhub_private.refresh_tokens r where r.token_hash = refresh_token_family.token_hash
+$$;
+
+-- Ends a login on the server's own finding (the user changed, a spent token
+-- came back): the audit log names the finding as the actor, and the request.
+create function authhub_private.end_login(tenant_id uuid, family_id uuid, reason text, actor text, trace_id text) returns void
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform authhub_private.act_as(null, end_login.trace_id);
+  perform set_config('authhub.actor', end_login.actor, true);
+  update authhub_private.refresh_families f set revoked_at = now(), revoked_reason = end_login.reason
+  where f.tenant_id = end_login.tenant_id and f.id = end_login.family_id;
+end;
 $$;
 
 -- Refresh: exchanges a refresh token for its successor. The server derives the
@@ -277,10 +291,7 @@ begin
        select 1 from authhub.users u
        where u.tenant_id = fam.tenant_id and u.id = fam.user_id and u.external_id::text = fam.external_id
          and (u.external_issuer is null or u.external_issuer::text = fam.issuer)) then
-    perform authhub_private.act_as(null, rotate_refresh_token.trace_id);
-    perform set_config('authhub.actor', 'system:auth:refresh', true);
-    update authhub_private.refresh_families f set revoked_at = now(), revoked_reason = 'inactive'
-    where f.tenant_id = fam.tenant_id and f.id = fam.id;
+    perform authhub_private.end_login(fam.tenant_id, fam.id, 'inactive', 'system:auth:refresh', rotate_refresh_token.trace_id);
     return query select 'inactive', null::integer, fam.tenant_id, fam.user_id, null::uuid, null::authhub.role_level, fam.id, null::text;
     return;
   end if;
@@ -299,7 +310,7 @@ begin
     if tok.rotated_at > now() - grace and candidate is not null
        and successor_row.token_hash is not null and successor_row.rotated_at is null then
       return query select 'replayed', candidate, fam.tenant_id, fam.user_id, fam.organization_id, lvl, fam.id,
-                          (select k.kid from authhub_private.signing_keys k where k.status = 'active');
+                          (select k.kid from authhub_private.active_signing_key() k);
       return;
     end if;
     -- A retry within the grace period whose successor this server cannot derive
@@ -309,10 +320,7 @@ begin
       return;
     end if;
     -- Whoever presented it, a spent token came back: the login is compromised.
-    perform authhub_private.act_as(null, rotate_refresh_token.trace_id);
-    perform set_config('authhub.actor', 'system:auth:reuse-detection', true);
-    update authhub_private.refresh_families f set revoked_at = now(), revoked_reason = 'reuse'
-    where f.tenant_id = fam.tenant_id and f.id = fam.id;
+    perform authhub_private.end_login(fam.tenant_id, fam.id, 'reuse', 'system:auth:reuse-detection', rotate_refresh_token.trace_id);
     return query select 'reuse', null::integer, fam.tenant_id, fam.user_id, null::uuid, null::authhub.role_level, fam.id, null::text;
     return;
   end if;
@@ -321,7 +329,7 @@ begin
   insert into authhub_private.refresh_tokens (tenant_id, token_hash, family_id, expires_at)
   values (fam.tenant_id, rotate_refresh_token.successor_hashes[1], fam.id, least(now() + token_ttl, fam.expires_at));
   return query select 'rotated', 1, fam.tenant_id, fam.user_id, fam.organization_id, lvl, fam.id,
-                      (select k.kid from authhub_private.signing_keys k where k.status = 'active');
+                      (select k.kid from authhub_private.active_signing_key() k);
 end;
 $$;
 

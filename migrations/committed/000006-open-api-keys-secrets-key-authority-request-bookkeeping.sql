@@ -1,5 +1,5 @@
---! Previous: sha1:3b770f528c26b560e0ffd0829ee27c9e61611716
---! Hash: sha1:ecf8b31ad9c993fe03df0436245b1152e44757ea
+--! Previous: sha1:69ee6f24332b080167ef6a975fe459e29d4d2eb9
+--! Hash: sha1:a0a42af85f73c8040ba6d46b049c3c884d39d83e
 --! Message: open api: keys, secrets, key authority, request bookkeeping
 
 --! split: 600-api-keys.sql

@@ -1,5 +1,5 @@
---! Previous: sha1:ecf8b31ad9c993fe03df0436245b1152e44757ea
---! Hash: sha1:276f36546f3e908f258beafac9877fa9071101cf
+--! Previous: sha1:a0a42af85f73c8040ba6d46b049c3c884d39d83e
+--! Hash: sha1:325ce42ec9ab01149319c2973e8cda9ccdd1fd3d
 --! Message: identity sync: webhook endpoints, inbox, clerk event application, reconciliation
 
 --! split: 700-webhook-endpoints.sql

@@ -179,6 +179,24 @@ test("every table of the exposed and private schemas is audited, or exempt with 
   expect(exemptions.rows.length).toBeGreaterThan(0);
 });
 
+test("every audited table's trigger removes exactly the secret columns registered for it", async () => {
+  // audit_table() fixes the list when a table is enrolled: a column registered later
+  // without enrolling the table again would reach the log.
+  const { rows } = await db.owner.query<{ tbl: string; baked: string; registered: string }>(
+    `select c.oid::regclass::text as tbl,
+            coalesce((string_to_array(encode(t.tgargs, 'escape'), '\\000'))[3], '') as baked,
+            coalesce((select string_agg(s.column_name, ',' order by s.column_name)
+                      from authhub_private.audit_secret_columns s where s.table_name = c.relname), '') as registered
+     from pg_trigger t join pg_class c on c.oid = t.tgrelid
+     where t.tgname = '_900_audit_insert'
+     order by 1`,
+  );
+  expect(rows.filter((r) => r.registered !== "").map((r) => r.tbl)).toEqual(
+    expect.arrayContaining(["authhub_private.api_key_secrets", "authhub_private.signing_keys", "authhub_private.webhook_secrets"]),
+  );
+  expect(rows.filter((r) => r.baked !== r.registered)).toEqual([]);
+});
+
 test("instances starting together migrate once; the others wait for the lock instead of failing", async () => {
   const { runMigrations } = await import("../../db/migrate.js");
   const { OWNER_ROLE, withCredentials } = await import("../../db/setup.js");
