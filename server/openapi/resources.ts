@@ -193,35 +193,57 @@ function pageParams(ctx: Ctx, parts: number): { limit: number; after: (string | 
 
 const notFound = (what: string) => new AppError("not_found", `No such ${what}.`);
 
-/**
- * One row by key: the row, or 404 when the key cannot see it. After a write
- * that touched nothing: 403 when the row is visible (the key may see it but not
- * change it), 404 when it is not.
- */
-async function one<R extends pg.QueryResultRow>(
-  client: pg.PoolClient,
-  sql: string,
-  params: unknown[],
-  what: string,
-  visible?: { sql: string; params: unknown[] },
-): Promise<R> {
-  const { rows } = await client.query<R>(sql, params);
-  if (rows[0]) return rows[0];
-  if (visible && (await client.query(visible.sql, visible.params)).rowCount) {
-    throw new AppError("forbidden", `This key may not change this ${what}.`);
-  }
-  throw notFound(what);
-}
-
 const USER_COLUMNS = `id, email, display_name as "displayName", external_id as "externalId", external_issuer as "externalIssuer",
   level, status, created_at as "createdAt", updated_at as "updatedAt"`;
 const ORG_COLUMNS = `id, slug, name, parent_id as "parentId", created_at as "createdAt", updated_at as "updatedAt"`;
 const MEMBERSHIP_COLUMNS = `organization_id as "organizationId", user_id as "userId", level, created_at as "createdAt", updated_at as "updatedAt"`;
 
+/** A table the API serves, by its key (the tenant comes from the key's claims, under RLS). */
+interface Resource {
+  what: string;
+  table: string;
+  /** The key: each column with the path parameter naming it. */
+  key: [column: string, param: string][];
+  columns: string;
+}
+const USERS: Resource = { what: "user", table: "authhub.users", key: [["id", "id"]], columns: USER_COLUMNS };
+const ORGANIZATIONS: Resource = { what: "organization", table: "authhub.organizations", key: [["id", "id"]], columns: ORG_COLUMNS };
+const MEMBERSHIPS: Resource = { what: "membership", table: "authhub.memberships", key: [["organization_id", "organizationId"], ["user_id", "userId"]], columns: MEMBERSHIP_COLUMNS };
+
+/** `a = $1 and b = $2` for the resource's key, and the path's values for it. */
+function byKey(res: Resource, params: Record<string, string>) {
+  return { where: res.key.map(([column], i) => `${column} = $${i + 1}`).join(" and "), values: res.key.map(([, param]) => params[param]) };
+}
+
+/** One row by key, or 404 when the key cannot see it. */
+async function getOne(client: pg.PoolClient, res: Resource, params: Record<string, string>) {
+  const { where, values } = byKey(res, params);
+  const { rows } = await client.query(`select ${res.columns} from ${res.table} where ${where}`, values);
+  if (!rows[0]) throw notFound(res.what);
+  return rows[0];
+}
+
+/**
+ * Changes (`set`, with its values after the key's) or deletes (`set` null) one
+ * row by key. When nothing was touched: 403 if the row is visible (the key may
+ * see it but not change it), 404 if it is not.
+ */
+async function writeOne(client: pg.PoolClient, res: Resource, params: Record<string, string>, set: { sql: string; values: unknown[] } | null) {
+  const { where, values } = byKey(res, params);
+  const { rows } = set
+    ? await client.query(`update ${res.table} set ${set.sql} where ${where} returning ${res.columns}`, [...values, ...set.values])
+    : await client.query(`delete from ${res.table} where ${where} returning 1`, values);
+  if (rows[0]) return rows[0];
+  if ((await client.query(`select 1 from ${res.table} where ${where}`, values)).rowCount) {
+    throw new AppError("forbidden", `This key may not change this ${res.what}.`);
+  }
+  throw notFound(res.what);
+}
+
 /** `set a = $2, b = $3` for the patch's fields (allowlisted by the schema), and their values. */
 function assignments(body: Record<string, unknown>, columns: Record<string, string>, first: number) {
   const fields = Object.keys(body).filter((f) => f in columns);
-  return { set: fields.map((f, i) => `${columns[f]} = $${first + i}`).join(", "), values: fields.map((f) => body[f]) };
+  return { sql: fields.map((f, i) => `${columns[f]} = $${first + i}`).join(", "), values: fields.map((f) => body[f]) };
 }
 
 const idParam = { id: uuid };
@@ -282,7 +304,7 @@ export const routes: Route[] = [
     scope: "user:read",
     params: idParam,
     response: { status: 200, schema: "User" },
-    handler: ({ client, params }) => one(client, `select ${USER_COLUMNS} from authhub.users where id = $1`, [params.id], "user"),
+    handler: ({ client, params }) => getOne(client, USERS, params),
   },
   {
     method: "post",
@@ -312,10 +334,7 @@ export const routes: Route[] = [
     params: idParam,
     body: "UserUpdate",
     response: { status: 200, schema: "User" },
-    handler({ client, params, body }) {
-      const { set, values } = assignments(body, { displayName: "display_name", status: "status" }, 2);
-      return one(client, `update authhub.users set ${set} where id = $1 returning ${USER_COLUMNS}`, [params.id, ...values], "user", { sql: "select 1 from authhub.users where id = $1", params: [params.id] });
-    },
+    handler: ({ client, params, body }) => writeOne(client, USERS, params, assignments(body, { displayName: "display_name", status: "status" }, 2)),
   },
   {
     method: "delete",
@@ -327,7 +346,7 @@ export const routes: Route[] = [
     params: idParam,
     response: { status: 204 },
     async handler({ client, params }) {
-      await one(client, "delete from authhub.users where id = $1 returning id", [params.id], "user", { sql: "select 1 from authhub.users where id = $1", params: [params.id] });
+      await writeOne(client, USERS, params, null);
     },
   },
   // Organizations
@@ -360,7 +379,7 @@ export const routes: Route[] = [
     scope: "org:read",
     params: idParam,
     response: { status: 200, schema: "Organization" },
-    handler: ({ client, params }) => one(client, `select ${ORG_COLUMNS} from authhub.organizations where id = $1`, [params.id], "organization"),
+    handler: ({ client, params }) => getOne(client, ORGANIZATIONS, params),
   },
   {
     method: "post",
@@ -389,16 +408,7 @@ export const routes: Route[] = [
     params: idParam,
     body: "OrganizationUpdate",
     response: { status: 200, schema: "Organization" },
-    handler({ client, params, body }) {
-      const { set, values } = assignments(body, { slug: "slug", name: "name" }, 2);
-      return one(
-        client,
-        `update authhub.organizations set ${set} where id = $1 returning ${ORG_COLUMNS}`,
-        [params.id, ...values],
-        "organization",
-        { sql: "select 1 from authhub.organizations where id = $1", params: [params.id] },
-      );
-    },
+    handler: ({ client, params, body }) => writeOne(client, ORGANIZATIONS, params, assignments(body, { slug: "slug", name: "name" }, 2)),
   },
   {
     method: "delete",
@@ -410,7 +420,7 @@ export const routes: Route[] = [
     params: idParam,
     response: { status: 204 },
     async handler({ client, params }) {
-      await one(client, "delete from authhub.organizations where id = $1 returning id", [params.id], "organization", { sql: "select 1 from authhub.organizations where id = $1", params: [params.id] });
+      await writeOne(client, ORGANIZATIONS, params, null);
     },
   },
   // Memberships
@@ -444,8 +454,7 @@ export const routes: Route[] = [
     scope: "membership:read",
     params: membershipParams,
     response: { status: 200, schema: "Membership" },
-    handler: ({ client, params }) =>
-      one(client, `select ${MEMBERSHIP_COLUMNS} from authhub.memberships where organization_id = $1 and user_id = $2`, [params.organizationId, params.userId], "membership"),
+    handler: ({ client, params }) => getOne(client, MEMBERSHIPS, params),
   },
   {
     method: "post",
@@ -475,14 +484,7 @@ export const routes: Route[] = [
     params: membershipParams,
     body: "MembershipUpdate",
     response: { status: 200, schema: "Membership" },
-    handler: ({ client, params, body }) =>
-      one(
-        client,
-        `update authhub.memberships set level = $3 where organization_id = $1 and user_id = $2 returning ${MEMBERSHIP_COLUMNS}`,
-        [params.organizationId, params.userId, body.level],
-        "membership",
-        { sql: "select 1 from authhub.memberships where organization_id = $1 and user_id = $2", params: [params.organizationId, params.userId] },
-      ),
+    handler: ({ client, params, body }) => writeOne(client, MEMBERSHIPS, params, assignments(body, { level: "level" }, 3)),
   },
   {
     method: "delete",
@@ -494,13 +496,7 @@ export const routes: Route[] = [
     params: membershipParams,
     response: { status: 204 },
     async handler({ client, params }) {
-      await one(
-        client,
-        "delete from authhub.memberships where organization_id = $1 and user_id = $2 returning user_id",
-        [params.organizationId, params.userId],
-        "membership",
-        { sql: "select 1 from authhub.memberships where organization_id = $1 and user_id = $2", params: [params.organizationId, params.userId] },
-      );
+      await writeOne(client, MEMBERSHIPS, params, null);
     },
   },
 ];

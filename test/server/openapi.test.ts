@@ -237,6 +237,8 @@ describe("resources", () => {
     // A key is not a tenant admin: it gives no ORG_ADMIN memberships.
     expect((await call(k, { method: "PATCH", path, body: { level: "ORG_ADMIN" } })).status).toBe(403);
     expect((await call(k, { method: "DELETE", path })).status).toBe(204);
+    expect((await call(k, { path })).status).toBe(404);
+    expect((await call(k, { method: "DELETE", path })).status).toBe(404);
     expect((await call(k, { method: "DELETE", path: `/open/v1/organizations/${org.body.id}` })).status).toBe(204);
   });
 
