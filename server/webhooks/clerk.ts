@@ -22,7 +22,7 @@ export interface ClerkWebhookOptions {
   maxBodyBytes: number;
 }
 
-/** The entity an event is about: its job queue, so one entity's events apply in order. */
+/** The entity an event is about (SQL derives it again from the stored body and fails a delivery where they differ: authhub_private.clerk_entity_of). */
 export function entityOf(event: unknown): { type: string | null; entity: string } {
   if (typeof event !== "object" || event === null) return { type: null, entity: "malformed" };
   const { type, data } = event as { type?: unknown; data?: Record<string, unknown> };

@@ -533,18 +533,9 @@ describe("reconciliation", () => {
 
   async function reconcileNow(clerkUrl: string) {
     const { configureWorker } = await import("../../worker/context.js");
+    const { runTask } = await import("../helpers/worker.js");
     configureWorker({ masterKey: srv.masterKey, clerkApiUrl: clerkUrl });
-    const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
-    pool.on("error", () => undefined);
-    pool.on("connect", (c) => c.on("error", () => undefined));
-    try {
-      const { makeWorkerUtils } = await import("graphile-worker");
-      const utils = await makeWorkerUtils({ pgPool: pool, logger: new Logger(() => () => undefined) });
-      await utils.addJob("clerk__reconcile", {});
-      await utils.release();
-    } finally {
-      await pool.end();
-    }
+    await runTask(db, "clerk__reconcile");
     await work();
     // The run succeeded (a failed job stays, with its error): what the test checks next is its doing.
     const left = await db.owner.query("select last_error from graphile_worker.jobs where task_identifier = 'clerk__reconcile'");
