@@ -10,6 +10,7 @@
  * key stops working at the commit that revoked it, whatever is cached here.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { ShortCache } from "../lookups.js";
 import type pg from "pg";
 import { bodyHash, canonicalString } from "../../client/index.js";
 import type { MasterKey } from "../auth/masterKey.js";
@@ -40,31 +41,23 @@ export const unauthenticated = () => new AppError("unauthenticated", "The reques
 
 /** Live keys by public id, read at most once per `ttlMs` each (and remembered as unknown for as long). */
 export class ApiKeyStore {
-  private readonly cache = new Map<string, { at: number; key: Promise<ApiKeyRecord | null> }>();
+  private readonly cache: ShortCache<ApiKeyRecord | null>;
 
   constructor(
     private readonly authPool: pg.Pool,
     private readonly masterKey: MasterKey,
-    private readonly ttlMs = 1000,
-    private readonly maxEntries = 10_000,
-  ) {}
+    ttlMs = 1000,
+  ) {
+    this.cache = new ShortCache(ttlMs);
+  }
 
   /** Whether `keyId` would be answered without the database now. */
   isCached(keyId: string): boolean {
-    const hit = this.cache.get(keyId);
-    return hit !== undefined && Date.now() - hit.at < this.ttlMs;
+    return this.cache.has(keyId);
   }
 
   get(keyId: string): Promise<ApiKeyRecord | null> {
-    const hit = this.cache.get(keyId);
-    if (hit && Date.now() - hit.at < this.ttlMs) return hit.key;
-    const key = this.load(keyId);
-    if (this.ttlMs > 0) {
-      if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
-      this.cache.set(keyId, { at: Date.now(), key });
-      key.catch(() => this.cache.delete(keyId));
-    }
-    return key;
+    return this.cache.get(keyId, () => this.load(keyId));
   }
 
   private async load(keyId: string): Promise<ApiKeyRecord | null> {

@@ -11,9 +11,9 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import express, { type NextFunction, type Request, type Response } from "express";
 import pg from "pg";
-import { RateLimiterMemory } from "rate-limiter-flexible";
 import { clientAddress } from "../auth/authApi.js";
 import { pgSettingsForCaller, settingsStatement } from "../../db/claims.js";
+import { unknownIdGuard } from "../lookups.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { AppError, toAppError, type FieldProblem } from "../errors.js";
 import type { RateLimitDecision, RateLimits } from "../rateLimit.js";
@@ -85,15 +85,8 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
   // A key id that is not in the cache is read from the database; an address
   // that keeps naming keys that do not exist (600 a minute) is refused without
   // reading, so made-up ids cannot turn into a query each.
-  const unknownIds = new RateLimiterMemory({ keyPrefix: "openapi-unknown-key", points: 600, duration: 60 });
-  const lookUp = (req: Request) => async (read: () => Promise<ApiKeyRecord | null>) => {
-    const address = clientAddress(req);
-    const seen = await unknownIds.get(address);
-    if (seen && seen.consumedPoints >= 600) return null;
-    const key = await read();
-    if (!key) await unknownIds.consume(address).catch(() => undefined);
-    return key;
-  };
+  const guard = unknownIdGuard("openapi-unknown-key", 600);
+  const lookUp = (req: Request) => (read: () => Promise<ApiKeyRecord | null>) => guard(clientAddress(req), read);
   const document = openApiDocument();
   router.get("/open/v1/openapi.json", (_req, res) => {
     res.setHeader("Cache-Control", "public, max-age=300");

@@ -9,11 +9,11 @@
  */
 import express, { type NextFunction, type Request, type Response } from "express";
 import type pg from "pg";
-import { RateLimiterMemory } from "rate-limiter-flexible";
 import { Webhook, WebhookVerificationError } from "svix";
 import { clientAddress } from "../auth/authApi.js";
 import { UUID_RE } from "../../db/claims.js";
 import type { MasterKey } from "../auth/masterKey.js";
+import { ShortCache, unknownIdGuard } from "../lookups.js";
 import { AppError } from "../errors.js";
 
 export interface ClerkWebhookOptions {
@@ -41,21 +41,14 @@ export function entityOf(event: unknown): { type: string | null; entity: string 
 
 export function clerkWebhookRouter(options: ClerkWebhookOptions): express.Router {
   const router = express.Router();
-  const endpoints = new Map<string, { at: number; value: Promise<{ enabled: boolean; secret: string } | null> }>();
-  // An address that keeps naming endpoints that do not exist (300 a minute) is
-  // refused without a lookup each.
-  const unknownIds = new RateLimiterMemory({ keyPrefix: "webhook-unknown-endpoint", points: 300, duration: 60 });
-  const endpoint = (id: string) => {
-    const hit = endpoints.get(id);
-    if (hit && Date.now() - hit.at < 1000) return hit.value;
-    const value = options.authPool
+  const endpoints = new ShortCache<{ enabled: boolean; secret: string } | null>(1000);
+  const load = (id: string) =>
+    options.authPool
       .query<{ enabled: boolean; secret_encrypted: string }>("select enabled, secret_encrypted from authhub_private.webhook_endpoint_for_delivery($1)", [id])
       .then(({ rows }) => (rows[0] ? { enabled: rows[0].enabled, secret: options.masterKey.decrypt(rows[0].secret_encrypted) } : null));
-    if (endpoints.size >= 10_000) endpoints.delete(endpoints.keys().next().value!);
-    endpoints.set(id, { at: Date.now(), value });
-    value.catch(() => endpoints.delete(id));
-    return value;
-  };
+  // An address that keeps naming endpoints that do not exist (300 a minute) is
+  // refused without a lookup each.
+  const guard = unknownIdGuard("webhook-unknown-endpoint", 300);
 
   router.post(
     "/webhooks/clerk/:endpointId",
@@ -63,10 +56,7 @@ export function clerkWebhookRouter(options: ClerkWebhookOptions): express.Router
     async (req: Request, res: Response, next: NextFunction) => {
       try {
         const id = String(req.params.endpointId);
-        const address = clientAddress(req);
-        const flooding = ((await unknownIds.get(address))?.consumedPoints ?? 0) >= 300;
-        const found = UUID_RE.test(id) && !flooding ? await endpoint(id.toLowerCase()) : null;
-        if (!found) await unknownIds.consume(address).catch(() => undefined);
+        const found = await guard(clientAddress(req), async () => (UUID_RE.test(id) ? endpoints.get(id.toLowerCase(), () => load(id.toLowerCase())) : null));
         if (!found || !found.enabled) throw new AppError("not_found", "No such webhook endpoint.");
         const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
         const headers = { "svix-id": req.get("svix-id") ?? "", "svix-timestamp": req.get("svix-timestamp") ?? "", "svix-signature": req.get("svix-signature") ?? "" };
