@@ -6,11 +6,14 @@
  * effective for the user's next request once its job has run.
  */
 import { jest } from "@jest/globals";
-import { Logger, runOnce } from "graphile-worker";
+import { Logger, run, runOnce } from "graphile-worker";
 import pg from "pg";
 import request from "supertest";
 import { Webhook } from "svix";
 import { createWebhookEndpoint } from "../../server/webhooks/endpoints.js";
+import { settingsStatement } from "../../db/claims.js";
+import { jobSettings } from "../../worker/jobTransaction.js";
+import { drainEndpoint } from "../../worker/tasks/clerk_event__apply.js";
 import { tasks } from "../../worker/tasks/index.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { cast, type Fixtures } from "../helpers/fixtures.js";
@@ -367,6 +370,125 @@ describe("drains", () => {
     } finally {
       await db.owner.query("drop trigger if exists test_boom on authhub.users; drop function authhub_private.test_boom()");
     }
+  });
+});
+
+describe("hand-off to the running drain", () => {
+  const clerkJobs = async () =>
+    (await db.owner.query("select key, run_at > now() + interval '1 second' and run_at < now() + interval '3 seconds' as in_two_seconds from graphile_worker.jobs where key like '%' || $1 order by key", [endpoint.id])).rows;
+  /** A drain held open: the endpoint's drain lock taken, as a running drain holds it, in a transaction left open. */
+  const openDrain = async () => {
+    const client = await db.owner.connect();
+    await client.query("begin");
+    await client.query("select pg_advisory_xact_lock(authhub_private.clerk_endpoint_lock('clerk-drain', $1))", [endpoint.id]);
+    await client.query(settingsStatement(jobSettings("clerk_event__apply")));
+    return client;
+  };
+  const waitingOnLock = async (client: pg.PoolClient) => {
+    const pid = (client as unknown as { processID: number }).processID;
+    const { rows } = await db.owner.query("select wait_event_type, wait_event from pg_stat_activity where pid = $1", [pid]);
+    return rows[0];
+  };
+
+  test("a delivery that arrives while a drain runs queues no job; the drain waits for those in flight, then queues what they left", async () => {
+    await work();
+    expect(await clerkJobs()).toEqual([]);
+    const drain = await openDrain();
+    const accepting = await db.auth.connect();
+    try {
+      // While the drain runs: stored (202), and no job of its own.
+      expect((await deliver(userEvent("user.created", "user_hand1", "hand1@tenant-a.test", now()), { id: "msg_hand1" })).status).toBe(202);
+      expect(await clerkJobs()).toEqual([]);
+      // A second one is in flight (stored, not yet committed) when the drain has applied its batch.
+      await accepting.query("begin");
+      const body = JSON.stringify(userEvent("user.created", "user_hand2", "hand2@tenant-a.test", now()));
+      expect((await accepting.query("select authhub_private.accept_webhook($1, 'msg_hand2', 'user.created', 'user:user_hand2', $2) as stored", [endpoint.id, body])).rows[0].stored).toBe(true);
+      let finished = false;
+      const draining = drain.query("select svix_id, outcome from authhub_private.clerk_drain($1, $2, 50)", [f.a.id, endpoint.id]).then((r) => {
+        finished = true;
+        return r.rows;
+      });
+      // The drain applied the first and now waits for the second to commit before it looks for more.
+      for (let i = 0; i < 100 && (await waitingOnLock(drain))?.wait_event !== "advisory"; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await waitingOnLock(drain)).toEqual({ wait_event_type: "Lock", wait_event: "advisory" });
+      expect(finished).toBe(false);
+      await accepting.query("commit");
+      expect(await draining).toEqual([{ svix_id: "msg_hand1", outcome: "done" }]);
+      await drain.query("commit");
+    } finally {
+      await drain.query("rollback").catch(() => undefined);
+      drain.release();
+      await accepting.query("rollback").catch(() => undefined);
+      accepting.release();
+    }
+    // The look queued the next drain for what arrived meanwhile; it applies it.
+    expect(await clerkJobs()).toEqual([{ key: `clerk:${endpoint.id}`, in_two_seconds: false }]);
+    await work();
+    expect(await delivery("msg_hand1")).toMatchObject({ state: "done", attempts: 1 });
+    expect(await delivery("msg_hand2")).toMatchObject({ state: "done", attempts: 1 });
+  });
+
+  test("a drain that finds another running returns at once, and leaves a look two seconds on in case that one fails", async () => {
+    await work();
+    expect((await deliver(userEvent("user.created", "user_hand3", "hand3@tenant-a.test", now()), { id: "msg_hand3" })).status).toBe(202);
+    const drain = await openDrain();
+    const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 1 });
+    pool.on("error", () => undefined);
+    try {
+      const helpers = { withPgClient: async <T>(fn: (c: pg.PoolClient) => Promise<T>) => { const c = await pool.connect(); try { return await fn(c); } finally { c.release(); } } };
+      // The drain job the delivery queued: the lock is taken, so it takes nothing.
+      expect(await drainEndpoint({ tenant_id: f.a.id, endpoint_id: endpoint.id }, helpers as never)).toEqual([]);
+      expect(await delivery("msg_hand3")).toMatchObject({ state: "pending", attempts: 0 });
+      // The running drain fails (rolls back): the look left behind brings the delivery in.
+      await drain.query("rollback");
+      expect(await clerkJobs()).toEqual([
+        { key: `clerk-later:${endpoint.id}`, in_two_seconds: true },
+        { key: `clerk:${endpoint.id}`, in_two_seconds: false },
+      ]);
+    } finally {
+      await drain.query("rollback").catch(() => undefined);
+      drain.release();
+      await pool.end();
+    }
+    await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk:${endpoint.id}`]);
+    await db.owner.query("update graphile_worker._private_jobs set run_at = now() where key = $1", [`clerk-later:${endpoint.id}`]);
+    await work();
+    expect(await delivery("msg_hand3")).toMatchObject({ state: "done", attempts: 1 });
+  });
+
+  test("a burst of concurrent deliveries under a running worker is applied whole, each once, without the sweep", async () => {
+    await work();
+    const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 6 });
+    pool.on("error", () => undefined);
+    pool.on("connect", (c) => c.on("error", () => undefined));
+    // The worker as `npm start` runs it (concurrency 4), without the crontab: no sweep.
+    const runner = await run({ pgPool: pool, taskList: tasks, concurrency: 4, noHandleSignals: true, pollInterval: 60_000, logger: new Logger(() => () => undefined) });
+    const ids = Array.from({ length: 120 }, (_, i) => `msg_burst_${i}`);
+    try {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (next < ids.length) {
+            const i = next++;
+            expect((await deliver(userEvent("user.created", `user_burst_${i}`, `burst${i}@tenant-a.test`, now()), { id: ids[i] })).status).toBe(202);
+          }
+        }),
+      );
+      // Applied without a poll (one a minute) or a sweep: every delivery's drain came from a delivery or a look.
+      let done = 0;
+      for (let i = 0; i < 200 && done < ids.length; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        done = (await db.owner.query("select count(*)::int as n from authhub.webhook_deliveries where svix_id = any($1) and state = 'done'", [ids])).rows[0].n;
+      }
+      expect(done).toBe(ids.length);
+    } finally {
+      await runner.stop();
+      await pool.end();
+    }
+    const { rows } = await db.owner.query("select attempts, count(*)::int as n from authhub.webhook_deliveries where svix_id = any($1) group by attempts", [ids]);
+    expect(rows).toEqual([{ attempts: 1, n: ids.length }]);
+    const users = await db.owner.query("select count(*)::int as n from authhub.users where external_id like 'user_burst_%'");
+    expect(users.rows[0].n).toBe(ids.length);
   });
 });
 

@@ -10,7 +10,7 @@
  * not one each; what a job leaves (a full batch, a retry later) it queues
  * again. The whole transaction is one round trip.
  */
-import type { Task } from "graphile-worker";
+import type { JobHelpers, Task } from "graphile-worker";
 import pg from "pg";
 import { settingsStatement, UUID_RE } from "../../db/claims.js";
 import { jobSettings } from "../jobTransaction.js";
@@ -22,11 +22,12 @@ interface Payload {
   endpoint_id: string;
 }
 
-export const clerk_event__apply: Task = async (payload, helpers) => {
+/** One drain of the payload's endpoint: what it did with each delivery it took. */
+export async function drainEndpoint(payload: unknown, helpers: Pick<JobHelpers, "withPgClient">): Promise<{ svix_id: string; outcome: string }[]> {
   const { tenant_id, endpoint_id } = payload as Payload;
   if (!UUID_RE.test(String(tenant_id)) || !UUID_RE.test(String(endpoint_id))) throw new Error("clerk_event__apply: malformed payload");
   const lit = pg.escapeLiteral;
-  const outcomes = await helpers.withPgClient(async (client) => {
+  return helpers.withPgClient(async (client) => {
     try {
       const results = (await client.query(
         `begin; ${settingsStatement(jobSettings("clerk_event__apply"))};` +
@@ -38,5 +39,8 @@ export const clerk_event__apply: Task = async (payload, helpers) => {
       throw err;
     }
   });
-  for (const { svix_id, outcome } of outcomes) if (outcome.startsWith("failed")) helpers.logger.warn(`delivery ${svix_id} ${outcome}`);
+}
+
+export const clerk_event__apply: Task = async (payload, helpers) => {
+  for (const { svix_id, outcome } of await drainEndpoint(payload, helpers)) if (outcome.startsWith("failed")) helpers.logger.warn(`delivery ${svix_id} ${outcome}`);
 };
