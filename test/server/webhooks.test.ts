@@ -456,6 +456,52 @@ describe("hand-off to the running drain", () => {
     expect(await delivery("msg_hand3")).toMatchObject({ state: "done", attempts: 1 });
   });
 
+  test("a redelivery of an id the running drain has just applied waits for that drain, then is a 200 that changes nothing", async () => {
+    await work();
+    // A drain slowed down after its first delivery: applied, not yet committed, when the redelivery comes.
+    await db.owner.query(`
+      create function authhub_private.test_slow() returns trigger language plpgsql as $$
+      begin
+        if new.external_id = 'user_z_slow' then perform pg_sleep(1.5); end if;
+        return new;
+      end $$;
+      create trigger test_slow before insert on authhub.users for each row execute function authhub_private.test_slow();`);
+    try {
+      const fast = userEvent("user.created", "user_a_fast", "fast@tenant-a.test", now());
+      expect((await deliver(fast, { id: "msg_fast" })).status).toBe(202);
+      expect((await deliver(userEvent("user.created", "user_z_slow", "slow@tenant-a.test", now()), { id: "msg_slow" })).status).toBe(202);
+      const working = work();
+      const sleeping = async () => (await db.owner.query("select 1 from pg_stat_activity where wait_event = 'PgSleep' and datname = current_database()")).rowCount;
+      for (let i = 0; i < 100 && !(await sleeping()); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await sleeping()).toBe(1);
+      // Its insert waits for the drain's row; it holds nothing the drain's look waits for, so neither fails.
+      const again = await deliver(fast, { id: "msg_fast" });
+      expect(again.status).toBe(200);
+      expect(again.body).toEqual({ received: true, duplicate: true });
+      await working;
+      expect(await delivery("msg_fast")).toMatchObject({ state: "done", attempts: 1 });
+      expect(await delivery("msg_slow")).toMatchObject({ state: "done", attempts: 1 });
+    } finally {
+      await db.owner.query("drop trigger if exists test_slow on authhub.users; drop function authhub_private.test_slow()");
+    }
+  });
+
+  test("a look later keeps the earliest time asked for: two seconds on replaces a backoff's hour, not the other way round", async () => {
+    const queueIn = (seconds: number) => db.owner.query("select authhub_private.queue_clerk_drain($1, $2, now() + make_interval(secs => $3))", [f.a.id, endpoint.id, seconds]);
+    const laterIn = async () =>
+      (await db.owner.query("select round(extract(epoch from run_at - now()))::int as s from graphile_worker.jobs where key = $1", [`clerk-later:${endpoint.id}`])).rows.map((r) => r.s);
+    try {
+      await queueIn(3600);
+      expect(await laterIn()).toEqual([3600]);
+      await queueIn(2);
+      expect(await laterIn()).toEqual([2]);
+      await queueIn(10);
+      expect(await laterIn()).toEqual([2]);
+    } finally {
+      await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk-later:${endpoint.id}`]);
+    }
+  });
+
   test("a burst of concurrent deliveries under a running worker is applied whole, each once, without the sweep", async () => {
     await work();
     const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 6 });

@@ -191,11 +191,16 @@ async function reconcile(target: Target, helpers: JobHelpers) {
   }
 
   const run = `reconcile:${runStart.toString(36)}`;
+  // One statement: a drain of this endpoint that finishes meanwhile waits for this transaction (its look), so it stays short.
+  const bodies = events.map((e) => ({ type: e.type, object: "event", timestamp: e.at, data: e.data }));
   await inJobTransaction(helpers, "clerk__reconcile", async (client) => {
-    for (const [i, e] of events.entries()) {
-      const body = { type: e.type, object: "event", timestamp: e.at, data: e.data };
-      await client.query("select authhub_private.accept_reconciled_delivery($1, $2, $3, $4, $5)", [target.endpoint_id, `${run}:${i}`, e.type, entityOf(body).entity, JSON.stringify(body)]);
-    }
+    await client.query("select authhub_private.accept_reconciled_delivery($1, e.id, e.type, e.entity, e.body) from unnest($2::text[], $3::text[], $4::text[], $5::text[]) as e(id, type, entity, body)", [
+      target.endpoint_id,
+      bodies.map((_, i) => `${run}:${i}`),
+      bodies.map((b) => b.type),
+      bodies.map((b) => entityOf(b).entity),
+      bodies.map((b) => JSON.stringify(b)),
+    ]);
   });
   helpers.logger.info(`reconciled endpoint ${target.endpoint_id}: ${events.length} change(s) queued`);
 }
