@@ -1,5 +1,5 @@
 --! Previous: sha1:325ce42ec9ab01149319c2973e8cda9ccdd1fd3d
---! Hash: sha1:e3d54abda5b8360ec49b03053d7a467d4848fb05
+--! Hash: sha1:27fd7009f8c8151d85302b2c3270320a76b33c4d
 --! Message: identity sync: a burst of deliveries is handed to the running drain
 
 --! split: 700-webhook-drain-handoff.sql
@@ -23,7 +23,9 @@
 -- A delivery that finds the drain lock taken queues nothing: the drain holding
 -- it has not yet reached its look (which waits for this delivery to commit),
 -- so the look will see it and queue the next drain. With no drain running, a
--- delivery queues one as before. If a worker dies in the middle of a drain,
+-- delivery queues one as before. Before its look, a drain also applies what
+-- was handed to it while it ran, up to its batch, so a steady stream is applied
+-- without a job each. If a worker dies in the middle of a drain,
 -- what was handed to it waits for the sweep (a minute), as the drain's own
 -- deliveries always did.
 --
@@ -120,10 +122,14 @@ end;
 $$;
 
 -- As before (000007), with the hand-off: a drain that finds another running
--- returns at once; one that runs applies its batch, waits for the deliveries
--- in flight, and then queues what is left.
-create or replace function authhub_private.clerk_drain(tenant_id uuid, endpoint_id uuid, max_rows integer)
-  returns table (svix_id text, outcome text)
+-- returns at once. One that runs applies what is due, then what became due
+-- meanwhile (deliveries handed to it, memberships it woke), until nothing more
+-- is or it has taken max_rows; then its look waits for the deliveries in
+-- flight and queues what is left. Each row returned says when that delivery's
+-- application began.
+drop function authhub_private.clerk_drain(uuid, uuid, integer);
+create function authhub_private.clerk_drain(tenant_id uuid, endpoint_id uuid, max_rows integer)
+  returns table (svix_id text, outcome text, started_at timestamptz)
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
 as $$
@@ -131,6 +137,7 @@ as $$
 declare
   item record;
   claimed integer := 0;
+  taken integer;
   next_due timestamptz;
 begin
   if not pg_try_advisory_xact_lock(authhub_private.clerk_endpoint_lock('clerk-drain', clerk_drain.endpoint_id)) then
@@ -138,39 +145,47 @@ begin
     perform authhub_private.queue_clerk_drain(clerk_drain.tenant_id, clerk_drain.endpoint_id, clock_timestamp() + interval '2 seconds');
     return;
   end if;
-  for item in
-    with due as (
-      select w.svix_id, w.entity, w.received_at from authhub.webhook_deliveries w
-      where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id
-        and w.state = 'pending' and w.due_at <= clock_timestamp()
-      order by w.due_at
-      limit clerk_drain.max_rows
-      for update skip locked
-    )
-    select due.svix_id from due
-    -- One order for every drain, so two never wait on each other's entities.
-    order by case split_part(due.entity, ':', 1) when 'user' then 0 when 'organization' then 1 else 2 end,
-             due.entity, due.received_at, due.svix_id
   loop
-    claimed := claimed + 1;
-    svix_id := item.svix_id;
-    begin
-      outcome := authhub_private.clerk_apply(clerk_drain.tenant_id, clerk_drain.endpoint_id, item.svix_id);
-    exception when others then
-      -- Undone alone. The reason is kept as a code only: the inbox is read by tenant admins.
-      update authhub.webhook_deliveries w
-      set attempts = w.attempts + 1,
-          state = case when w.attempts + 1 >= 12 then 'failed' else 'pending' end,
-          processed_at = case when w.attempts + 1 >= 12 then now() end,
-          last_error = format('a temporary failure (SQLSTATE %s)%s', sqlstate, case when w.attempts + 1 >= 12 then ', 12 times' else '; tried again later' end),
-          due_at = now() + authhub_private.clerk_backoff(w.attempts + 1)
-      where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id and w.svix_id = item.svix_id;
-      outcome := case when (select w.state from authhub.webhook_deliveries w
-                            where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id
-                              and w.svix_id = item.svix_id) = 'failed'
-                      then 'failed: a temporary failure, 12 times' else 'retry' end;
-    end;
-    return next;
+    taken := 0;
+    for item in
+      with due as (
+        select w.svix_id, w.entity, w.received_at from authhub.webhook_deliveries w
+        where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id
+          -- The clock, not the transaction's start: what arrived meanwhile is due too.
+          and w.state = 'pending' and w.due_at <= clock_timestamp()
+        order by w.due_at
+        limit clerk_drain.max_rows - claimed
+        for update skip locked
+      )
+      select due.svix_id from due
+      -- One order for every drain, so two never wait on each other's entities.
+      order by case split_part(due.entity, ':', 1) when 'user' then 0 when 'organization' then 1 else 2 end,
+               due.entity, due.received_at, due.svix_id
+    loop
+      taken := taken + 1;
+      claimed := claimed + 1;
+      svix_id := item.svix_id;
+      started_at := clock_timestamp();
+      begin
+        outcome := authhub_private.clerk_apply(clerk_drain.tenant_id, clerk_drain.endpoint_id, item.svix_id);
+      exception when others then
+        -- Undone alone. The reason is kept as a code only: the inbox is read by tenant admins.
+        update authhub.webhook_deliveries w
+        set attempts = w.attempts + 1,
+            state = case when w.attempts + 1 >= 12 then 'failed' else 'pending' end,
+            processed_at = case when w.attempts + 1 >= 12 then now() end,
+            last_error = format('a temporary failure (SQLSTATE %s)%s', sqlstate, case when w.attempts + 1 >= 12 then ', 12 times' else '; tried again later' end),
+            due_at = now() + authhub_private.clerk_backoff(w.attempts + 1)
+        where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id and w.svix_id = item.svix_id;
+        outcome := case when (select w.state from authhub.webhook_deliveries w
+                              where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id
+                                and w.svix_id = item.svix_id) = 'failed'
+                        then 'failed: a temporary failure, 12 times' else 'retry' end;
+      end;
+      return next;
+    end loop;
+    -- Up to max_rows deliveries (each a subtransaction: more than 64 overflow PostgreSQL's cache of them).
+    exit when taken = 0 or claimed >= max_rows;
   end loop;
   -- The look: every delivery stored while this drain ran has committed (and
   -- queued no drain of its own); anything due is this drain's to queue.
@@ -186,6 +201,7 @@ begin
   end if;
 end;
 $$;
+grant execute on function authhub_private.clerk_drain(uuid, uuid, integer) to authhub_worker;
 
 -- As before (000007), except that a wake only marks the memberships that waited
 -- as due (the drain's look queues them: a drain touches no job before it), and

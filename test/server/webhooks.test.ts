@@ -486,6 +486,38 @@ describe("hand-off to the running drain", () => {
     }
   });
 
+  test("a drain applies what is handed to it while it runs before it ends, with no job of its own", async () => {
+    await work();
+    await db.owner.query(`
+      create function authhub_private.test_slow() returns trigger language plpgsql as $$
+      begin
+        if new.external_id = 'user_slow_2' then perform pg_sleep(1); end if;
+        return new;
+      end $$;
+      create trigger test_slow before insert on authhub.users for each row execute function authhub_private.test_slow();`);
+    const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 1 });
+    pool.on("error", () => undefined);
+    try {
+      expect((await deliver(userEvent("user.created", "user_slow_2", "slow2@tenant-a.test", now()), { id: "msg_slow_2" })).status).toBe(202);
+      // This test runs the drain itself, so the job that delivery queued goes.
+      await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk:${endpoint.id}`]);
+      const helpers = { withPgClient: async <T>(fn: (c: pg.PoolClient) => Promise<T>) => { const c = await pool.connect(); try { return await fn(c); } finally { c.release(); } } };
+      const draining = drainEndpoint({ tenant_id: f.a.id, endpoint_id: endpoint.id }, helpers as never);
+      const sleeping = async () => (await db.owner.query("select 1 from pg_stat_activity where wait_event = 'PgSleep' and datname = current_database()")).rowCount;
+      for (let i = 0; i < 100 && !(await sleeping()); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await sleeping()).toBe(1);
+      expect((await deliver(userEvent("user.created", "user_handed", "handed@tenant-a.test", now()), { id: "msg_handed" })).status).toBe(202);
+      const drained = await draining;
+      expect(drained.map((d) => [d.svix_id, d.outcome])).toEqual([["msg_slow_2", "done"], ["msg_handed", "done"]]);
+      expect(drained[1]!.started_ms).toBeGreaterThan(drained[0]!.started_ms + 900);
+      // Nothing left, so nothing queued.
+      expect(await clerkJobs()).toEqual([]);
+    } finally {
+      await pool.end();
+      await db.owner.query("drop trigger if exists test_slow on authhub.users; drop function authhub_private.test_slow()");
+    }
+  });
+
   test("a look later keeps the earliest time asked for: two seconds on replaces a backoff's hour, not the other way round", async () => {
     const queueIn = (seconds: number) => db.owner.query("select authhub_private.queue_clerk_drain($1, $2, now() + make_interval(secs => $3))", [f.a.id, endpoint.id, seconds]);
     const laterIn = async () =>

@@ -6,9 +6,11 @@
  * recorded on the delivery, not retried; one that must wait for its
  * organization or user is due again when the parent lands, or after a backoff.
  *
- * The job is keyed per endpoint, so a burst of deliveries becomes a few jobs,
- * not one each; what a job leaves (a full batch, a retry later) it queues
- * again. The whole transaction is one round trip.
+ * The job is keyed per endpoint and queued only by a delivery that finds no
+ * drain running, or by a drain's look for what it leaves (a full batch, a
+ * retry later); deliveries that arrive while a drain runs are handed to it. So
+ * a burst becomes a few jobs, not one each. The whole transaction is one round
+ * trip.
  */
 import type { JobHelpers, Task } from "graphile-worker";
 import pg from "pg";
@@ -22,8 +24,15 @@ interface Payload {
   endpoint_id: string;
 }
 
+/** What a drain did with one delivery, and when (epoch milliseconds, database clock) it began applying it. */
+export interface Drained {
+  svix_id: string;
+  outcome: string;
+  started_ms: number;
+}
+
 /** One drain of the payload's endpoint: what it did with each delivery it took. */
-export async function drainEndpoint(payload: unknown, helpers: Pick<JobHelpers, "withPgClient">): Promise<{ svix_id: string; outcome: string }[]> {
+export async function drainEndpoint(payload: unknown, helpers: Pick<JobHelpers, "withPgClient">): Promise<Drained[]> {
   const { tenant_id, endpoint_id } = payload as Payload;
   if (!UUID_RE.test(String(tenant_id)) || !UUID_RE.test(String(endpoint_id))) throw new Error("clerk_event__apply: malformed payload");
   const lit = pg.escapeLiteral;
@@ -31,8 +40,9 @@ export async function drainEndpoint(payload: unknown, helpers: Pick<JobHelpers, 
     try {
       const results = (await client.query(
         `begin; ${settingsStatement(jobSettings("clerk_event__apply"))};` +
-          ` select svix_id, outcome from authhub_private.clerk_drain(${lit(tenant_id)}, ${lit(endpoint_id)}, ${BATCH}); commit;`,
-      )) as unknown as { rows: { svix_id: string; outcome: string }[] }[];
+          ` select svix_id, outcome, extract(epoch from started_at)::float8 * 1000 as started_ms` +
+          ` from authhub_private.clerk_drain(${lit(tenant_id)}, ${lit(endpoint_id)}, ${BATCH}); commit;`,
+      )) as unknown as { rows: Drained[] }[];
       return results[2]!.rows;
     } catch (err) {
       await client.query("rollback").catch(() => undefined);
