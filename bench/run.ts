@@ -343,6 +343,7 @@ async function main() {
       masterKey,
       tenantId: small.tenantId,
       count: HTTP_PER_ROUND,
+      rounds: ROUNDS,
       concurrency: HTTP_CONCURRENCY,
       paced: { count: WEBHOOK_STEADY_COUNT, perSecond: WEBHOOK_STEADY_RATE },
     });
