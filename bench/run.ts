@@ -346,6 +346,8 @@ async function main() {
       rounds: ROUNDS,
       concurrency: HTTP_CONCURRENCY,
       paced: { count: WEBHOOK_STEADY_COUNT, perSecond: WEBHOOK_STEADY_RATE },
+      mint: async (identity) => (await mintAccessToken(key, identity, { issuer: "http://bench.authhub", ttlSeconds: 3600 })).token,
+      effects: 50,
     });
 
     process.stderr.write("auth api: token exchange and refresh…\n");
@@ -490,7 +492,8 @@ async function main() {
         detail:
           `webhook p99 ${webhooks.hooksP99.toFixed(1)} ms; raw p99 ${webhooks.rawP99.toFixed(1)} ms; ` +
           `webhook accept-to-applied p99 ${webhooks.hooksToAppliedP99.toFixed(1)} ms; ` +
-          `during the burst (a queue forms): webhook p99 ${webhooks.burstHooksP99.toFixed(1)} ms, raw p99 ${webhooks.burstRawP99.toFixed(1)} ms`,
+          `during the burst (a queue forms): webhook p99 ${webhooks.burstHooksP99.toFixed(1)} ms, raw p99 ${webhooks.burstRawP99.toFixed(1)} ms; ` +
+          `webhook to effect (a role change sent until /v1/authorize answers accordingly): p50 ${webhooks.effectP50.toFixed(1)} ms, p99 ${webhooks.effectP99.toFixed(1)} ms, max ${webhooks.effectMax.toFixed(1)} ms`,
       },
     ];
     console.log("\nAuthHub benchmarks\n");

@@ -20,6 +20,9 @@
  *    stricter p99 to the delivery's application (its processed_at, from the
  *    inbox).
  *
+ *  - Webhook to effect (issue 7, item 4; reported): a Clerk role change sent,
+ *    until the user's next /v1/authorize answers accordingly, asked in a loop.
+ *
  * After the warm-up, the tables it wrote are analyzed, as autovacuum would
  * have done in a running system: plans made while the inbox was empty scan it
  * whole, and a minute passes before autovacuum's first look.
@@ -33,6 +36,7 @@ import { Logger, run, type Task } from "graphile-worker";
 import http from "node:http";
 import pg from "pg";
 import { Webhook } from "svix";
+import type { Identity } from "../db/claims.js";
 import type { MasterKey } from "../server/auth/masterKey.js";
 import { createWebhookEndpoint } from "../server/webhooks/endpoints.js";
 import { drainEndpoint } from "../worker/tasks/clerk_event__apply.js";
@@ -59,8 +63,11 @@ export async function measureWebhooks(options: {
   rounds: number;
   concurrency: number;
   paced: { count: number; perSecond: number };
+  /** Mints an access token for a user, for the webhook-to-effect measure. */
+  mint: (identity: Identity) => Promise<string>;
+  effects: number;
 }) {
-  const { owner, ownerUrl, base, masterKey, tenantId, count, rounds, concurrency, paced } = options;
+  const { owner, ownerUrl, base, masterKey, tenantId, count, rounds, concurrency, paced, mint, effects } = options;
   const endpoint = await createWebhookEndpoint(owner, masterKey, { name: "bench", issuer: "https://clerk.bench.example", tenantId });
   const signer = new Webhook(endpoint.secret);
   const url = new URL(`${base}${endpoint.path}`);
@@ -99,21 +106,23 @@ export async function measureWebhooks(options: {
       await sleep(1);
     }
   };
+  const signed = (id: string, event: unknown): Delivery => {
+    const body = JSON.stringify(event);
+    const now = new Date();
+    return {
+      id,
+      body,
+      headers: { "Content-Type": "application/json", "svix-id": id, "svix-timestamp": String(Math.floor(now.getTime() / 1000)), "svix-signature": signer.sign(id, now, body) },
+    };
+  };
   const prepare = (tag: string, n: number): Delivery[] =>
-    Array.from({ length: n }, (_, i) => {
-      const id = `msg_bench_${process.pid}_${tag}_${i}`;
-      const body = JSON.stringify({
+    Array.from({ length: n }, (_, i) =>
+      signed(`msg_bench_${process.pid}_${tag}_${i}`, {
         type: "user.created",
         object: "event",
         data: { id: `user_bench_${tag}_${i}`, primary_email_address_id: "e", email_addresses: [{ id: "e", email_address: `hook${tag}_${i}@bench.test` }], updated_at: Date.now() },
-      });
-      const now = new Date();
-      return {
-        id,
-        body,
-        headers: { "Content-Type": "application/json", "svix-id": id, "svix-timestamp": String(Math.floor(now.getTime() / 1000)), "svix-signature": signer.sign(id, now, body) },
-      };
-    });
+      }),
+    );
   const deliver = (d: Delivery) =>
     new Promise<void>((resolve, reject) => {
       const req = http.request(url, { method: "POST", agent, headers: { ...d.headers, "Content-Length": Buffer.byteLength(d.body) } }, (res) => {
@@ -215,6 +224,55 @@ export async function measureWebhooks(options: {
     const ids = hooks.map((h) => h.id);
     return { hooksP99: p99(await hookWaits(ids)), rawP99: p99(waits(rawIds)), hooksToAppliedP99: p99(await toApplied(ids)) };
   };
+  // Webhook to effect (issue 7, item 4): a Clerk role change (org:member ⇄ org:admin) from
+  // the moment it is sent until /v1/authorize, asked again and again as that user, answers
+  // accordingly: receipt, the drain, its commit, and the next request.
+  const toEffect = async (n: number) => {
+    const t0 = Date.now();
+    const user = `user_effect_${endpoint.id.slice(0, 8)}`;
+    const org = `org_effect_${endpoint.id.slice(0, 8)}`;
+    const setUp = [
+      signed(`msg_effect_${process.pid}_user`, { type: "user.created", object: "event", data: { id: user, primary_email_address_id: "e", email_addresses: [{ id: "e", email_address: `${user}@bench.test` }], updated_at: t0 } }),
+      signed(`msg_effect_${process.pid}_org`, { type: "organization.created", object: "event", data: { id: org, name: "Effect", slug: org.replaceAll("_", "-"), updated_at: t0 } }),
+    ];
+    const membership = (i: number, role: string) =>
+      signed(`msg_effect_${process.pid}_${i}`, {
+        type: i === 0 ? "organizationMembership.created" : "organizationMembership.updated",
+        object: "event",
+        data: { id: `orgmem_${org}`, role, organization: { id: org }, public_user_data: { user_id: user }, updated_at: t0 + i },
+      });
+    const target = applied + 3;
+    for (const d of setUp) await deliver(d);
+    await deliver(membership(0, "org:member"));
+    await until(() => applied >= target);
+    const { rows } = await owner.query<{ user_id: string; organization_id: string }>(
+      "select m.user_id, m.organization_id from authhub.memberships m join authhub.users u on u.id = m.user_id where u.tenant_id = $1 and u.external_id = $2",
+      [tenantId, user],
+    );
+    const token = await mint({ userId: rows[0]!.user_id, tenantId, level: "ORG_ADMIN" });
+    const canWrite = async () => {
+      const res = await fetch(`${base}/v1/authorize`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ permission: "org:write", organizationId: rows[0]!.organization_id }),
+      });
+      return ((await res.json()) as { allowed: boolean }).allowed;
+    };
+    if (await canWrite()) throw new Error("effect: an org:member may not write");
+    const ms: number[] = [];
+    for (let i = 1; i <= n; i++) {
+      const admin = i % 2 === 1;
+      const change = membership(i, admin ? "org:admin" : "org:member");
+      const t = performance.now();
+      await deliver(change);
+      while ((await canWrite()) !== admin) if (performance.now() - t > 5000) throw new Error("effect: not applied within 5 s");
+      ms.push(performance.now() - t);
+      await sleep(20);
+    }
+    ms.sort((a, b) => a - b);
+    return { effectP50: ms[Math.floor(0.5 * ms.length)]!, effectP99: p99(ms), effectMax: ms.at(-1)! };
+  };
+
   try {
     // A warm-up (plans, connections, JIT), as the other benchmarks have, then the measured passes.
     await bursts("burst_warm", Math.min(100, count), 1);
@@ -224,7 +282,8 @@ export async function measureWebhooks(options: {
     await owner.query("analyze authhub.webhook_deliveries, authhub_private.clerk_entities, authhub.users, authhub.audit_events, graphile_worker._private_jobs");
     const throughput = await bursts("burst", count, rounds);
     const latency = await steady("steady", paced.count);
-    return { ...throughput, burstHooksP99: throughput.hooksP99, burstRawP99: throughput.rawP99, ...latency, perSecond: paced.perSecond };
+    const effect = await toEffect(effects);
+    return { ...throughput, burstHooksP99: throughput.hooksP99, burstRawP99: throughput.rawP99, ...latency, ...effect, perSecond: paced.perSecond };
   } finally {
     await runner.stop();
     await workerPool.end();
