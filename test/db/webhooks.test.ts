@@ -116,3 +116,41 @@ test("the webhook_deliveries__purge job deletes finished deliveries after 30 day
   const { rows } = await db.owner.query("select svix_id from authhub.webhook_deliveries where svix_id = any($1) order by svix_id", [["msg_old_done", "msg_old_pending", "msg_new_done"]]);
   expect(rows.map((r) => r.svix_id)).toEqual(["msg_new_done", "msg_old_pending"]);
 });
+
+test("only a pending delivery waits, and an arriving user or organization finds what waits for it through its own index, not the endpoint's backlog", async () => {
+  await db.auth.query("select authhub_private.accept_webhook($1, 'msg_wait', 'organizationMembership.created', 'membership:org_1:user_1', '{}')", [endpointA]);
+  // The rule: a finished delivery waits for nothing.
+  const code = await db.owner
+    .query("update authhub.webhook_deliveries set state = 'done', waiting_for = '{organization:org_1}' where svix_id = 'msg_wait'")
+    .then(() => null, (err: { code: string }) => err.code);
+  expect(code).toBe("23514");
+  // Control: a pending one may wait.
+  expect((await db.owner.query("update authhub.webhook_deliveries set waiting_for = '{organization:org_1}' where svix_id = 'msg_wait'")).rowCount).toBe(1);
+  // The wake's lookup (clerk_apply), planned generically as PL/pgSQL caches it, with statistics
+  // that say almost nothing is pending (as between bursts): the small index, never the backlog's.
+  const client = await db.owner.connect();
+  try {
+    await client.query("begin");
+    // An endpoint's history: 2,000 finished deliveries.
+    await client.query(
+      `insert into authhub.webhook_deliveries (tenant_id, endpoint_id, svix_id, event_type, entity, body, state, processed_at)
+       select $1, $2, 'msg_old_' || g, 'user.created', 'user:user_old_' || g, '{}', 'done', now() from generate_series(1, 2000) g`,
+      [f.a.id, endpointA],
+    );
+    await client.query("analyze authhub.webhook_deliveries");
+    await client.query("set local plan_cache_mode = force_generic_plan");
+    await client.query(`prepare wake(uuid, uuid, text, text) as
+      select w.svix_id from authhub.webhook_deliveries w
+      where w.tenant_id = $1 and w.endpoint_id = $2 and w.waiting_for is not null and w.waiting_for @> array[$3] and w.svix_id <> $4
+      for update skip locked`);
+    const execute = `execute wake('${f.a.id}', '${endpointA}', 'organization:org_1', 'msg_x')`;
+    const plan = (await client.query(`explain ${execute}`)).rows.map((r) => r["QUERY PLAN"]).join("\n");
+    expect(plan).toMatch(/Index Scan using webhook_deliveries_waiting/);
+    expect((await client.query(execute)).rows).toEqual([{ svix_id: "msg_wait" }]);
+  } finally {
+    await client.query("rollback");
+    await client.query("deallocate all");
+    client.release();
+  }
+  await db.owner.query("update authhub.webhook_deliveries set waiting_for = null where svix_id = 'msg_wait'");
+});
