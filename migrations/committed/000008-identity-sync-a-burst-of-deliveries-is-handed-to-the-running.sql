@@ -1,5 +1,5 @@
 --! Previous: sha1:325ce42ec9ab01149319c2973e8cda9ccdd1fd3d
---! Hash: sha1:189ef670c4a989592b197c05b420cee475dba649
+--! Hash: sha1:5c4215a605a5508ded95ec8e589bc363efac2f13
 --! Message: identity sync: a burst of deliveries is handed to the running drain
 
 --! split: 700-webhook-drain-handoff.sql
@@ -42,12 +42,16 @@
 --    fewer per delivery.
 
 -- What waits for a user or organization: memberships that came first. An
--- arriving user or organization looks for them in an index of its own.
+-- arriving user or organization looks for them in an index of its own (few
+-- wait: a drain applies users and organizations before memberships).
 -- Through the index of every pending delivery it read the endpoint's whole
 -- backlog each time: about 1 ms a delivery at a backlog of 2,000, growing with
 -- it. Only a pending delivery waits (now a rule), so the look need not name
 -- the state, and the index of every pending delivery, whose statistics say
 -- "almost none" between bursts, is never the planner's pick for it.
+-- (Locked first: a drain of the previous release must not finish a waiting
+-- delivery between the update and the constraint.)
+lock table authhub.webhook_deliveries in share row exclusive mode;
 update authhub.webhook_deliveries set waiting_for = null where state <> 'pending' and waiting_for is not null;
 alter table authhub.webhook_deliveries
   add constraint webhook_deliveries_waiting_pending check (waiting_for is null or state = 'pending');
@@ -75,7 +79,8 @@ declare
 begin
   if later and exists (select 1 from graphile_worker.jobs j
                        where j.key = 'clerk-later:' || queue_clerk_drain.endpoint_id
-                         and j.locked_at is null and j.run_at <= queue_clerk_drain.run_at) then
+                         and j.locked_at is null and j.attempts < j.max_attempts
+                         and j.run_at <= queue_clerk_drain.run_at) then
     return;
   end if;
   perform graphile_worker.add_job(
@@ -189,7 +194,8 @@ begin
             waiting_for = case when w.attempts + 1 < 12 then w.waiting_for end,
             processed_at = case when w.attempts + 1 >= 12 then now() end,
             last_error = format('a temporary failure (SQLSTATE %s)%s', sqlstate, case when w.attempts + 1 >= 12 then ', 12 times' else '; tried again later' end),
-            due_at = now() + authhub_private.clerk_backoff(w.attempts + 1)
+            -- From the clock: a drain that has run a while must not find it due again.
+            due_at = clock_timestamp() + authhub_private.clerk_backoff(w.attempts + 1)
         where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id and w.svix_id = item.svix_id;
         outcome := case when (select w.state from authhub.webhook_deliveries w
                               where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id
@@ -198,7 +204,8 @@ begin
       end;
       return next;
     end loop;
-    -- Up to max_rows deliveries (each a subtransaction: more than 64 overflow PostgreSQL's cache of them).
+    -- Up to max_rows deliveries: each costs two subtransactions, and a transaction
+    -- with many slows every snapshot taken meanwhile (50 measured far cheaper than 500).
     exit when taken = 0 or claimed >= max_rows;
   end loop;
   -- The look: every delivery stored while this drain ran has committed (and
@@ -388,7 +395,8 @@ begin
     update authhub.webhook_deliveries w
     set attempts = w.attempts + 1,
         last_error = 'waiting for its organization or user',
-        due_at = now() + authhub_private.clerk_backoff(d.attempts + 1),
+        -- From the clock, not the transaction's start: the drain's next pass must not take it again.
+        due_at = clock_timestamp() + authhub_private.clerk_backoff(d.attempts + 1),
         waiting_for = array_remove(array[
           case when the_org is null then 'organization:' || (data #>> '{organization,id}') end,
           case when the_user is null then 'user:' || (data #>> '{public_user_data,user_id}') end], null)

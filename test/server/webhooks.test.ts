@@ -6,7 +6,7 @@
  * effective for the user's next request once its job has run.
  */
 import { jest } from "@jest/globals";
-import { Logger, run, runOnce } from "graphile-worker";
+import { Logger, run, runOnce, type Task } from "graphile-worker";
 import pg from "pg";
 import request from "supertest";
 import { Webhook } from "svix";
@@ -539,8 +539,10 @@ describe("hand-off to the running drain", () => {
     const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 6 });
     pool.on("error", () => undefined);
     pool.on("connect", (c) => c.on("error", () => undefined));
-    // The worker as `npm start` runs it (concurrency 4), without the crontab: no sweep.
-    const runner = await run({ pgPool: pool, taskList: tasks, concurrency: 4, noHandleSignals: true, pollInterval: 60_000, logger: new Logger(() => () => undefined) });
+    // The worker as `npm start` runs it (concurrency 4), without the crontab (no sweep), counting its drains.
+    let drains = 0;
+    const taskList = { ...tasks, clerk_event__apply: (async (payload, helpers) => { drains++; return tasks.clerk_event__apply!(payload, helpers); }) as Task };
+    const runner = await run({ pgPool: pool, taskList, concurrency: 4, noHandleSignals: true, pollInterval: 60_000, logger: new Logger(() => () => undefined) });
     const ids = Array.from({ length: 120 }, (_, i) => `msg_burst_${i}`);
     try {
       let next = 0;
@@ -552,7 +554,7 @@ describe("hand-off to the running drain", () => {
           }
         }),
       );
-      // Applied without a poll (one a minute) or a sweep: every delivery's drain came from a delivery or a look.
+      // Applied without a poll (one a minute) or a sweep (not scheduled): every drain came from a delivery or a look.
       let done = 0;
       for (let i = 0; i < 200 && done < ids.length; i++) {
         await new Promise((r) => setTimeout(r, 50));
@@ -567,6 +569,38 @@ describe("hand-off to the running drain", () => {
     expect(rows).toEqual([{ attempts: 1, n: ids.length }]);
     const users = await db.owner.query("select count(*)::int as n from authhub.users where external_id like 'user_burst_%'");
     expect(users.rows[0].n).toBe(ids.length);
+    // Handed off: far fewer drains than deliveries (one job each would be 120).
+    expect(drains).toBeGreaterThan(0);
+    expect(drains).toBeLessThan(ids.length / 2);
+  });
+
+  test("a drain that has run a while does not take again, in its next pass, a delivery it has just put off", async () => {
+    await work();
+    await db.owner.query(`
+      create function authhub_private.test_slow() returns trigger language plpgsql as $$
+      begin
+        if new.external_id = 'user_slow_3' then perform pg_sleep(2.5); end if;
+        return new;
+      end $$;
+      create trigger test_slow before insert on authhub.users for each row execute function authhub_private.test_slow();`);
+    const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 1 });
+    pool.on("error", () => undefined);
+    try {
+      const t = now();
+      expect((await deliver(userEvent("user.created", "user_slow_3", "slow3@tenant-a.test", t), { id: "msg_slow_3" })).status).toBe(202);
+      // Its organization never came: put off for two seconds, which the slow user already took.
+      expect((await deliver(membershipEvent("organizationMembership.created", "org_never", "user_slow_3", "org:member", t), { id: "msg_put_off" })).status).toBe(202);
+      await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk:${endpoint.id}`]);
+      const helpers = { withPgClient: async <T>(fn: (c: pg.PoolClient) => Promise<T>) => { const c = await pool.connect(); try { return await fn(c); } finally { c.release(); } } };
+      const drained = await drainEndpoint({ tenant_id: f.a.id, endpoint_id: endpoint.id }, helpers as never);
+      expect(drained.map((d) => [d.svix_id, d.outcome])).toEqual([["msg_slow_3", "done"], ["msg_put_off", "retry"]]);
+      const { rows } = await db.owner.query("select attempts, due_at > now() + interval '1 second' as later from authhub.webhook_deliveries where svix_id = 'msg_put_off'");
+      expect(rows).toEqual([{ attempts: 1, later: true }]);
+    } finally {
+      await pool.end();
+      await db.owner.query("drop trigger if exists test_slow on authhub.users; drop function authhub_private.test_slow()");
+      await db.owner.query("delete from graphile_worker._private_jobs where key like '%' || $1", [endpoint.id]);
+    }
   });
 });
 
