@@ -518,6 +518,37 @@ describe("hand-off to the running drain", () => {
     }
   });
 
+  test("a waiting membership that fails for a passing reason keeps waiting; failing for good, it waits for nothing", async () => {
+    await work();
+    // A passing failure, made to order, where a waiting membership is put off again (or, the 12th time, given up).
+    await db.owner.query(`
+      create function authhub_private.test_boom_wait() returns trigger language plpgsql as $$
+      begin
+        if new.svix_id like 'msg_wait_boom%' and new.last_error in ('waiting for its organization or user', 'its organization or user never arrived') then
+          raise exception 'deadlock detected' using errcode = '40P01';
+        end if;
+        return new;
+      end $$;
+      create trigger test_boom_wait before update on authhub.webhook_deliveries for each row execute function authhub_private.test_boom_wait();`);
+    try {
+      const t = now();
+      await deliver(membershipEvent("organizationMembership.created", "org_never_2", "user_never_2", "org:member", t), { id: "msg_wait_boom_1" });
+      await deliver(membershipEvent("organizationMembership.created", "org_never_3", "user_never_3", "org:member", t), { id: "msg_wait_boom_12" });
+      await db.owner.query(
+        "update authhub.webhook_deliveries set waiting_for = array['organization:' || split_part(entity, ':', 2)], attempts = case when svix_id = 'msg_wait_boom_12' then 11 else 1 end where svix_id like 'msg_wait_boom%'",
+      );
+      await work();
+      const rows = (await db.owner.query("select svix_id, state, attempts, waiting_for, last_error from authhub.webhook_deliveries where svix_id like 'msg_wait_boom%' order by svix_id")).rows;
+      expect(rows).toEqual([
+        { svix_id: "msg_wait_boom_1", state: "pending", attempts: 2, waiting_for: ["organization:org_never_2"], last_error: "a temporary failure (SQLSTATE 40P01); tried again later" },
+        { svix_id: "msg_wait_boom_12", state: "failed", attempts: 12, waiting_for: null, last_error: "a temporary failure (SQLSTATE 40P01), 12 times" },
+      ]);
+    } finally {
+      await db.owner.query("drop trigger if exists test_boom_wait on authhub.webhook_deliveries; drop function authhub_private.test_boom_wait()");
+      await db.owner.query("update authhub.webhook_deliveries set state = 'skipped', waiting_for = null, processed_at = now() where svix_id like 'msg_wait_boom%' and state = 'pending'");
+    }
+  });
+
   test("a look later keeps the earliest time asked for: two seconds on replaces a backoff's hour, not the other way round", async () => {
     const queueIn = (seconds: number) => db.owner.query("select authhub_private.queue_clerk_drain($1, $2, now() + make_interval(secs => $3))", [f.a.id, endpoint.id, seconds]);
     const laterIn = async () =>
