@@ -546,6 +546,8 @@ describe("hand-off to the running drain", () => {
     } finally {
       await db.owner.query("drop trigger if exists test_boom_wait on authhub.webhook_deliveries; drop function authhub_private.test_boom_wait()");
       await db.owner.query("update authhub.webhook_deliveries set state = 'skipped', waiting_for = null, processed_at = now() where svix_id like 'msg_wait_boom%' and state = 'pending'");
+      // The look its backoff left behind.
+      await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk-later:${endpoint.id}`]);
     }
   });
 
@@ -553,6 +555,8 @@ describe("hand-off to the running drain", () => {
     const queueIn = (seconds: number) => db.owner.query("select authhub_private.queue_clerk_drain($1, $2, now() + make_interval(secs => $3))", [f.a.id, endpoint.id, seconds]);
     const laterIn = async () =>
       (await db.owner.query("select round(extract(epoch from run_at - now()))::int as s from graphile_worker.jobs where key = $1", [`clerk-later:${endpoint.id}`])).rows.map((r) => r.s);
+    // From a clean slate: no look left by an earlier test.
+    await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk-later:${endpoint.id}`]);
     try {
       await queueIn(3600);
       expect(await laterIn()).toEqual([3600]);
