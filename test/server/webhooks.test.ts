@@ -108,6 +108,46 @@ const membershipEvent = (type: string, org: string, user: string, role: string, 
 const delivery = async (svixId: string) =>
   (await db.owner.query("select state, attempts, last_error from authhub.webhook_deliveries where svix_id = $1", [svixId])).rows[0];
 
+/** Runs fn while inserting the user with this external id sleeps: a drain held between two of its deliveries. */
+async function withSlowUser<T>(externalId: string, seconds: number, fn: () => Promise<T>): Promise<T> {
+  await db.owner.query(`
+    create function authhub_private.test_slow() returns trigger language plpgsql as $$
+    begin
+      if new.external_id = ${pg.escapeLiteral(externalId)} then perform pg_sleep(${Number(seconds)}); end if;
+      return new;
+    end $$;
+    create trigger test_slow before insert on authhub.users for each row execute function authhub_private.test_slow();`);
+  try {
+    return await fn();
+  } finally {
+    await db.owner.query("drop trigger if exists test_slow on authhub.users; drop function authhub_private.test_slow()");
+  }
+}
+/** Waits until a drain is inside that slow insert. */
+async function untilSleeping() {
+  const sleeping = async () => (await db.owner.query("select 1 from pg_stat_activity where wait_event = 'PgSleep' and datname = current_database()")).rowCount;
+  for (let i = 0; i < 100 && !(await sleeping()); i++) await new Promise((r) => setTimeout(r, 20));
+  expect(await sleeping()).toBe(1);
+}
+/** One drain of the endpoint through the task's own function, on a connection of its own. */
+async function drainOnce() {
+  const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 1 });
+  pool.on("error", () => undefined);
+  try {
+    const withPgClient = async <T>(fn: (c: pg.PoolClient) => Promise<T>) => {
+      const c = await pool.connect();
+      try {
+        return await fn(c);
+      } finally {
+        c.release();
+      }
+    };
+    return await drainEndpoint({ tenant_id: f.a.id, endpoint_id: endpoint.id }, { withPgClient } as never);
+  } finally {
+    await pool.end();
+  }
+}
+
 describe("receiving", () => {
   test("a signed delivery is stored and queued (202); a redelivery of the same id changes nothing (200)", async () => {
     const event = userEvent("user.created", "user_recv", "recv@tenant-a.test", now());
@@ -432,12 +472,9 @@ describe("hand-off to the running drain", () => {
     await work();
     expect((await deliver(userEvent("user.created", "user_hand3", "hand3@tenant-a.test", now()), { id: "msg_hand3" })).status).toBe(202);
     const drain = await openDrain();
-    const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 1 });
-    pool.on("error", () => undefined);
     try {
-      const helpers = { withPgClient: async <T>(fn: (c: pg.PoolClient) => Promise<T>) => { const c = await pool.connect(); try { return await fn(c); } finally { c.release(); } } };
       // The drain job the delivery queued: the lock is taken, so it takes nothing.
-      expect(await drainEndpoint({ tenant_id: f.a.id, endpoint_id: endpoint.id }, helpers as never)).toEqual([]);
+      expect(await drainOnce()).toEqual([]);
       expect(await delivery("msg_hand3")).toMatchObject({ state: "pending", attempts: 0 });
       // The running drain fails (rolls back): the look left behind brings the delivery in.
       await drain.query("rollback");
@@ -448,7 +485,6 @@ describe("hand-off to the running drain", () => {
     } finally {
       await drain.query("rollback").catch(() => undefined);
       drain.release();
-      await pool.end();
     }
     await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk:${endpoint.id}`]);
     await db.owner.query("update graphile_worker._private_jobs set run_at = now() where key = $1", [`clerk-later:${endpoint.id}`]);
@@ -459,63 +495,37 @@ describe("hand-off to the running drain", () => {
   test("a redelivery of an id the running drain has just applied waits for that drain, then is a 200 that changes nothing", async () => {
     await work();
     // A drain slowed down after its first delivery: applied, not yet committed, when the redelivery comes.
-    await db.owner.query(`
-      create function authhub_private.test_slow() returns trigger language plpgsql as $$
-      begin
-        if new.external_id = 'user_z_slow' then perform pg_sleep(1.5); end if;
-        return new;
-      end $$;
-      create trigger test_slow before insert on authhub.users for each row execute function authhub_private.test_slow();`);
-    try {
+    await withSlowUser("user_z_slow", 1.5, async () => {
       const fast = userEvent("user.created", "user_a_fast", "fast@tenant-a.test", now());
       expect((await deliver(fast, { id: "msg_fast" })).status).toBe(202);
       expect((await deliver(userEvent("user.created", "user_z_slow", "slow@tenant-a.test", now()), { id: "msg_slow" })).status).toBe(202);
       const working = work();
-      const sleeping = async () => (await db.owner.query("select 1 from pg_stat_activity where wait_event = 'PgSleep' and datname = current_database()")).rowCount;
-      for (let i = 0; i < 100 && !(await sleeping()); i++) await new Promise((r) => setTimeout(r, 20));
-      expect(await sleeping()).toBe(1);
+      await untilSleeping();
       // Its insert waits for the drain's row; it holds nothing the drain's look waits for, so neither fails.
       const again = await deliver(fast, { id: "msg_fast" });
       expect(again.status).toBe(200);
       expect(again.body).toEqual({ received: true, duplicate: true });
       await working;
-      expect(await delivery("msg_fast")).toMatchObject({ state: "done", attempts: 1 });
-      expect(await delivery("msg_slow")).toMatchObject({ state: "done", attempts: 1 });
-    } finally {
-      await db.owner.query("drop trigger if exists test_slow on authhub.users; drop function authhub_private.test_slow()");
-    }
+    });
+    expect(await delivery("msg_fast")).toMatchObject({ state: "done", attempts: 1 });
+    expect(await delivery("msg_slow")).toMatchObject({ state: "done", attempts: 1 });
   });
 
   test("a drain applies what is handed to it while it runs before it ends, with no job of its own", async () => {
     await work();
-    await db.owner.query(`
-      create function authhub_private.test_slow() returns trigger language plpgsql as $$
-      begin
-        if new.external_id = 'user_slow_2' then perform pg_sleep(1); end if;
-        return new;
-      end $$;
-      create trigger test_slow before insert on authhub.users for each row execute function authhub_private.test_slow();`);
-    const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 1 });
-    pool.on("error", () => undefined);
-    try {
+    await withSlowUser("user_slow_2", 1, async () => {
       expect((await deliver(userEvent("user.created", "user_slow_2", "slow2@tenant-a.test", now()), { id: "msg_slow_2" })).status).toBe(202);
       // This test runs the drain itself, so the job that delivery queued goes.
       await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk:${endpoint.id}`]);
-      const helpers = { withPgClient: async <T>(fn: (c: pg.PoolClient) => Promise<T>) => { const c = await pool.connect(); try { return await fn(c); } finally { c.release(); } } };
-      const draining = drainEndpoint({ tenant_id: f.a.id, endpoint_id: endpoint.id }, helpers as never);
-      const sleeping = async () => (await db.owner.query("select 1 from pg_stat_activity where wait_event = 'PgSleep' and datname = current_database()")).rowCount;
-      for (let i = 0; i < 100 && !(await sleeping()); i++) await new Promise((r) => setTimeout(r, 20));
-      expect(await sleeping()).toBe(1);
+      const draining = drainOnce();
+      await untilSleeping();
       expect((await deliver(userEvent("user.created", "user_handed", "handed@tenant-a.test", now()), { id: "msg_handed" })).status).toBe(202);
       const drained = await draining;
       expect(drained.map((d) => [d.svix_id, d.outcome])).toEqual([["msg_slow_2", "done"], ["msg_handed", "done"]]);
       expect(drained[1]!.started_ms).toBeGreaterThan(drained[0]!.started_ms + 900);
-      // Nothing left, so nothing queued.
-      expect(await clerkJobs()).toEqual([]);
-    } finally {
-      await pool.end();
-      await db.owner.query("drop trigger if exists test_slow on authhub.users; drop function authhub_private.test_slow()");
-    }
+    });
+    // Nothing left, so nothing queued.
+    expect(await clerkJobs()).toEqual([]);
   });
 
   test("a waiting membership that fails for a passing reason keeps waiting; failing for good, it waits for nothing", async () => {
@@ -611,29 +621,19 @@ describe("hand-off to the running drain", () => {
 
   test("a drain that has run a while does not take again, in its next pass, a delivery it has just put off", async () => {
     await work();
-    await db.owner.query(`
-      create function authhub_private.test_slow() returns trigger language plpgsql as $$
-      begin
-        if new.external_id = 'user_slow_3' then perform pg_sleep(2.5); end if;
-        return new;
-      end $$;
-      create trigger test_slow before insert on authhub.users for each row execute function authhub_private.test_slow();`);
-    const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 1 });
-    pool.on("error", () => undefined);
     try {
-      const t = now();
-      expect((await deliver(userEvent("user.created", "user_slow_3", "slow3@tenant-a.test", t), { id: "msg_slow_3" })).status).toBe(202);
-      // Its organization never came: put off for two seconds, which the slow user already took.
-      expect((await deliver(membershipEvent("organizationMembership.created", "org_never", "user_slow_3", "org:member", t), { id: "msg_put_off" })).status).toBe(202);
-      await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk:${endpoint.id}`]);
-      const helpers = { withPgClient: async <T>(fn: (c: pg.PoolClient) => Promise<T>) => { const c = await pool.connect(); try { return await fn(c); } finally { c.release(); } } };
-      const drained = await drainEndpoint({ tenant_id: f.a.id, endpoint_id: endpoint.id }, helpers as never);
-      expect(drained.map((d) => [d.svix_id, d.outcome])).toEqual([["msg_slow_3", "done"], ["msg_put_off", "retry"]]);
+      await withSlowUser("user_slow_3", 2.5, async () => {
+        const t = now();
+        expect((await deliver(userEvent("user.created", "user_slow_3", "slow3@tenant-a.test", t), { id: "msg_slow_3" })).status).toBe(202);
+        // Its organization never came: put off for two seconds, which the slow user already took.
+        expect((await deliver(membershipEvent("organizationMembership.created", "org_never", "user_slow_3", "org:member", t), { id: "msg_put_off" })).status).toBe(202);
+        await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk:${endpoint.id}`]);
+        const drained = await drainOnce();
+        expect(drained.map((d) => [d.svix_id, d.outcome])).toEqual([["msg_slow_3", "done"], ["msg_put_off", "retry"]]);
+      });
       const { rows } = await db.owner.query("select attempts, due_at > now() + interval '1 second' as later from authhub.webhook_deliveries where svix_id = 'msg_put_off'");
       expect(rows).toEqual([{ attempts: 1, later: true }]);
     } finally {
-      await pool.end();
-      await db.owner.query("drop trigger if exists test_slow on authhub.users; drop function authhub_private.test_slow()");
       await db.owner.query("delete from graphile_worker._private_jobs where key like '%' || $1", [endpoint.id]);
     }
   });
