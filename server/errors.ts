@@ -78,6 +78,7 @@ const CHECKS: Record<string, FieldProblem> = {
   hex_color_format: { field: "primaryColor", message: "must be a colour as #RRGGBB" },
   hostname_format: { field: "allowedDomains", message: "must be lowercase DNS names such as example.com" },
   external_id_format: { field: "externalId", message: "must be 1-255 characters without spaces" },
+  webhook_deliveries_svix_id_format: { field: "svixId", message: "must be 1-100 letters, digits, _ . : or -" },
   webhook_endpoints_role_mapping: { field: "roleMapping", message: "must map at most 20 Clerk roles (org:…) to USER or ORG_ADMIN" },
   issuer_format: { field: "externalIssuer", message: "must be 1-500 characters without spaces (a token issuer)" },
   tenants_allowed_domains_size: { field: "allowedDomains", message: "must list at most 50 domains" },

@@ -1,5 +1,5 @@
 --! Previous: sha1:325ce42ec9ab01149319c2973e8cda9ccdd1fd3d
---! Hash: sha1:5c4215a605a5508ded95ec8e589bc363efac2f13
+--! Hash: sha1:9efcc01756fba976937f0a5a0895cee168006a16
 --! Message: identity sync: a burst of deliveries is handed to the running drain
 
 --! split: 700-webhook-drain-handoff.sql
@@ -196,11 +196,8 @@ begin
             last_error = format('a temporary failure (SQLSTATE %s)%s', sqlstate, case when w.attempts + 1 >= 12 then ', 12 times' else '; tried again later' end),
             -- From the clock: a drain that has run a while must not find it due again.
             due_at = clock_timestamp() + authhub_private.clerk_backoff(w.attempts + 1)
-        where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id and w.svix_id = item.svix_id;
-        outcome := case when (select w.state from authhub.webhook_deliveries w
-                              where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id
-                                and w.svix_id = item.svix_id) = 'failed'
-                        then 'failed: a temporary failure, 12 times' else 'retry' end;
+        where w.tenant_id = clerk_drain.tenant_id and w.endpoint_id = clerk_drain.endpoint_id and w.svix_id = item.svix_id
+        returning case when w.state = 'failed' then 'failed: a temporary failure, 12 times' else 'retry' end into outcome;
       end;
       return next;
     end loop;

@@ -65,7 +65,6 @@ export interface MintOptions {
 
 /** An AuthHub access token (DESIGN.md §5 claims). */
 export async function mintAccessToken(key: SigningKey, identity: Identity, options: MintOptions): Promise<{ token: string; expiresAt: Date }> {
-  const now = Math.floor(Date.now() / 1000);
   const claims: Record<string, unknown> = {
     tenant_id: identity.tenantId,
     roles: [identity.level],
@@ -74,11 +73,17 @@ export async function mintAccessToken(key: SigningKey, identity: Identity, optio
     sid: identity.sessionId ?? `cli-${randomUUID()}`,
   };
   if (identity.orgId) claims.org_id = identity.orgId;
+  return signToken(key, claims, identity.userId, options);
+}
+
+/** Every AuthHub token's envelope: our key, issuer and audience, a fresh jti, the TTL from now. */
+async function signToken(key: SigningKey, claims: Record<string, unknown>, subject: string, options: MintOptions): Promise<{ token: string; expiresAt: Date }> {
+  const now = Math.floor(Date.now() / 1000);
   const token = await new SignJWT(claims)
     .setProtectedHeader({ alg: ALG, kid: key.kid, typ: "JWT" })
     .setIssuer(options.issuer)
     .setAudience(AUDIENCE)
-    .setSubject(identity.userId)
+    .setSubject(subject)
     .setJti(randomUUID())
     .setIssuedAt(now)
     .setExpirationTime(now + options.ttlSeconds)
@@ -143,17 +148,7 @@ export class ActiveKeySigner {
  * key is not a user). SQL answers for it from the key's row, live.
  */
 export async function mintApiKeyToken(key: SigningKey, apiKey: ApiKeyIdentity & { keyId: string; scopes: string[] }, options: MintOptions): Promise<{ token: string; expiresAt: Date }> {
-  const now = Math.floor(Date.now() / 1000);
   const claims: Record<string, unknown> = { tenant_id: apiKey.tenantId, api_key_id: apiKey.apiKeyId, scope: apiKey.scopes.join(" ") };
   if (apiKey.orgId) claims.org_id = apiKey.orgId;
-  const token = await new SignJWT(claims)
-    .setProtectedHeader({ alg: ALG, kid: key.kid, typ: "JWT" })
-    .setIssuer(options.issuer)
-    .setAudience(AUDIENCE)
-    .setSubject(apiKey.keyId)
-    .setJti(randomUUID())
-    .setIssuedAt(now)
-    .setExpirationTime(now + options.ttlSeconds)
-    .sign(key.privateKey);
-  return { token, expiresAt: new Date((now + options.ttlSeconds) * 1000) };
+  return signToken(key, claims, apiKey.keyId, options);
 }

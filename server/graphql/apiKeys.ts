@@ -7,10 +7,9 @@
  * secret is in the payload once and nowhere else. revokeApiKey comes from the
  * SQL function authhub.revoke_api_key as PostGraphile exposes it.
  */
-import { sideEffectWithPgClientTransaction } from "postgraphile/@dataplan/pg";
 import { get, type Step } from "postgraphile/grafast";
 import { extendSchema, gql } from "postgraphile/utils";
-import { queryable } from "./queryable.js";
+import { inRequestTransaction, resultFields } from "./mutation.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { issueApiKey, rotateApiKeySecret } from "../openapi/issue.js";
 
@@ -66,44 +65,24 @@ export function makeApiKeysPlugin(masterKey: MasterKey) {
       objects: {
         Mutation: {
           plans: {
-            createApiKey(_$root, fieldArgs) {
-              const $input = fieldArgs.getRaw("input") as Step<Record<string, unknown>>;
-              return sideEffectWithPgClientTransaction(executor, $input, async (client, input) => {
-                const issued = await issueApiKey(queryable(client), masterKey, {
+            createApiKey: (_$root, fieldArgs) =>
+              inRequestTransaction(executor, fieldArgs, (client, input) =>
+                issueApiKey(client, masterKey, {
                   name: input.name as string,
                   scopes: input.scopes as string[],
                   organizationId: (input.organizationId as string | undefined) ?? null,
                   rateLimitPerMinute: (input.rateLimitPerMinute as number | undefined) ?? null,
                   expiresAt: input.expiresAt ? new Date(input.expiresAt as string) : null,
-                });
-                return { ...issued, clientMutationId: input.clientMutationId ?? null };
-              });
-            },
-            rotateApiKeySecret(_$root, fieldArgs) {
-              const $input = fieldArgs.getRaw("input") as Step<Record<string, unknown>>;
-              return sideEffectWithPgClientTransaction(executor, $input, async (client, input) => {
-                const rotated = await rotateApiKeySecret(queryable(client), masterKey, input.id as string, (input.gracePeriodSeconds as number | undefined) ?? 0);
-                return { ...rotated, clientMutationId: input.clientMutationId ?? null };
-              });
-            },
+                }),
+              ),
+            rotateApiKeySecret: (_$root, fieldArgs) =>
+              inRequestTransaction(executor, fieldArgs, (client, input) =>
+                rotateApiKeySecret(client, masterKey, input.id as string, (input.gracePeriodSeconds as number | undefined) ?? 0),
+              ),
           },
         },
-        CreateApiKeyPayload: {
-          plans: {
-            apiKey: apiKeyOf,
-            keyId: ($r: Step) => get($r, "keyId"),
-            secret: ($r: Step) => get($r, "secret"),
-            clientMutationId: ($r: Step) => get($r, "clientMutationId"),
-          },
-        },
-        RotateApiKeySecretPayload: {
-          plans: {
-            apiKey: apiKeyOf,
-            keyId: ($r: Step) => get($r, "keyId"),
-            secret: ($r: Step) => get($r, "secret"),
-            clientMutationId: ($r: Step) => get($r, "clientMutationId"),
-          },
-        },
+        CreateApiKeyPayload: { plans: { apiKey: apiKeyOf, ...resultFields("keyId", "secret") } },
+        RotateApiKeySecretPayload: { plans: { apiKey: apiKeyOf, ...resultFields("keyId", "secret") } },
       },
     };
   }, "AuthHubApiKeysPlugin");

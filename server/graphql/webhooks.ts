@@ -4,10 +4,9 @@
  * sees it and is in the payload once. Endpoints are then read and changed
  * (name, enabled, issuer, role mapping) through the ordinary table fields.
  */
-import { sideEffectWithPgClientTransaction } from "postgraphile/@dataplan/pg";
 import { get, type Step } from "postgraphile/grafast";
 import { extendSchema, gql } from "postgraphile/utils";
-import { queryable } from "./queryable.js";
+import { inRequestTransaction, resultFields } from "./mutation.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { createWebhookEndpoint } from "../webhooks/endpoints.js";
 
@@ -47,27 +46,22 @@ export function makeWebhooksPlugin(masterKey: MasterKey) {
       objects: {
         Mutation: {
           plans: {
-            createWebhookEndpoint(_$root, fieldArgs) {
-              const $input = fieldArgs.getRaw("input") as Step<Record<string, unknown>>;
-              return sideEffectWithPgClientTransaction(executor, $input, async (client, input) => {
-                const created = await createWebhookEndpoint(queryable(client), masterKey, {
+            createWebhookEndpoint: (_$root, fieldArgs) =>
+              inRequestTransaction(executor, fieldArgs, (client, input) =>
+                createWebhookEndpoint(client, masterKey, {
                   name: input.name as string,
                   issuer: input.issuer as string,
                   roleMapping: (input.roleMapping as Record<string, string> | undefined) ?? null,
                   secret: (input.secret as string | undefined) ?? null,
                   clerkSecretKey: (input.clerkSecretKey as string | undefined) ?? null,
-                });
-                return { ...created, clientMutationId: input.clientMutationId ?? null };
-              });
-            },
+                }),
+              ),
           },
         },
         CreateWebhookEndpointPayload: {
           plans: {
             webhookEndpoint: ($r: Step) => endpoints.get({ tenant_id: get($r, "tenantId"), id: get($r, "id") }),
-            path: ($r: Step) => get($r, "path"),
-            secret: ($r: Step) => get($r, "secret"),
-            clientMutationId: ($r: Step) => get($r, "clientMutationId"),
+            ...resultFields("path", "secret"),
           },
         },
       },

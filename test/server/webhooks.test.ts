@@ -108,21 +108,26 @@ const membershipEvent = (type: string, org: string, user: string, role: string, 
 const delivery = async (svixId: string) =>
   (await db.owner.query("select state, attempts, last_error from authhub.webhook_deliveries where svix_id = $1", [svixId])).rows[0];
 
-/** Runs fn while inserting the user with this external id sleeps: a drain held between two of its deliveries. */
-async function withSlowUser<T>(externalId: string, seconds: number, fn: () => Promise<T>): Promise<T> {
+/** Runs fn with a test trigger (`before <event> on <table>`, for each row, running `body`), dropped after. */
+async function withTrigger<T>(event: string, table: string, body: string, fn: () => Promise<T>): Promise<T> {
   await db.owner.query(`
-    create function authhub_private.test_slow() returns trigger language plpgsql as $$
+    create function authhub_private.test_trigger() returns trigger language plpgsql as $$
     begin
-      if new.external_id = ${pg.escapeLiteral(externalId)} then perform pg_sleep(${Number(seconds)}); end if;
+      ${body}
       return new;
     end $$;
-    create trigger test_slow before insert on authhub.users for each row execute function authhub_private.test_slow();`);
+    create trigger test_trigger before ${event} on ${table} for each row execute function authhub_private.test_trigger();`);
   try {
     return await fn();
   } finally {
-    await db.owner.query("drop trigger if exists test_slow on authhub.users; drop function authhub_private.test_slow()");
+    await db.owner.query(`drop trigger if exists test_trigger on ${table}; drop function authhub_private.test_trigger()`);
   }
 }
+/** A drain held between two of its deliveries: inserting this user sleeps. */
+const withSlowUser = <T>(externalId: string, seconds: number, fn: () => Promise<T>) =>
+  withTrigger("insert", "authhub.users", `if new.external_id = ${pg.escapeLiteral(externalId)} then perform pg_sleep(${Number(seconds)}); end if;`, fn);
+/** A passing failure, made to order: a deadlock wherever `condition` holds. */
+const deadlockWhen = (condition: string) => `if ${condition} then raise exception 'deadlock detected' using errcode = '40P01'; end if;`;
 /** Waits until a drain is inside that slow insert. */
 async function untilSleeping() {
   const sleeping = async () => (await db.owner.query("select 1 from pg_stat_activity where wait_event = 'PgSleep' and datname = current_database()")).rowCount;
@@ -375,18 +380,9 @@ describe("drains", () => {
   });
 
   test("a delivery that fails for a passing reason is undone alone, backs off, and applies on its next try", async () => {
+    const t = now();
     // A passing failure, made to order: a deadlock on one user's row.
-    await db.owner.query(`
-      create function authhub_private.test_boom() returns trigger language plpgsql as $$
-      begin
-        if new.external_id = 'user_boom' and current_setting('test.boom', true) is distinct from 'off' then
-          raise exception 'deadlock detected' using errcode = '40P01';
-        end if;
-        return new;
-      end $$;
-      create trigger test_boom before insert on authhub.users for each row execute function authhub_private.test_boom();`);
-    try {
-      const t = now();
+    await withTrigger("insert", "authhub.users", deadlockWhen("new.external_id = 'user_boom'"), async () => {
       await deliver(userEvent("user.created", "user_boom", "boom@tenant-a.test", t), { id: "msg_boom" });
       await deliver(userEvent("user.created", "user_calm", "calm@tenant-a.test", t), { id: "msg_calm" });
       await work();
@@ -402,14 +398,12 @@ describe("drains", () => {
       await db.owner.query("update authhub.webhook_deliveries set attempts = 11 where svix_id = 'msg_boom_2'");
       await work();
       expect(await delivery("msg_boom_2")).toMatchObject({ state: "failed", attempts: 12, last_error: "a temporary failure (SQLSTATE 40P01), 12 times" });
-      await db.owner.query("drop trigger test_boom on authhub.users");
-      await db.owner.query("update authhub.webhook_deliveries set due_at = now() where svix_id = 'msg_boom'");
-      await db.owner.query("update graphile_worker._private_jobs set run_at = now() where key = $1", [`clerk-later:${endpoint.id}`]);
-      await work();
-      expect(await delivery("msg_boom")).toMatchObject({ state: "done", attempts: 2, last_error: null });
-    } finally {
-      await db.owner.query("drop trigger if exists test_boom on authhub.users; drop function authhub_private.test_boom()");
-    }
+    });
+    // The deadlock has passed: due again, it applies.
+    await db.owner.query("update authhub.webhook_deliveries set due_at = now() where svix_id = 'msg_boom'");
+    await db.owner.query("update graphile_worker._private_jobs set run_at = now() where key = $1", [`clerk-later:${endpoint.id}`]);
+    await work();
+    expect(await delivery("msg_boom")).toMatchObject({ state: "done", attempts: 2, last_error: null });
   });
 });
 
@@ -531,15 +525,7 @@ describe("hand-off to the running drain", () => {
   test("a waiting membership that fails for a passing reason keeps waiting; failing for good, it waits for nothing", async () => {
     await work();
     // A passing failure, made to order, where a waiting membership is put off again (or, the 12th time, given up).
-    await db.owner.query(`
-      create function authhub_private.test_boom_wait() returns trigger language plpgsql as $$
-      begin
-        if new.svix_id like 'msg_wait_boom%' and new.last_error in ('waiting for its organization or user', 'its organization or user never arrived') then
-          raise exception 'deadlock detected' using errcode = '40P01';
-        end if;
-        return new;
-      end $$;
-      create trigger test_boom_wait before update on authhub.webhook_deliveries for each row execute function authhub_private.test_boom_wait();`);
+    const putOff = deadlockWhen("new.svix_id like 'msg_wait_boom%' and new.last_error in ('waiting for its organization or user', 'its organization or user never arrived')");
     try {
       const t = now();
       await deliver(membershipEvent("organizationMembership.created", "org_never_2", "user_never_2", "org:member", t), { id: "msg_wait_boom_1" });
@@ -547,14 +533,13 @@ describe("hand-off to the running drain", () => {
       await db.owner.query(
         "update authhub.webhook_deliveries set waiting_for = array['organization:' || split_part(entity, ':', 2)], attempts = case when svix_id = 'msg_wait_boom_12' then 11 else 1 end where svix_id like 'msg_wait_boom%'",
       );
-      await work();
+      await withTrigger("update", "authhub.webhook_deliveries", putOff, work);
       const rows = (await db.owner.query("select svix_id, state, attempts, waiting_for, last_error from authhub.webhook_deliveries where svix_id like 'msg_wait_boom%' order by svix_id")).rows;
       expect(rows).toEqual([
         { svix_id: "msg_wait_boom_1", state: "pending", attempts: 2, waiting_for: ["organization:org_never_2"], last_error: "a temporary failure (SQLSTATE 40P01); tried again later" },
         { svix_id: "msg_wait_boom_12", state: "failed", attempts: 12, waiting_for: null, last_error: "a temporary failure (SQLSTATE 40P01), 12 times" },
       ]);
     } finally {
-      await db.owner.query("drop trigger if exists test_boom_wait on authhub.webhook_deliveries; drop function authhub_private.test_boom_wait()");
       await db.owner.query("update authhub.webhook_deliveries set state = 'skipped', waiting_for = null, processed_at = now() where svix_id like 'msg_wait_boom%' and state = 'pending'");
       // The look its backoff left behind.
       await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk-later:${endpoint.id}`]);
@@ -915,8 +900,18 @@ describe("reconciliation", () => {
   });
 
   test("the receiver refuses reconciliation's own ids from outside, and so does SQL for anyone but the worker", async () => {
+    // Signed, but under an id that is not a sender's: refused by SQL, nothing stored.
     const res = await deliver(userEvent("user.created", "user_pre", "pre@tenant-a.test", now()), { id: "reconcile:zzz:0" });
-    expect(res.status).toBe(400);
+    expect(res.status).toBe(403);
+    expect(res.body.error.code).toBe("forbidden");
+    expect((await db.owner.query("select 1 from authhub.webhook_deliveries where svix_id like 'reconcile:zzz:%'")).rowCount).toBe(0);
+    // An id the inbox does not take (its format is a constraint): 400, nothing stored.
+    const odd = await deliver(userEvent("user.created", "user_pre", "pre@tenant-a.test", now()), { id: "msg with spaces" });
+    expect(odd.status).toBe(400);
+    expect(odd.body.error).toMatchObject({ code: "invalid_input", details: [{ field: "svixId" }] });
+    expect((await db.owner.query("select 1 from authhub.webhook_deliveries where svix_id = 'msg with spaces'")).rowCount).toBe(0);
+    // Control: the same event under a sender's id is taken.
+    expect((await deliver(userEvent("user.created", "user_pre", "pre@tenant-a.test", now()), { id: "msg_pre_ok" })).status).toBe(202);
     await expect(
       db.owner.query("select authhub_private.accept_webhook($1, 'reconcile:zzz:1', 'user.created', 'user:user_pre', '{}')", [endpoint.id]),
     ).rejects.toMatchObject({ code: "AH403" });
