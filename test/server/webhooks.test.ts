@@ -354,9 +354,14 @@ describe("crashes", () => {
 
 describe("drains", () => {
   test("a drain job that died with its worker is taken over by the sweep once its deliveries are overdue", async () => {
+    // A clean slate: a look queued by an earlier test ("clerk-later:…", due in two
+    // seconds) would otherwise drain the endpoint in the middle of this one.
+    await db.owner.query("delete from graphile_worker._private_jobs where key like '%' || $1", [endpoint.id]);
     await deliver(userEvent("user.created", "user_orphan", "orphan@tenant-a.test", now()), { id: "msg_orphan" });
     // A worker took the endpoint's drain and died: the job stays locked (graphile-worker's 4 h lock).
     await db.owner.query("update graphile_worker._private_jobs set locked_at = now(), locked_by = 'dead-worker', attempts = 1 where key = $1", [`clerk:${endpoint.id}`]);
+    // The only job of the endpoint is the dead worker's.
+    expect((await db.owner.query("select key, locked_by from graphile_worker._private_jobs where key like '%' || $1", [endpoint.id])).rows).toEqual([{ key: `clerk:${endpoint.id}`, locked_by: "dead-worker" }]);
     await work();
     expect(await delivery("msg_orphan")).toMatchObject({ state: "pending", attempts: 0 });
     // Not yet overdue: the sweep leaves it alone.
