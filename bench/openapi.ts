@@ -17,6 +17,7 @@ import { ApiKeyStore } from "../server/openapi/keys.js";
 import { issueApiKey } from "../server/openapi/issue.js";
 import { openApiRouter, type OpenApiOptions } from "../server/openapi/router.js";
 import { RateLimits } from "../server/rateLimit.js";
+import { readConfig, transactionLimits } from "../server/config.js";
 
 export interface Sample {
   ms: number[];
@@ -31,7 +32,7 @@ export async function measureOpenApi(options: { owner: pg.Pool; auth: pg.Pool; m
   const key = await issueApiKey(owner, masterKey, { name: "bench", scopes: ["user:read"], tenantId, rateLimitPerMinute: 1_000_000 });
   const record = (await new ApiKeyStore(auth, masterKey, 0).get(key.keyId))!;
   const rateLimits = new RateLimits(auth);
-  const base: Omit<OpenApiOptions, "keyCacheMs" | "rateLimiting" | "actAs"> = { authPool: auth, masterKey, rateLimits, maxBodyBytes: 100_000 };
+  const base: Omit<OpenApiOptions, "keyCacheMs" | "rateLimiting" | "actAs"> = { authPool: auth, limits: transactionLimits(readConfig({})), masterKey, rateLimits, maxBodyBytes: 100_000 };
   const variants: Record<string, Partial<OpenApiOptions>> = {
     skipped: { actAs: record, rateLimiting: false },
     signedNoCache: { keyCacheMs: 0, rateLimiting: false },

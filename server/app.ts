@@ -9,12 +9,13 @@ import type pg from "pg";
 import { postgraphile } from "postgraphile";
 import { grafserv } from "postgraphile/grafserv/express/v4";
 import { latestCommittedHash } from "../db/migrate.js";
+import { makePool } from "../db/pools.js";
 import { authApiRouter, OAuthError } from "./auth/authApi.js";
 import { authenticate } from "./auth/authenticate.js";
 import type { MasterKey } from "./auth/masterKey.js";
 import { authorizeBodyParser, authorizeHandler } from "./authorize.js";
 import { TokenVerifier } from "./auth/verify.js";
-import type { Config } from "./config.js";
+import { transactionLimits, type Config } from "./config.js";
 import { AppError, toAppError } from "./errors.js";
 import { makePreset } from "./graphql/preset.js";
 import type { Logger } from "./logger.js";
@@ -66,24 +67,54 @@ function installRequestContext(app: express.Express, logger: Logger, trustProxy:
   });
 }
 
-function installHealth(app: express.Express, authPool: pg.Pool) {
+/** How long /readyz waits for the database before answering that it is not ready. */
+const READY_PROBE_MS = 1500;
+
+/**
+ * /healthz (the process answers) and /readyz (the database answers, migrated to
+ * this code's schema). The probe has a pool of its own, one connection with a
+ * short wait, so it answers within two seconds whatever the request pool's
+ * state: exhausted, pinned by a lock, or reconnecting after a restart. The
+ * request pool's use is reported beside it.
+ */
+function installHealth(app: express.Express, authPool: pg.Pool, logger: Logger): () => Promise<void> {
   const expected = latestCommittedHash();
+  const probe = makePool(String((authPool.options as { connectionString?: string }).connectionString), {
+    name: "readiness probe",
+    max: 1,
+    acquireTimeoutMs: READY_PROBE_MS,
+    onError: (message, err) => logger.warn(message, { err }),
+  });
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
   });
   app.get("/readyz", async (_req, res) => {
     let database = false;
     let migrations = false;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      const { rows } = await authPool.query<{ hash: string | null }>("select authhub_private.current_migration_hash() as hash");
+      const check = probe.query<{ hash: string | null }>(
+        `begin; set local statement_timeout = ${READY_PROBE_MS}; select authhub_private.current_migration_hash() as hash; commit`,
+      ) as unknown as Promise<pg.QueryResult<{ hash: string | null }>[]>;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("readiness probe timed out")), READY_PROBE_MS);
+      });
+      const results = await Promise.race([check, late]);
       database = true;
-      migrations = rows[0]?.hash === expected;
+      migrations = results[2]?.rows[0]?.hash === expected;
     } catch {
       database = false;
+    } finally {
+      clearTimeout(timer);
     }
     const ready = database && migrations;
-    res.status(ready ? 200 : 503).json({ status: ready ? "ready" : "unavailable", checks: { database, migrations } });
+    res.status(ready ? 200 : 503).json({
+      status: ready ? "ready" : "unavailable",
+      checks: { database, migrations },
+      pool: { total: authPool.totalCount, idle: authPool.idleCount, waiting: authPool.waitingCount },
+    });
   });
+  return () => probe.end();
 }
 
 async function loadOwnKeys(authPool: pg.Pool): Promise<JSONWebKeySet> {
@@ -110,7 +141,7 @@ function makeVerifier(deps: AppDeps): TokenVerifier {
 
 /** POST /v1/authorize: the decision API for sibling services. */
 function installAuthorize(app: express.Express, deps: AppDeps, authenticateRequest: express.RequestHandler) {
-  app.post("/v1/authorize", authenticateRequest, authorizeBodyParser, authorizeHandler(deps.authPool));
+  app.post("/v1/authorize", authenticateRequest, authorizeBodyParser, authorizeHandler(deps.authPool, transactionLimits(deps.config)));
 }
 
 async function installGraphQL(app: express.Express, server: http.Server, deps: AppDeps, authenticateRequest: express.RequestHandler) {
@@ -163,12 +194,12 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   const app = express();
   const server = http.createServer(app);
   installRequestContext(app, deps.logger, deps.config.trustProxy);
-  installHealth(app, deps.authPool);
+  const releaseHealth = installHealth(app, deps.authPool, deps.logger);
   const verifier = makeVerifier(deps);
   const authenticateRequest = authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret });
   const rateLimits = new RateLimits(deps.authPool);
   app.use(authApiRouter({ config: deps.config, authPool: deps.authPool, masterKey: deps.masterKey, verifier, rateLimits }));
-  app.use(openApiRouter({ authPool: deps.authPool, masterKey: deps.masterKey, rateLimits, maxBodyBytes: deps.config.graphql.maxRequestBytes }));
+  app.use(openApiRouter({ authPool: deps.authPool, limits: transactionLimits(deps.config), masterKey: deps.masterKey, rateLimits, maxBodyBytes: deps.config.graphql.maxRequestBytes }));
   app.use(clerkWebhookRouter({ authPool: deps.authPool, masterKey: deps.masterKey, maxBodyBytes: deps.config.webhookMaxBytes }));
   installAuthorize(app, deps, authenticateRequest);
   const releaseGraphQL = await installGraphQL(app, server, deps, authenticateRequest);
@@ -178,6 +209,7 @@ export async function makeApp(deps: AppDeps): Promise<App> {
     server,
     async release() {
       await releaseGraphQL();
+      await releaseHealth();
     },
   };
 }

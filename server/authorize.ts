@@ -9,7 +9,7 @@
  */
 import express, { type NextFunction, type Request, type Response } from "express";
 import pg from "pg";
-import { pgSettingsForCaller, settingsStatement, UUID_RE } from "../db/claims.js";
+import { pgSettingsForCaller, requestSettingsStatements, UUID_RE, type TransactionLimits } from "../db/claims.js";
 import { AppError, type FieldProblem } from "./errors.js";
 import { requestState, type RequestState } from "./requestState.js";
 
@@ -69,26 +69,26 @@ export function parseAuthorizeBody(body: unknown): { checks: Check[]; batch: boo
  * above and quoted with escapeLiteral; the decision API is called per request by
  * sibling services, so its latency is the product.
  */
-async function decide(pool: pg.Pool, state: RequestState, checks: Check[]): Promise<(boolean | null)[]> {
+async function decide(pool: pg.Pool, state: RequestState, checks: Check[], limits: TransactionLimits): Promise<(boolean | null)[]> {
   const lit = (v: string) => escapeLiteral(v);
   const values = checks
     .map((c, i) => `(${lit(c.permission)}, ${c.organizationId === null ? "null" : lit(c.organizationId)}::uuid, ${i})`)
     .join(", ");
   const text =
-    `${settingsStatement(pgSettingsForCaller(state, state.traceId))};\n` +
+    `${requestSettingsStatements(pgSettingsForCaller(state, state.traceId, limits))};\n` +
     `select authhub_private.authorize(c.permission, c.organization_id) as allowed ` +
     `from (values ${values}) as c(permission, organization_id, n) order by c.n`;
   const results = (await pool.query(text)) as unknown as pg.QueryResult<{ allowed: boolean | null }>[];
-  return results[1]!.rows.map((r) => r.allowed);
+  return results.at(-1)!.rows.map((r) => r.allowed);
 }
 
-export function authorizeHandler(pool: pg.Pool) {
+export function authorizeHandler(pool: pg.Pool, limits: TransactionLimits) {
   return async (req: Request, res: Response, next: NextFunction) => {
     try {
       const state = requestState(req);
       if (!state.identity && !state.apiKey) throw new AppError("unauthenticated", "A bearer token is required.");
       const { checks, batch } = parseAuthorizeBody(req.body);
-      const allowed = await decide(pool, state, checks);
+      const allowed = await decide(pool, state, checks, limits);
       const unknown = allowed.flatMap((a, i) => (a === null ? [i] : []));
       if (unknown.length > 0) {
         throw new AppError("invalid_input", "Unknown permission.", {

@@ -52,6 +52,28 @@ export interface Config {
   };
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
   runWorker: boolean;
+  /** Connections and the bounds on every request's use of one. */
+  database: DatabaseLimits;
+  /** How long a graceful shutdown lets in-flight requests run before cancelling them (ms). */
+  shutdownGraceMs: number;
+}
+
+/** The bounds every request transaction runs under (db/claims.ts applies them with its settings). */
+export function transactionLimits(config: Pick<Config, "database">): { statementTimeoutMs: number; idleInTransactionTimeoutMs: number } {
+  return { statementTimeoutMs: config.database.statementTimeoutMs, idleInTransactionTimeoutMs: config.database.idleInTransactionTimeoutMs };
+}
+
+export interface DatabaseLimits {
+  /** The server's authenticator pool size. */
+  poolSize: number;
+  /** Longest wait for a pooled connection before a request answers 503 (ms). */
+  acquireTimeoutMs: number;
+  /** Longest statement of a request (ms). */
+  statementTimeoutMs: number;
+  /** Longest a request's transaction may sit idle before the server ends it (ms). */
+  idleInTransactionTimeoutMs: number;
+  /** `transaction`: a transaction-mode pooler (PgBouncer…) is between the server and PostgreSQL: no named prepared statements. */
+  pooler: "none" | "transaction";
 }
 
 export class ConfigError extends Error {
@@ -231,5 +253,13 @@ export function readConfig(env: Source = process.env): Config {
     },
     logLevel: oneOf(env, "LOG_LEVEL", ["debug", "info", "warn", "error", "silent"] as const, nodeEnv === "test" ? "silent" : "info"),
     runWorker: oneOf(env, "AUTHHUB_WORKER", ["inline", "off"] as const, "inline") === "inline",
+    database: {
+      poolSize: int(env, "AUTHHUB_DB_POOL_SIZE", 20, 2, 1000),
+      acquireTimeoutMs: int(env, "AUTHHUB_DB_ACQUIRE_TIMEOUT_MS", 5_000, 100, 60_000),
+      statementTimeoutMs: int(env, "AUTHHUB_STATEMENT_TIMEOUT_MS", 10_000, 100, 600_000),
+      idleInTransactionTimeoutMs: int(env, "AUTHHUB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 5_000, 100, 600_000),
+      pooler: oneOf(env, "AUTHHUB_DB_POOLER", ["none", "transaction"] as const, "none"),
+    },
+    shutdownGraceMs: int(env, "AUTHHUB_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
   };
 }

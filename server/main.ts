@@ -11,8 +11,8 @@ import "./env.js";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type http from "node:http";
 import path from "node:path";
-import pg from "pg";
 import { prepareDatabase } from "../db/database.js";
+import { makePool } from "../db/pools.js";
 import { startWorker } from "../worker/runner.js";
 import { makeApp } from "./app.js";
 import { loadMasterKey } from "./auth/masterKey.js";
@@ -65,11 +65,9 @@ async function main() {
     log: (level, msg) => (level === "error" ? logger.error(msg) : logger.info(msg)),
   });
   const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (msg) => logger.warn(msg), config.masterKeyPrevious);
-  const ownerPool = new pg.Pool({ connectionString: db.ownerUrl, max: 5 });
-  ownerPool.on("error", (err) => logger.error("owner pool error", { err }));
-  ownerPool.on("connect", (client) => client.on("error", (err) => logger.error("owner connection error", { err })));
-  const authPool = new pg.Pool({ connectionString: db.authUrl, max: 20 });
-  authPool.on("error", (err) => logger.error("authenticator pool error", { err }));
+  const onError = (message: string, err: Error) => logger.warn(message, { err });
+  const ownerPool = makePool(db.ownerUrl, { name: "owner pool", max: 5, acquireTimeoutMs: config.database.acquireTimeoutMs, onError });
+  const authPool = makePool(db.authUrl, { name: "authenticator pool", max: config.database.poolSize, acquireTimeoutMs: config.database.acquireTimeoutMs, onError });
   await ensureActiveSigningKey(ownerPool, masterKey);
 
   if (config.trustedIssuers.length > 1) {

@@ -3,8 +3,8 @@
  * HTTP servers. Same configuration and database as `npm start`.
  */
 import "../server/env.js";
-import pg from "pg";
 import { prepareDatabase } from "../db/database.js";
+import { makePool } from "../db/pools.js";
 import { loadMasterKey } from "../server/auth/masterKey.js";
 import { readConfig } from "../server/config.js";
 import { makeLogger } from "../server/logger.js";
@@ -14,9 +14,7 @@ import { startWorker } from "./runner.js";
 const config = readConfig();
 const logger = makeLogger(config.logLevel, { service: "authhub-worker" });
 const db = await prepareDatabase(config, { whenRunning: "share", migrate: true, log: (level, msg) => logger.info(msg, { level }) });
-const ownerPool = new pg.Pool({ connectionString: db.ownerUrl, max: 5 });
-ownerPool.on("error", (err) => logger.error("owner pool error", { err }));
-ownerPool.on("connect", (client) => client.on("error", (err) => logger.error("owner connection error", { err })));
+const ownerPool = makePool(db.ownerUrl, { name: "owner pool", max: 5, acquireTimeoutMs: config.database.acquireTimeoutMs, onError: (message, err) => logger.warn(message, { err }) });
 // The same master key as the servers (it opens the Clerk keys reconciliation uses).
 const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (msg) => logger.warn(msg), config.masterKeyPrevious);
 const worker = await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl });

@@ -8,12 +8,12 @@ import { PgAggregatesPreset } from "@graphile/pg-aggregates";
 import { PgSimplifyInflectionPreset } from "@graphile/simplify-inflection";
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
-import { makePgService } from "postgraphile/adaptors/pg";
 import { SafeError } from "postgraphile/grafast";
 import { GraphQLError } from "postgraphile/graphql";
 import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
 import { pgSettingsForCaller } from "../../db/claims.js";
-import type { Config } from "../config.js";
+import { makeRequestPgService } from "./pgService.js";
+import { transactionLimits, type Config } from "../config.js";
 import { AppError, fromDatabaseError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { requestState } from "../requestState.js";
@@ -56,23 +56,14 @@ export function makePreset(config: Config, pool: pg.Pool, logger: Logger, master
       makeApiKeysPlugin(masterKey),
       makeWebhooksPlugin(masterKey),
     ],
-    pgServices: [
-      makePgService({
-        pool,
-        schemas: ["authhub"],
-        // The schema shows what the most powerful request role may do; each
-        // request's own role and RLS then decide what it actually gets.
-        pgSettingsForIntrospection: { role: "authhub_super_admin" },
-        pubsub: false,
-      }),
-    ],
+    pgServices: [makeRequestPgService(pool, { preparedStatements: config.database.pooler !== "transaction" })],
     grafast: {
       explain: development,
       context(requestContext) {
         const req = requestContext.expressv4?.req ?? requestContext.node?.req;
         const state = req ? requestState(req) : null;
         // No state means the request skipped authentication: treat it as anonymous.
-        return { pgSettings: pgSettingsForCaller(state ?? { identity: null }, state?.traceId) };
+        return { pgSettings: pgSettingsForCaller(state ?? { identity: null }, state?.traceId, transactionLimits(config)) };
       },
     },
     grafserv: {

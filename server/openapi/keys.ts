@@ -122,7 +122,7 @@ export async function verifySignedRequest(
   /** Reads a key that is not cached (given the read): may refuse to read at all (null). */
   lookUp: (read: () => Promise<ApiKeyRecord | null>) => Promise<ApiKeyRecord | null> = (read) => read(),
   nowSeconds = Math.floor(Date.now() / 1000),
-): Promise<{ key: ApiKeyRecord; nonce: string }> {
+): Promise<{ key: ApiKeyRecord; nonce: string; signedAt: number }> {
   const keyId = req.header("x-api-key") ?? "";
   const timestamp = req.header("x-timestamp") ?? "";
   const nonce = req.header("x-nonce") ?? "";
@@ -141,5 +141,5 @@ export async function verifySignedRequest(
   const key = store.isCached(keyId) ? await store.get(keyId) : await lookUp(() => store.get(keyId));
   const valid = anySecretMatches(key, (secret) => createHmac("sha256", secret).update(canonical, "utf8").digest(), Buffer.from(sig.slice(3), "hex"));
   if (!valid || !key || (key.expiresAt && key.expiresAt.getTime() <= nowSeconds * 1000)) throw unauthenticated();
-  return { key, nonce };
+  return { key, nonce, signedAt: Number(timestamp) };
 }

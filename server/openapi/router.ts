@@ -1,18 +1,24 @@
 /**
  * /open/v1: the Open API for partner systems (DESIGN.md §6). Per request:
  * verify the signature (keys.ts), check the route's scope, validate the input
- * against the route's schemas, then run the handler in one transaction as
- * authhub_api_client with the key's claims, whose first statement records the
- * nonce and re-checks the key. The key's (and its tenant's) rate limit is
- * counted meanwhile, on another connection, and decided before the commit:
- * over the limit, the work is rolled back and the answer is 429.
+ * against the route's schemas, count the key's (and its tenant's) rate limit,
+ * then, on one connection and in one round trip, record the nonce and re-check
+ * the key (committed on its own, so no later failure un-records it), and begin
+ * the request's transaction as authhub_api_client with the key's claims; the
+ * handler runs in it. Nothing waits for a second connection while it holds one
+ * (a request holding one while it waited for the limiter's or the nonce's
+ * connection deadlocked the pool once concurrency reached its size), and the
+ * wait for the one connection is bounded (then 503 unavailable).
  */
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import express, { type NextFunction, type Request, type Response } from "express";
 import pg from "pg";
+
+const lit = (v: string) => pg.escapeLiteral(v);
 import { clientAddress } from "../auth/authApi.js";
-import { pgSettingsForCaller, settingsStatement } from "../../db/claims.js";
+import { beginRequestStatement, pgSettingsForCaller, type TransactionLimits } from "../../db/claims.js";
+import { releaseClient, rollbackAndRelease } from "../../db/pools.js";
 import { unknownIdGuard } from "../lookups.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { AppError, toAppError, type FieldProblem } from "../errors.js";
@@ -25,6 +31,8 @@ import { ApiKeyUsage } from "./usage.js";
 
 export interface OpenApiOptions {
   authPool: pg.Pool;
+  /** Bounds on each request's transaction. */
+  limits: TransactionLimits;
   masterKey: MasterKey;
   rateLimits: RateLimits;
   maxBodyBytes: number;
@@ -114,11 +122,10 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
     router[route.method](expressPath, raw, async (req: Request, res: Response, next: NextFunction) => {
       const state = requestState(req);
       let client: pg.PoolClient | undefined;
-      let open = false;
       try {
         const rawBody = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-        const { key, nonce } = options.actAs
-          ? { key: options.actAs, nonce: null }
+        const { key, nonce, signedAt } = options.actAs
+          ? { key: options.actAs, nonce: null, signedAt: 0 }
           : await verifySignedRequest({ method: req.method, originalUrl: req.originalUrl, header: (n) => req.get(n), rawBody }, store, lookUp(req));
         state.via = "api_key";
         state.apiKey = { apiKeyId: key.id, tenantId: key.tenantId, orgId: key.organizationId };
@@ -141,47 +148,39 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
           }
           if (!validateBody(body)) throw new AppError("invalid_input", "The body is not valid.", { details: problems(validateBody.errors) });
         }
-        // Counted from now, alongside the first round trip below.
-        const decision = options.rateLimiting === false ? null : limits(key);
-        decision?.catch(() => undefined);
-
-        // The key's liveness and the nonce, committed on their own (on another
-        // connection, alongside the request's first statement) so that no later
-        // failure can un-record the nonce; the request waits for both.
+        // The nonce's record and the key's liveness, committed on their own ahead of the request's transaction.
         const guard = nonce
-          ? options.authPool.query({
-              name: "authhub_begin_api_request",
-              text: "select authhub_private.begin_api_request($1, $2, $3, $4)",
-              values: [key.id, key.tenantId, nonce, TIMESTAMP_WINDOW_SECONDS],
-            })
+          ? `select authhub_private.begin_api_request(${lit(key.id)}, ${lit(key.tenantId)}, ${lit(nonce)}, ${TIMESTAMP_WINDOW_SECONDS}, to_timestamp(${Math.trunc(signedAt)})) as accepted`
           : null;
-        guard?.catch(() => undefined);
-        client = await options.authPool.connect();
-        const settings = pgSettingsForCaller(state, state.traceId);
-        open = true;
-        await client.query(`begin; ${settingsStatement(settings)};`);
-        await guard;
-        const limit = decision ? await decision : null;
+        const accepted = (results: pg.QueryResult | pg.QueryResult[]) => (Array.isArray(results) ? results[0] : results)!.rows[0]?.accepted === true;
+        // Counted before any connection is taken: most counts are from memory, the rest take their own connection briefly.
+        const limit = options.rateLimiting === false ? null : await limits(key);
         if (limit) {
           rateLimitHeaders(res, limit);
           if (!limit.allowed) {
+            // Still recorded, so a refused request cannot be replayed once the window frees up.
+            if (guard && !accepted(await options.authPool.query(guard))) throw unauthenticated();
             res.setHeader("Retry-After", String(limit.resetSeconds));
             throw new AppError("rate_limited", "This key is over its rate limit; try again later.");
           }
         }
+        client = await options.authPool.connect();
+        const begin = beginRequestStatement(pgSettingsForCaller(state, state.traceId, options.limits));
+        if (guard) {
+          if (!accepted((await client.query(`${guard}; commit; ${begin}`)) as unknown as pg.QueryResult[])) throw unauthenticated();
+        } else {
+          await client.query(begin);
+        }
         const ctx: Ctx = { client, key, params, query: query as Record<string, string | undefined>, body, rateLimit: limit };
         const result = await route.handler(ctx);
         await client.query("commit");
-        open = false;
+        releaseClient(client);
+        client = undefined;
         if (route.response.status === 204) res.status(204).end();
         else res.status(route.response.status).json(result);
       } catch (err) {
-        if (client && open) await client.query("rollback").catch(() => undefined);
-        // A key revoked or a nonce replayed (raised by the request's first statement) is the same 401.
-        const code = (err as { code?: unknown }).code;
-        next(code === "AH401" ? unauthenticated() : err instanceof AppError ? err : toAppError(err));
-      } finally {
-        client?.release();
+        if (client) await rollbackAndRelease(client, err);
+        next(err instanceof AppError ? err : toAppError(err));
       }
     });
   }

@@ -208,12 +208,12 @@ describe("a key's requests", () => {
     const k = (await issue(null, { scopes: ["user:read"], tenantId: f.a.id })) as KeyRow;
     // As the server runs it: the login role, before the request's transaction.
     const begin = (nonce: string) =>
-      db.auth.query("select authhub_private.begin_api_request($1, $2, $3, 300)", [k.id, k.tenant_id, nonce]).then(() => null, (err: { code: string }) => err.code);
-    expect(await begin("nonce-one-0000000")).toBeNull();
+      db.auth.query("select authhub_private.begin_api_request($1, $2, $3, 300, now()) as ok", [k.id, k.tenant_id, nonce]).then((r) => r.rows[0].ok);
+    expect(await begin("nonce-one-0000000")).toBe(true);
     expect((await users(asKey(k))).length).toBeGreaterThan(0);
     await db.owner.query("select authhub.revoke_api_key($1)", [k.id]);
     expect(await users(asKey(k))).toEqual([]);
-    expect(await begin("nonce-two-0000000")).toBe("AH401");
+    expect(await begin("nonce-two-0000000")).toBe(false);
     const e = (await issue(null, { scopes: ["user:read"], tenantId: f.a.id, expiresAt: new Date(Date.now() + 60_000) })) as KeyRow;
     expect((await users(asKey(e))).length).toBeGreaterThan(0);
     await db.owner.query("update authhub.api_keys set expires_at = now() - interval '1 second' where id = $1", [e.id]);
@@ -224,15 +224,15 @@ describe("a key's requests", () => {
     const k = (await issue(null, { scopes: ["user:read"], tenantId: f.a.id })) as KeyRow;
     const other = (await issue(null, { scopes: ["user:read"], tenantId: f.a.id })) as KeyRow;
     const begin = (key: KeyRow, nonce: string) =>
-      db.auth.query("select authhub_private.begin_api_request($1, $2, $3, 300)", [key.id, key.tenant_id, nonce]).then(() => null, (err: { code: string }) => err.code);
-    expect(await begin(k, "n0nce-0123456789ab")).toBeNull();
-    expect(await begin(k, "n0nce-0123456789ab")).toBe("AH401");
-    expect(await begin(other, "n0nce-0123456789ab")).toBeNull();
+      db.auth.query("select authhub_private.begin_api_request($1, $2, $3, 300, now()) as ok", [key.id, key.tenant_id, nonce]).then((r) => r.rows[0].ok);
+    expect(await begin(k, "n0nce-0123456789ab")).toBe(true);
+    expect(await begin(k, "n0nce-0123456789ab")).toBe(false);
+    expect(await begin(other, "n0nce-0123456789ab")).toBe(true);
     // A key named with another tenant is no key.
-    expect(await db.auth.query("select authhub_private.begin_api_request($1, $2, 'n0nce-other-tenant-1', 300)", [k.id, f.b.id]).then(() => null, (e: { code: string }) => e.code)).toBe("AH401");
+    expect((await db.auth.query("select authhub_private.begin_api_request($1, $2, 'n0nce-other-tenant-1', 300, now()) as ok", [k.id, f.b.id])).rows[0].ok).toBe(false);
     // Past its window the nonce is forgotten.
     await db.owner.query("update authhub_private.api_nonces set expires_at = now() - interval '1 second' where api_key_id = $1", [k.id]);
-    expect(await begin(k, "n0nce-0123456789ab")).toBeNull();
+    expect(await begin(k, "n0nce-0123456789ab")).toBe(true);
     await db.auth.query("select authhub_private.record_api_key_usage($1, $2, $3, now())", [[f.a.id, f.b.id], [k.id, k.id], [2, 5]]);
     const usage = await db.owner.query("select request_count from authhub_private.api_key_usage where api_key_id = $1", [k.id]);
     // Only the key's own tenant's row counts (a mismatched tenant names no key).
@@ -296,7 +296,7 @@ describe("review: what managing a key takes", () => {
     await db.auth.query("select authhub_private.record_api_key_usage($1, $2, $3, now())", [[f.a.id], [k.id], [3]]);
     const countAs = (actor: Actor) =>
       asActor(db, actor, async (c) =>
-        (await c.query("select authhub.api_keys_request_count(row($1::uuid, $2::uuid, 'ak_xxxxxxxxxxxxxxxxxxxxxx', null, 'x', '{org:read}', 1, null, null, now(), now(), null)::authhub.api_keys) as n", [f.a.id, k.id])).rows[0].n,
+        (await c.query("select authhub.api_keys_request_count(row($1::uuid, $2::uuid, 'ak_xxxxxxxxxxxxxxxxxxxxxx', null, 'x', '{org:read}', 1, null, null, now(), now(), null, null)::authhub.api_keys) as n", [f.a.id, k.id])).rows[0].n,
       );
     // Control: the same question from the key's own tenant reads the uses.
     expect(await countAs(cast(f, f.a).tenantAdmin)).toBe("3");

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { pgSettingsFor, pgSettingsForApiKey, type ApiKeyIdentity, type Identity } from "../../db/claims.js";
+import { beginRequestStatement, pgSettingsFor, pgSettingsForApiKey, type ApiKeyIdentity, type Identity } from "../../db/claims.js";
 import { AUTHENTICATOR_ROLE, OWNER_ROLE, withCredentials } from "../../db/setup.js";
 
 export interface TestDatabase {
@@ -41,6 +41,10 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const authUrl = withCredentials(rootUrl, AUTHENTICATOR_ROLE, env("AUTHHUB_TEST_AUTH_PASSWORD") || null, name);
   const owner = new pg.Pool({ connectionString: ownerUrl, max: 3 });
   const auth = new pg.Pool({ connectionString: authUrl, max: 5 });
+  // A database that has been running for a while: its nonce store's epoch
+  // (refusing requests signed before a crash emptied it) is an hour old, so
+  // requests signed up to the window's 300 s ago are judged by their nonce.
+  await owner.query("update authhub_private.api_nonce_epoch set started_at = now() - interval '1 hour'");
   // An idle connection closed by the server (a restart, an administrator) is
   // replaced on next use; it must not crash the test file as an unhandled event.
   for (const pool of [owner, auth]) pool.on("error", () => undefined);
@@ -71,16 +75,16 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 export type Actor = Identity | { apiKey: ApiKeyIdentity } | "anonymous";
 
 /**
- * Runs `fn` as `actor` inside a transaction that is always rolled back, with the
- * settings the server would set (db/claims.ts), on the authenticator's connection.
+ * Runs `fn` as `actor` inside a transaction that is always rolled back, begun as
+ * the server begins a request's (db/claims.ts: the claims, then the authority
+ * and role begin_request resolves), on the authenticator's connection.
  */
 export async function asActor<T>(db: TestDatabase, actor: Actor, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await db.auth.connect();
   try {
-    await client.query("begin");
     const settings =
       actor !== "anonymous" && "apiKey" in actor ? pgSettingsForApiKey(actor.apiKey, "test-trace-0001") : pgSettingsFor(actor === "anonymous" ? null : actor, "test-trace-0001");
-    await client.query("select set_config(key, value, true) from json_each_text($1::json)", [JSON.stringify(settings)]);
+    await client.query(beginRequestStatement(settings));
     return await fn(client);
   } finally {
     await client.query("rollback").catch(() => undefined);
