@@ -3,6 +3,7 @@
  * here by identifier, and the schedule of the recurring ones.
  */
 import type { TaskList } from "graphile-worker";
+import { api_keys__check_issuers } from "./api_keys__check_issuers.js";
 import { auth__cleanup } from "./auth__cleanup.js";
 import { clerk__reconcile } from "./clerk__reconcile.js";
 import { clerk_deliveries__sweep } from "./clerk_deliveries__sweep.js";
@@ -13,6 +14,7 @@ import { open_api__cleanup } from "./open_api__cleanup.js";
 import { webhook_deliveries__purge } from "./webhook_deliveries__purge.js";
 
 export const tasks: TaskList = {
+  api_keys__check_issuers,
   audit_events__seal,
   audit_events__purge,
   auth__cleanup,
@@ -23,8 +25,9 @@ export const tasks: TaskList = {
   clerk__reconcile,
 };
 
-/** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes, the webhook inbox nightly, overdue webhook deliveries every minute, Clerk reconciliation hourly. */
+/** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes, the webhook inbox nightly, overdue webhook deliveries every minute, Clerk reconciliation hourly, keys against their issuers' authority every five minutes. */
 export const crontab = [
+  "*/5 * * * * api_keys__check_issuers ?max=1",
   "*/5 * * * * audit_events__seal ?max=1",
   "17 3 * * * audit_events__purge ?max=1",
   "41 * * * * auth__cleanup ?max=1",
