@@ -16,7 +16,8 @@ import type { MasterKey } from "./auth/masterKey.js";
 import { authorizeBodyParser, authorizeHandler } from "./authorize.js";
 import { TokenVerifier } from "./auth/verify.js";
 import { transactionLimits, type Config } from "./config.js";
-import { AppError, toAppError } from "./errors.js";
+import { AppError, toAppError, UNAVAILABLE_RETRY_AFTER } from "./errors.js";
+import { graphqlRateLimit } from "./graphql/operations.js";
 import { makePreset } from "./graphql/preset.js";
 import type { Logger } from "./logger.js";
 import { requestState } from "./requestState.js";
@@ -144,8 +145,21 @@ function installAuthorize(app: express.Express, deps: AppDeps, authenticateReque
   app.post("/v1/authorize", authenticateRequest, authorizeBodyParser, authorizeHandler(deps.authPool, transactionLimits(deps.config)));
 }
 
-async function installGraphQL(app: express.Express, server: http.Server, deps: AppDeps, authenticateRequest: express.RequestHandler) {
-  app.use("/graphql", authenticateRequest);
+/** A GraphQL answer the database could not give (state.unavailable) goes out as 503 with Retry-After. */
+function answerUnavailableAs503(req: Request, res: Response, next: NextFunction) {
+  const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => Response;
+  res.writeHead = ((status: number, ...rest: unknown[]) => {
+    if (requestState(req).unavailable && status < 400) {
+      res.setHeader("Retry-After", String(UNAVAILABLE_RETRY_AFTER));
+      return writeHead(503, ...rest);
+    }
+    return writeHead(status, ...rest);
+  }) as typeof res.writeHead;
+  next();
+}
+
+async function installGraphQL(app: express.Express, server: http.Server, deps: AppDeps, authenticateRequest: express.RequestHandler, rateLimits: RateLimits) {
+  app.use("/graphql", authenticateRequest, graphqlRateLimit(rateLimits, deps.config.graphql), answerUnavailableAs503);
   const pgl = postgraphile(makePreset(deps.config, deps.authPool, deps.logger, deps.masterKey));
   const serv = pgl.createServ(grafserv);
   await serv.addTo(app, server, false);
@@ -175,6 +189,7 @@ function installErrors(app: express.Express, logger: Logger) {
       logger.error("unhandled error", { trace_id: requestState(req).traceId, err });
     }
     if (error.code === "unauthenticated") res.setHeader("WWW-Authenticate", 'Bearer error="invalid_token"');
+    if (error.retryAfter !== undefined && !res.headersSent) res.setHeader("Retry-After", String(error.retryAfter));
     if (res.headersSent) return;
     res.status(error.status);
     // GraphQL clients read `errors`; everyone else reads DESIGN.md §9's `error`.
@@ -202,7 +217,7 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   app.use(openApiRouter({ authPool: deps.authPool, limits: transactionLimits(deps.config), masterKey: deps.masterKey, rateLimits, maxBodyBytes: deps.config.graphql.maxRequestBytes }));
   app.use(clerkWebhookRouter({ authPool: deps.authPool, masterKey: deps.masterKey, maxBodyBytes: deps.config.webhookMaxBytes }));
   installAuthorize(app, deps, authenticateRequest);
-  const releaseGraphQL = await installGraphQL(app, server, deps, authenticateRequest);
+  const releaseGraphQL = await installGraphQL(app, server, deps, authenticateRequest, rateLimits);
   installErrors(app, deps.logger);
   return {
     app,

@@ -49,6 +49,20 @@ export interface Config {
     maxPageSize: number;
     defaultPageSize: number;
     maxRequestBytes: number;
+    /** Per operation: aliases, root fields, mutation fields (server/graphql/operations.ts). */
+    maxAliases: number;
+    maxRootFields: number;
+    maxMutations: number;
+    /** The estimated cost an admin's operation may reach; org admins half, users and keys a fifth, anonymous callers a fiftieth. */
+    maxCost: number;
+    /** Who may introspect the schema: everyone, signed-in callers, or nobody. */
+    introspection: "on" | "authenticated" | "off";
+    /** "Did you mean …?" in validation errors (they tell the schema as introspection does). */
+    suggestions: boolean;
+    /** Requests per minute: per user or API key, per tenant, per address for anonymous callers. */
+    rateLimitPerUser: number;
+    rateLimitPerTenant: number;
+    rateLimitAnonymous: number;
   };
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
   runWorker: boolean;
@@ -250,6 +264,15 @@ export function readConfig(env: Source = process.env): Config {
       maxPageSize: maxPage,
       defaultPageSize: defaultPage,
       maxRequestBytes: int(env, "AUTHHUB_MAX_REQUEST_BYTES", 100_000, 1_000, 10_000_000),
+      maxAliases: int(env, "AUTHHUB_GRAPHQL_MAX_ALIASES", 50, 0, 10_000),
+      maxRootFields: int(env, "AUTHHUB_GRAPHQL_MAX_ROOT_FIELDS", 20, 1, 1_000),
+      maxMutations: int(env, "AUTHHUB_GRAPHQL_MAX_MUTATIONS", 10, 1, 1_000),
+      maxCost: int(env, "AUTHHUB_GRAPHQL_MAX_COST", 50_000, 100, 10_000_000),
+      introspection: oneOf(env, "AUTHHUB_GRAPHQL_INTROSPECTION", ["on", "authenticated", "off"] as const, nodeEnv === "production" ? "authenticated" : "on"),
+      suggestions: oneOf(env, "AUTHHUB_GRAPHQL_SUGGESTIONS", ["on", "off"] as const, nodeEnv === "production" ? "off" : "on") === "on",
+      rateLimitPerUser: int(env, "AUTHHUB_GRAPHQL_RATE_LIMIT_USER", 1_200, 1, 10_000_000),
+      rateLimitPerTenant: int(env, "AUTHHUB_GRAPHQL_RATE_LIMIT_TENANT", 12_000, 1, 100_000_000),
+      rateLimitAnonymous: int(env, "AUTHHUB_GRAPHQL_RATE_LIMIT_ANONYMOUS", 300, 1, 10_000_000),
     },
     logLevel: oneOf(env, "LOG_LEVEL", ["debug", "info", "warn", "error", "silent"] as const, nodeEnv === "test" ? "silent" : "info"),
     runWorker: oneOf(env, "AUTHHUB_WORKER", ["inline", "off"] as const, "inline") === "inline",

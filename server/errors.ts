@@ -5,6 +5,7 @@
  * constraint classes) are mapped here for GraphQL and REST alike. docs/errors.md
  * lists every code.
  */
+import { isConnectionError } from "../db/pools.js";
 
 export type ErrorCode =
   | "unauthenticated"
@@ -44,13 +45,16 @@ export class AppError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly details?: FieldProblem[];
+  /** Seconds a client should wait before trying again (sent as Retry-After). */
+  readonly retryAfter?: number;
 
-  constructor(code: ErrorCode, message: string, options?: { details?: FieldProblem[]; cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { details?: FieldProblem[]; cause?: unknown; retryAfter?: number }) {
     super(message, { cause: options?.cause });
     this.name = "AppError";
     this.code = code;
     this.status = STATUS[code];
     if (options?.details) this.details = options.details;
+    if (options?.retryAfter !== undefined) this.retryAfter = options.retryAfter;
   }
 
   toJSON(): { error: { code: ErrorCode; message: string; details?: FieldProblem[] } } {
@@ -126,11 +130,21 @@ function pgFields(err: unknown): PgErrorFields | null {
   return typeof e.code === "string" && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === "string" ? e : null;
 }
 
+/** How long a client is asked to wait when the database cannot be reached (seconds). */
+export const UNAVAILABLE_RETRY_AFTER = 2;
+
+/** The database is down, restarting, out of connections, or dropped this request's connection. */
+export function unavailable(cause?: unknown): AppError {
+  return new AppError("unavailable", "The service is temporarily unavailable; try again shortly.", { cause, retryAfter: UNAVAILABLE_RETRY_AFTER });
+}
+
 /**
  * A database error as a public error, or null when the error did not come from
  * the database. Messages never include SQL text or internal names.
  */
 export function fromDatabaseError(err: unknown): AppError | null {
+  // Checked first: a lost connection, a refused connect or a full pool are not the statement's fault.
+  if (isConnectionError(err)) return unavailable(err);
   const e = pgFields(err);
   if (!e) return null;
   const code = e.code as string;
@@ -181,6 +195,9 @@ export function fromDatabaseError(err: unknown): AppError | null {
         cause: err,
         details: [{ field: column ?? "input", message: "is required" }],
       });
+    case "22021": // character_not_in_repertoire: a NUL byte in a string
+    case "22P05": // untranslatable_character: \u0000 in JSON
+      return new AppError("invalid_input", "A value contains a character that cannot be stored (such as a NUL byte).", { cause: err });
     case "22001":
     case "22003":
     case "22007":
@@ -192,7 +209,7 @@ export function fromDatabaseError(err: unknown): AppError | null {
     case "40P01":
       return new AppError("conflict", "The change collided with another one; retry it.", { cause: err });
     case "57014":
-      return new AppError("unavailable", "The request took too long and was cancelled.", { cause: err });
+      return new AppError("unavailable", "The request took too long and was cancelled.", { cause: err, retryAfter: UNAVAILABLE_RETRY_AFTER });
     default:
       return null;
   }

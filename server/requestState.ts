@@ -13,6 +13,8 @@ export interface RequestState {
   apiKey: ApiKeyIdentity | null;
   /** How the identity was established, for logs. */
   via: "anonymous" | "bearer" | "gateway" | "api_key";
+  /** A GraphQL request failed because the database could not be reached: answered 503 with Retry-After. */
+  unavailable?: boolean;
 }
 
 const states = new WeakMap<IncomingMessage, RequestState>();

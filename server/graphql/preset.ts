@@ -21,6 +21,19 @@ import type { MasterKey } from "../auth/masterKey.js";
 import { makeApiKeysPlugin } from "./apiKeys.js";
 import { makeWebhooksPlugin } from "./webhooks.js";
 import { DepthLimitPlugin, PageSizePlugin } from "./limits.js";
+import { OperationLimitsPlugin } from "./operations.js";
+
+/**
+ * PostGraphile's own refusals that are a caller's, not a bug: deleting a row
+ * that is absent or that the caller cannot see (@dataplan/pg's pgDeleteSingle
+ * finds nothing to delete). Same answer either way, so nothing tells the two apart.
+ */
+function fromPostGraphileError(err: Error): AppError | null {
+  if (/^No values were deleted in collection '[^']*' because no values you can delete were found/.test(err.message)) {
+    return new AppError("not_found", "No such record, or not one you may delete.", { cause: err });
+  }
+  return null;
+}
 
 export function makeMaskError(config: Config, logger: Logger) {
   const development = config.env === "development";
@@ -28,7 +41,7 @@ export function makeMaskError(config: Config, logger: Logger) {
     const original = error.originalError;
     // Parse/validation errors and errors already written for clients pass through.
     if (!original || original instanceof GraphQLError) return error;
-    const known = original instanceof AppError ? original : fromDatabaseError(original);
+    const known = original instanceof AppError ? original : (fromDatabaseError(original) ?? fromPostGraphileError(original));
     const rebuild = (message: string, extensions: Record<string, unknown>) =>
       new GraphQLError(message, { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path, extensions });
     if (known) {
@@ -52,6 +65,7 @@ export function makePreset(config: Config, pool: pg.Pool, logger: Logger, master
     extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PgAggregatesPreset],
     plugins: [
       DepthLimitPlugin(config.graphql.maxDepth),
+      OperationLimitsPlugin(config.graphql),
       PageSizePlugin({ max: config.graphql.maxPageSize, default: config.graphql.defaultPageSize }),
       makeApiKeysPlugin(masterKey),
       makeWebhooksPlugin(masterKey),
