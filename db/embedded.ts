@@ -124,6 +124,21 @@ async function lastLines(file: string, n = 15): Promise<string> {
   }
 }
 
+/**
+ * Runs pg_ctl on the embedded cluster kept in `dir` (as the OS user that owns
+ * it): `status`, `restart -m fast`, `stop -m immediate`… The availability tests
+ * restart and crash the cluster under a running server with it.
+ */
+export async function pgCtl(dir: string, args: string[]): Promise<{ stdout: string }> {
+  const bin = await binaries();
+  const ids = await runAsIds();
+  const pgDir = path.join(dir, "pg");
+  return execFileAsync(bin.pg_ctl, [...args, "-D", pgDir, ...(args[0] === "start" || args[0] === "restart" ? ["-l", path.join(dir, "postgres.log")] : [])], {
+    ...ids,
+    env: { ...process.env, LC_ALL: "C", LANG: "C" },
+  });
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedCluster> {
   const log = options.log ?? (() => undefined);
   const bin = await binaries();

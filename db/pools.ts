@@ -23,6 +23,9 @@ export interface PoolOptions {
   onError?: (message: string, err: Error) => void;
 }
 
+/** Each pool's checked-out clients, so a shutdown past its grace can end them. */
+const inUse = new WeakMap<pg.Pool, Set<pg.PoolClient>>();
+
 export function makePool(connectionString: string, options: PoolOptions): pg.Pool {
   const pool = new pg.Pool({
     connectionString,
@@ -34,7 +37,27 @@ export function makePool(connectionString: string, options: PoolOptions): pg.Poo
   const report = options.onError ?? (() => undefined);
   pool.on("error", (err) => report(`${options.name}: an idle connection was lost`, err));
   pool.on("connect", (client) => client.on("error", (err) => report(`${options.name}: a connection in use was lost`, err)));
+  const active = new Set<pg.PoolClient>();
+  inUse.set(pool, active);
+  pool.on("acquire", (client) => active.add(client));
+  pool.on("release", (_err, client) => active.delete(client));
+  pool.on("remove", (client) => active.delete(client as pg.PoolClient));
   return pool;
+}
+
+/**
+ * Closes a pool at shutdown: waits up to `graceMs` for the work in progress to
+ * give its connections back, then ends the ones still out (their statements
+ * fail, their requests answer an error) so the process can stop on time.
+ */
+export async function closePool(pool: pg.Pool, graceMs: number): Promise<void> {
+  const ended = pool.end();
+  let timer: NodeJS.Timeout | undefined;
+  const inTime = await Promise.race([ended.then(() => true), new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)))]);
+  clearTimeout(timer);
+  if (inTime) return;
+  for (const client of inUse.get(pool) ?? []) void (client as unknown as pg.Client).end().catch(() => undefined);
+  await ended;
 }
 
 /** SQLSTATEs that mean the connection (or the server) is gone or refusing, not that the statement was wrong. */

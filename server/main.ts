@@ -12,14 +12,14 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import type http from "node:http";
 import path from "node:path";
 import { prepareDatabase } from "../db/database.js";
-import { makePool } from "../db/pools.js";
+import { closePool, isConnectionError, makePool } from "../db/pools.js";
 import { startWorker } from "../worker/runner.js";
 import { makeApp } from "./app.js";
 import { loadMasterKey } from "./auth/masterKey.js";
 import { ensureActiveSigningKey } from "./auth/signingKeys.js";
 import { ConfigError, readConfig } from "./config.js";
 import { makeLogger } from "./logger.js";
-import { onShutdownSignal, type ShutdownStep } from "./shutdown.js";
+import { onShutdownSignal, survivePassingDatabaseErrors, type ShutdownStep } from "./shutdown.js";
 
 /** One server per embedded data directory: a second would fight over the cluster. */
 function acquireServerLock(dataDir: string): () => void {
@@ -56,6 +56,7 @@ async function main() {
   const config = readConfig();
   const logger = makeLogger(config.logLevel, { service: "authhub" });
   const steps: ShutdownStep[] = [];
+  survivePassingDatabaseErrors(logger, isConnectionError);
   if (config.databaseUrl === null) mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
   const unlock = config.databaseUrl === null ? acquireServerLock(config.dataDir) : () => undefined;
 
@@ -101,14 +102,17 @@ async function main() {
     ].join("\n") + "\n",
   );
 
+  // In-flight requests get the grace period; then their sockets close, the
+  // connections still out are ended, and the embedded PostgreSQL stops last.
+  const grace = config.shutdownGraceMs;
   steps.push(
-    ["http server", () => closeHttpServer(server, 10_000)],
-    ["graphql", release],
-    ...(worker ? ([["worker", () => worker.stop()]] as ShutdownStep[]) : []),
-    ["authenticator pool", () => authPool.end()],
-    ["owner pool", () => ownerPool.end()],
-    ["database", () => db.stop()],
-    ["lock", async () => unlock()],
+    ["http server", () => closeHttpServer(server, grace), grace + 2_000],
+    ["graphql", release, 5_000],
+    ...(worker ? ([["worker", () => worker.stop(), Math.max(grace, 1_000)]] as ShutdownStep[]) : []),
+    ["authenticator pool", () => closePool(authPool, 1_000), 5_000],
+    ["owner pool", () => closePool(ownerPool, 1_000), 5_000],
+    ["database", () => db.stop(), 60_000],
+    ["lock", async () => unlock(), 1_000],
   );
   onShutdownSignal(logger, steps);
 }

@@ -4,13 +4,12 @@
  * graceful SIGTERM that stops Postgres last; a restart that reuses the data;
  * and a restart after SIGKILL that takes over the orphaned postmaster.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { runCli } from "../../server/cli.js";
 import { jest } from "@jest/globals";
+import { embeddedRunning, killLeftovers, serverEnv, startServer, type RunningServer } from "../helpers/process.js";
 
 jest.setTimeout(90_000);
 
@@ -18,70 +17,15 @@ let dataDir: string;
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "authhub-start-"));
 });
-const children: ChildProcess[] = [];
 afterAll(async () => {
-  // A failed test must not leave a server or a postmaster behind.
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  const pidFile = path.join(dataDir, "pg", "postmaster.pid");
-  if (existsSync(pidFile)) {
-    const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
-    try {
-      process.kill(pid, "SIGQUIT");
-    } catch {
-      // already gone
-    }
-  }
+  killLeftovers(dataDir);
   await rm(dataDir, { recursive: true, force: true });
 });
 
-interface Running {
-  child: ChildProcess;
-  base: string;
-  lines: () => Record<string, unknown>[];
-  exited: Promise<number | null>;
-}
-
-function env(): NodeJS.ProcessEnv {
-  const e: NodeJS.ProcessEnv = { ...process.env, AUTHHUB_DATA_DIR: dataDir, PORT: "0", NODE_ENV: "development", LOG_LEVEL: "info" };
-  for (const k of ["DATABASE_URL", "ROOT_DATABASE_URL", "AUTH_DATABASE_URL", "AUTHHUB_MASTER_KEY"]) delete e[k];
-  return e;
-}
-
-async function start(): Promise<Running> {
-  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], { env: env(), stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (d) => (out += d));
-  child.stderr!.on("data", (d) => (err += d));
-  const lines = () =>
-    out
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const base = await new Promise<string>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const ready = lines().find((l) => l.msg === "AuthHub is ready");
-      if (ready) {
-        clearInterval(timer);
-        resolve(String(ready.graphql).replace(/\/graphql$/, ""));
-      }
-    }, 50);
-    void exited.then((code) => {
-      clearInterval(timer);
-      reject(new Error(`server exited (${code}) before it was ready:\n${out}\n${err}`));
-    });
-  });
-  return { child, base, lines, exited };
-}
-
-async function stop(r: Running, signal: NodeJS.Signals = "SIGTERM") {
-  r.child.kill(signal);
-  return r.exited;
-}
-
-const pgRunning = () => existsSync(path.join(dataDir, "pg", "postmaster.pid"));
+const env = () => serverEnv(dataDir);
+const start = () => startServer(env());
+const stop = (r: RunningServer, signal: NodeJS.Signals = "SIGTERM") => r.stop(signal);
+const pgRunning = () => embeddedRunning(dataDir);
 
 test("boot, serve, use the CLI alongside, and shut down in order", async () => {
   const first = await start();

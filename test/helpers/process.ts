@@ -1,0 +1,126 @@
+/**
+ * AuthHub as a user runs it, in a child process: `server/main.ts` on the pinned
+ * Node, with its own data directory (the embedded PostgreSQL) unless the
+ * environment names a database. Tests read its JSON log lines, send it
+ * signals, and see it exit; afterwards nothing is left running.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+
+export interface RunningServer {
+  child: ChildProcess;
+  /** http://127.0.0.1:<port> */
+  base: string;
+  /** The JSON lines logged so far. */
+  lines: () => Record<string, unknown>[];
+  /** Everything written to stderr so far. */
+  stderr: () => string;
+  exited: Promise<number | null>;
+  /** Sends a signal and waits for the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+const children: ChildProcess[] = [];
+
+/** The environment of a server on `dataDir`'s embedded database, with nothing of the caller's database settings. */
+export function serverEnv(dataDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const e: NodeJS.ProcessEnv = { ...process.env, AUTHHUB_DATA_DIR: dataDir, PORT: "0", NODE_ENV: "development", LOG_LEVEL: "info" };
+  for (const k of ["DATABASE_URL", "ROOT_DATABASE_URL", "AUTH_DATABASE_URL", "AUTHHUB_MASTER_KEY"]) delete e[k];
+  return { ...e, ...extra };
+}
+
+export async function startServer(env: NodeJS.ProcessEnv, entry = "server/main.ts"): Promise<RunningServer> {
+  const child = spawn(process.execPath, ["--import", "tsx", entry], { env, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (err += d));
+  const lines = () =>
+    out
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const base = await new Promise<string>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const ready = lines().find((l) => l.msg === "AuthHub is ready");
+      if (ready) {
+        clearInterval(timer);
+        resolve(String(ready.graphql).replace(/\/graphql$/, ""));
+      }
+    }, 50);
+    void exited.then((code) => {
+      clearInterval(timer);
+      reject(new Error(`server exited (${code}) before it was ready:\n${out}\n${err}`));
+    });
+  });
+  return {
+    child,
+    base,
+    lines,
+    stderr: () => err,
+    exited,
+    stop(signal: NodeJS.Signals = "SIGTERM") {
+      child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Whether the embedded PostgreSQL of `dataDir` is running (its postmaster.pid exists). */
+export const embeddedRunning = (dataDir: string) => existsSync(path.join(dataDir, "pg", "postmaster.pid"));
+
+/** For afterAll: no server, no postmaster left behind by a failed test. */
+export function killLeftovers(dataDir: string): void {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  const pidFile = path.join(dataDir, "pg", "postmaster.pid");
+  if (existsSync(pidFile)) {
+    const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
+    try {
+      process.kill(pid, "SIGQUIT");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Polls `check` every 50 ms until it holds or `ms` pass; answers whether it held. */
+export async function eventually(check: () => Promise<boolean> | boolean, ms = 10_000): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    try {
+      if (await check()) return true;
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+/** Runs `npx authhub <args> --json` in this process against `env`'s database; answers the JSON it printed. */
+export async function cliJson(args: string[], env: NodeJS.ProcessEnv): Promise<Record<string, any>> {
+  const { runCli } = await import("../../server/cli.js");
+  let printed = "";
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    printed += String(chunk);
+    return true;
+  }) as typeof process.stdout.write;
+  let code: number;
+  try {
+    code = await runCli([...args, "--json"], env);
+  } finally {
+    process.stdout.write = write;
+  }
+  if (code !== 0) throw new Error(`authhub ${args.join(" ")} exited ${code}`);
+  return JSON.parse(printed.trim().split("\n").at(-1)!) as Record<string, any>;
+}
+
+/** A superuser URL for the embedded cluster of `dataDir` (from the cluster.json it keeps). */
+export function embeddedRootUrl(dataDir: string, database = "authhub"): string {
+  const { port, password } = JSON.parse(readFileSync(path.join(dataDir, "cluster.json"), "utf8")) as { port: number; password: string };
+  return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+}
