@@ -192,10 +192,6 @@ function renderRelation(r: RelationRecord): string[] {
   const options = r.options.length ? ` WITH (${sortBy(r.options, (o) => o).join(", ")})` : "";
   if (r.kind === "v" || r.kind === "m") {
     lines.push(`CREATE ${r.kind === "m" ? "MATERIALIZED " : ""}VIEW ${r.qualified}${options} AS`, `${r.viewDefinition?.trimEnd().replace(/;$/, "")};`);
-    const commented = r.columns.filter((c) => c.comment !== null);
-    if (commented.length) {
-      lines.push("", section("Column comments", commented), ...commented.flatMap((c) => [`-- ${c.name}:`, ...(c.comment ?? "").split(/\r?\n/).map((l) => `--   ${l}`.trimEnd())]));
-    }
   } else {
     const items = [
       ...r.columns.map((c) => [...commentLines(c.comment, "  "), `  ${columnDefinition(c)}`]),
@@ -205,6 +201,10 @@ function renderRelation(r: RelationRecord): string[] {
     lines.push(`CREATE ${r.unlogged ? "UNLOGGED " : ""}TABLE ${r.qualified} (`, ...joinItems(items), `)${partition}${options};`);
   }
   lines.push(`ALTER ${r.kind === "v" ? "VIEW" : r.kind === "m" ? "MATERIALIZED VIEW" : "TABLE"} ${r.qualified} OWNER TO ${r.acl.owner};`);
+  const commented = r.columns.filter((c) => c.comment !== null);
+  if ((r.kind === "v" || r.kind === "m") && commented.length) {
+    lines.push("", section("Column comments", commented), ...commented.flatMap((c) => [`-- ${c.name}:`, ...(c.comment ?? "").split(/\r?\n/).map((l) => `--   ${l}`.trimEnd())]));
+  }
   if (r.kind === "r" || r.kind === "p") {
     lines.push(
       `ALTER TABLE ${r.qualified} ${r.rowSecurity ? "ENABLE" : "DISABLE"} ROW LEVEL SECURITY;`,
@@ -241,7 +241,7 @@ function renderRelation(r: RelationRecord): string[] {
   }
   // Per grantee: its table privileges, then its column privileges.
   const grants = sortBy([...objectGrants(r.acl, r.qualified), ...columnGrants(r)], (g) => g.key).map((g) => g.sql);
-  lines.push("", section("Grants (besides the owner's)", grants), ...grants);
+  lines.push("", section("Grants (the owner holds every privilege not revoked here)", grants), ...grants);
   return lines;
 }
 
@@ -290,7 +290,7 @@ function renderFunction(fn: FunctionRecord): string[] {
     `${normaliseFunctionDefinition(fn.definition)};`,
     `ALTER ${what} ${fn.signature} OWNER TO ${fn.acl.owner};`,
     "",
-    section("Grants (besides the owner's)", grants),
+    section("Grants (the owner holds every privilege not revoked here)", grants),
     ...grants,
   ];
 }
@@ -324,17 +324,20 @@ function grantStatements(acl: Acl, object: string): string[] {
 }
 
 /**
- * An object's ACL as grants. The owner's entry is left out while it holds what
- * owning gives; if something was revoked from the owner, what it still holds is listed.
+ * An object's ACL as grants. What owning gives is left implied; what was revoked
+ * from the owner is shown as a REVOKE (not as what is left, which would list
+ * MAINTAIN on PostgreSQL 17+ only).
  */
 function objectGrants(acl: Acl, object: string): Grant[] {
   const grants: Grant[] = [];
+  const ownerHolds = new Set(acl.entries.filter((e) => e.grantee === acl.owner).map((e) => e.privilege));
+  const revoked = privilegeList(acl.ownerDefault.filter((p) => !ownerHolds.has(p)));
+  if (revoked.length) grants.push({ key: `${acl.owner}\u0000`, sql: `REVOKE ${revoked.join(", ")} ON ${object} FROM ${acl.owner};` });
   for (const [key, entries] of groupBy(acl.entries, (e) => `${e.grantee}\u0000${e.grantable}`)) {
     const [grantee, grantable] = key.split("\u0000");
+    if (grantee === acl.owner && grantable === "false") continue;
     const privileges = privilegeList(entries.map((e) => e.privilege));
-    if (grantee === acl.owner && grantable === "false" && sameSet(privileges, acl.ownerDefault)) continue;
-    const note = grantee === acl.owner ? "  -- the owner holds only these" : "";
-    grants.push({ key: `${key}\u00000`, sql: `GRANT ${privileges.join(", ")} ON ${object} TO ${grantee}${withGrantOption(grantable)};${note}` });
+    grants.push({ key: `${key}\u00000`, sql: `GRANT ${privileges.join(", ")} ON ${object} TO ${grantee}${withGrantOption(grantable)};` });
   }
   return grants;
 }
@@ -461,8 +464,4 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, 
   const groups = new Map<string, T[]>();
   for (const item of items) groups.set(key(item), [...(groups.get(key(item)) ?? []), item]);
   return groups;
-}
-
-function sameSet(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === new Set(b).size && a.every((x) => b.includes(x));
 }

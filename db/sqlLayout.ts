@@ -128,9 +128,9 @@ function flatten(text: string): string {
     out += text.slice(last, at).trimEnd();
     last = at + 1;
     while (text[last] === " " || text[last] === "\t") last++;
-    if (!out.endsWith("(") && text[last] !== ")") out += " ";
+    if (out !== "" && !out.endsWith("(") && text[last] !== ")") out += " ";
   });
-  return out + text.slice(last);
+  return (out + text.slice(last)).trim();
 }
 
 /**

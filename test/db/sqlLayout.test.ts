@@ -45,6 +45,7 @@ test("quotes, subqueries and brackets are not split; CASE goes one branch per li
 test("PostgreSQL's own line breaks (around CASE) are replaced, those inside literals kept", () => {
   const deparsed = `tenant_id = current_tenant_id() AND\nCASE\n    WHEN a THEN b\n    ELSE 'line one\nline two'\nEND`;
   expect(layoutParenthesised("  USING ", deparsed, "  ")).toBe("  USING (tenant_id = current_tenant_id() AND CASE WHEN a THEN b ELSE 'line one\nline two' END)");
+  expect(layoutParenthesised("  WITH CHECK ", "\nCASE\n    WHEN a THEN b\n    ELSE c\nEND", "  ")).toBe("  WITH CHECK (CASE WHEN a THEN b ELSE c END)");
 });
 
 test("a CHECK keeps what follows its condition", () => {

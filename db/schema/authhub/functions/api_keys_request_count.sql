@@ -16,5 +16,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub.api_keys_request_count(k authhub.api_keys) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub.api_keys_request_count(k authhub.api_keys) TO authhub_user;

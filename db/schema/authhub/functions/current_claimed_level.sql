@@ -16,7 +16,7 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub.current_claimed_level() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 3
+-- Grants (the owner holds every privilege not revoked here): 3
 GRANT EXECUTE ON FUNCTION authhub.current_claimed_level() TO authhub_api_client;
 GRANT EXECUTE ON FUNCTION authhub.current_claimed_level() TO authhub_user;
 GRANT EXECUTE ON FUNCTION authhub.current_claimed_level() TO authhub_worker;

@@ -16,7 +16,7 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub.current_tenant_id() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 4
+-- Grants (the owner holds every privilege not revoked here): 4
 GRANT EXECUTE ON FUNCTION authhub.current_tenant_id() TO authhub_anonymous;
 GRANT EXECUTE ON FUNCTION authhub.current_tenant_id() TO authhub_api_client;
 GRANT EXECUTE ON FUNCTION authhub.current_tenant_id() TO authhub_user;

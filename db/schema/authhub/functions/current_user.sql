@@ -17,5 +17,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub."current_user"() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub."current_user"() TO authhub_user;

@@ -24,5 +24,5 @@ end;
 $function$;
 ALTER FUNCTION authhub.revoke_api_key(id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub.revoke_api_key(id uuid) TO authhub_user;

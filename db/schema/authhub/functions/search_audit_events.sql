@@ -25,5 +25,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub.search_audit_events(since timestamp with time zone, until timestamp with time zone, table_name text, operation authhub.audit_operation, actor text, row_id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub.search_audit_events(since timestamp with time zone, until timestamp with time zone, table_name text, operation authhub.audit_operation, actor text, row_id uuid) TO authhub_user;

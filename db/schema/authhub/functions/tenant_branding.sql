@@ -18,6 +18,6 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub.tenant_branding(slug text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 2
+-- Grants (the owner holds every privilege not revoked here): 2
 GRANT EXECUTE ON FUNCTION authhub.tenant_branding(slug text) TO authhub_anonymous;
 GRANT EXECUTE ON FUNCTION authhub.tenant_branding(slug text) TO authhub_user;

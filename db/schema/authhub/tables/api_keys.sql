@@ -97,6 +97,6 @@ ALTER TABLE authhub.api_keys ENABLE ALWAYS TRIGGER _900_audit_truncate;
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub.api_keys REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'organization_id', '', 'tenant_id', 'id');
 ALTER TABLE authhub.api_keys ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (besides the owner's): 2
+-- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT ON authhub.api_keys TO authhub_user;
 GRANT UPDATE (name, rate_limit_per_minute, expires_at) ON authhub.api_keys TO authhub_user;

@@ -71,5 +71,5 @@ ALTER TABLE authhub.audit_events ENABLE ALWAYS TRIGGER _100_append_only;
 CREATE TRIGGER _100_append_only_truncate BEFORE TRUNCATE ON authhub.audit_events FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg_audit_events__append_only();
 ALTER TABLE authhub.audit_events ENABLE ALWAYS TRIGGER _100_append_only_truncate;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT SELECT ON authhub.audit_events TO authhub_user;

@@ -29,5 +29,5 @@ CREATE POLICY select_all ON authhub.level_permissions AS PERMISSIVE FOR SELECT T
 
 -- Triggers (each event fires them in name order): none
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT SELECT ON authhub.level_permissions TO authhub_user;

@@ -125,6 +125,6 @@ ALTER TABLE authhub.memberships ENABLE ALWAYS TRIGGER _900_audit_truncate;
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub.memberships REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'organization_id', '', 'tenant_id', 'organization_id', 'user_id');
 ALTER TABLE authhub.memberships ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (besides the owner's): 2
+-- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT, DELETE ON authhub.memberships TO authhub_user;
 GRANT INSERT (tenant_id, organization_id, user_id, level), UPDATE (level) ON authhub.memberships TO authhub_user;

@@ -122,7 +122,7 @@ ALTER TABLE authhub.organizations ENABLE ALWAYS TRIGGER _900_audit_update;
 CREATE TRIGGER _900_tombstone AFTER DELETE ON authhub.organizations REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg_organizations__tombstone();
 ALTER TABLE authhub.organizations ENABLE ALWAYS TRIGGER _900_tombstone;
 
--- Grants (besides the owner's): 3
+-- Grants (the owner holds every privilege not revoked here): 3
 GRANT UPDATE (parent_id) ON authhub.organizations TO authhub_tenant_admin;
 GRANT SELECT, DELETE ON authhub.organizations TO authhub_user;
 GRANT INSERT (tenant_id, slug, name, parent_id), UPDATE (slug, name) ON authhub.organizations TO authhub_user;

@@ -31,5 +31,5 @@ CREATE POLICY select_all ON authhub.permissions AS PERMISSIVE FOR SELECT TO auth
 
 -- Triggers (each event fires them in name order): none
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT SELECT ON authhub.permissions TO authhub_user;

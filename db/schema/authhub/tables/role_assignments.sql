@@ -99,6 +99,6 @@ ALTER TABLE authhub.role_assignments ENABLE ALWAYS TRIGGER _900_audit_truncate;
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub.role_assignments REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'organization_id', '', 'tenant_id', 'id');
 ALTER TABLE authhub.role_assignments ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (besides the owner's): 2
+-- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT, DELETE ON authhub.role_assignments TO authhub_user;
 GRANT INSERT (tenant_id, user_id, role_id, organization_id) ON authhub.role_assignments TO authhub_user;

@@ -69,6 +69,6 @@ ALTER TABLE authhub.role_permissions ENABLE ALWAYS TRIGGER _900_audit_truncate;
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub.role_permissions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', '', '', 'tenant_id', 'role_id', 'permission_key');
 ALTER TABLE authhub.role_permissions ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (besides the owner's): 2
+-- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT, DELETE ON authhub.role_permissions TO authhub_user;
 GRANT INSERT (tenant_id, role_id, permission_key) ON authhub.role_permissions TO authhub_user;

@@ -88,6 +88,6 @@ ALTER TABLE authhub.roles ENABLE ALWAYS TRIGGER _900_audit_truncate;
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub.roles REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', '', '', 'tenant_id', 'id');
 ALTER TABLE authhub.roles ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (besides the owner's): 2
+-- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT, DELETE ON authhub.roles TO authhub_user;
 GRANT INSERT (tenant_id, key, name, description, level), UPDATE (name, description, level) ON authhub.roles TO authhub_user;

@@ -96,7 +96,7 @@ ALTER TABLE authhub.tenants ENABLE ALWAYS TRIGGER _900_audit_truncate;
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub.tenants REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('id', '', '', 'id');
 ALTER TABLE authhub.tenants ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (besides the owner's): 5
+-- Grants (the owner holds every privilege not revoked here): 5
 GRANT DELETE ON authhub.tenants TO authhub_super_admin;
 GRANT INSERT (slug, name, status, display_name, logo_url, primary_color, allowed_domains), UPDATE (slug, status, api_rate_limit_per_minute) ON authhub.tenants TO authhub_super_admin;
 GRANT UPDATE (audit_retention_days) ON authhub.tenants TO authhub_tenant_admin;

@@ -156,6 +156,6 @@ ALTER TABLE authhub.users ENABLE ALWAYS TRIGGER _900_audit_truncate;
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub.users REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', '', '', 'tenant_id', 'id');
 ALTER TABLE authhub.users ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (besides the owner's): 2
+-- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT, DELETE ON authhub.users TO authhub_user;
 GRANT INSERT (tenant_id, email, display_name, external_id, level, status, external_issuer), UPDATE (email, display_name, external_id, level, status, external_issuer) ON authhub.users TO authhub_user;

@@ -59,5 +59,5 @@ CREATE POLICY select_tenant_admin ON authhub.webhook_deliveries AS PERMISSIVE FO
 
 -- Triggers (each event fires them in name order): none
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT SELECT ON authhub.webhook_deliveries TO authhub_user;

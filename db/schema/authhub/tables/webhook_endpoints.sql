@@ -64,6 +64,6 @@ ALTER TABLE authhub.webhook_endpoints ENABLE ALWAYS TRIGGER _900_audit_truncate;
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub.webhook_endpoints REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', '', '', 'tenant_id', 'id');
 ALTER TABLE authhub.webhook_endpoints ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (besides the owner's): 2
+-- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT ON authhub.webhook_endpoints TO authhub_user;
 GRANT UPDATE (name, enabled, issuer, role_mapping) ON authhub.webhook_endpoints TO authhub_user;

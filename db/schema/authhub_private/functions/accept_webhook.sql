@@ -20,5 +20,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.accept_webhook(endpoint_id uuid, svix_id text, event_type text, entity text, body text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.accept_webhook(endpoint_id uuid, svix_id text, event_type text, entity text, body text) TO authhub_authenticator;

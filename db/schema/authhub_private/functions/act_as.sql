@@ -15,4 +15,4 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.act_as(user_id uuid, trace_id text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

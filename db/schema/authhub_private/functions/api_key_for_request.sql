@@ -24,5 +24,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.api_key_for_request(key_id text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.api_key_for_request(key_id text) TO authhub_authenticator;

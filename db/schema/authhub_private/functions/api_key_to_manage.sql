@@ -26,4 +26,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.api_key_to_manage(id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -15,4 +15,4 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.audit_event_digest(e authhub.audit_events) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -22,4 +22,4 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.audit_range_hash(tenant_id uuid, from_transaction bigint, to_transaction bigint, previous_hash text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

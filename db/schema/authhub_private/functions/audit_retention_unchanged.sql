@@ -17,5 +17,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.audit_retention_unchanged(id uuid, audit_retention_days integer) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.audit_retention_unchanged(id uuid, audit_retention_days integer) TO authhub_user;

@@ -49,4 +49,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.audit_table(target regclass, tenant_column text, organization_column text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

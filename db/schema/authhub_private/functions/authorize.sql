@@ -34,5 +34,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.authorize(permission text, organization_id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.authorize(permission text, organization_id uuid) TO authhub_user;

@@ -32,5 +32,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.begin_api_request(api_key_id uuid, tenant_id uuid, nonce text, window_seconds integer) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.begin_api_request(api_key_id uuid, tenant_id uuid, nonce text, window_seconds integer) TO authhub_authenticator;

@@ -44,5 +44,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.can_grant_role(role_id uuid, organization_id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.can_grant_role(role_id uuid, organization_id uuid) TO authhub_user;

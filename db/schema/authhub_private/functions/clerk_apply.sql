@@ -226,5 +226,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.clerk_apply(tenant_id uuid, endpoint_id uuid, svix_id text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.clerk_apply(tenant_id uuid, endpoint_id uuid, svix_id text) TO authhub_worker;

@@ -15,4 +15,4 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.clerk_backoff(attempts integer) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

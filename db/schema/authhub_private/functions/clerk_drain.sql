@@ -81,5 +81,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.clerk_drain(tenant_id uuid, endpoint_id uuid, max_rows integer) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.clerk_drain(tenant_id uuid, endpoint_id uuid, max_rows integer) TO authhub_worker;

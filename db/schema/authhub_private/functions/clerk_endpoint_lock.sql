@@ -14,4 +14,4 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.clerk_endpoint_lock(purpose text, endpoint_id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

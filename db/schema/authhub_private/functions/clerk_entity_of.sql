@@ -21,4 +21,4 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.clerk_entity_of(kind text, data jsonb) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

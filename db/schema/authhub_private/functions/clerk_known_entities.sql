@@ -16,5 +16,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.clerk_known_entities(endpoint_id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.clerk_known_entities(endpoint_id uuid) TO authhub_worker;

@@ -32,5 +32,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.create_webhook_endpoint(name text, issuer text, role_mapping jsonb, secret_encrypted text, tenant_id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.create_webhook_endpoint(name text, issuer text, role_mapping jsonb, secret_encrypted text, tenant_id uuid) TO authhub_user;

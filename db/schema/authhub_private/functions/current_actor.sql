@@ -18,4 +18,4 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.current_actor() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

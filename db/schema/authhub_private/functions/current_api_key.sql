@@ -21,4 +21,4 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.current_api_key() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -15,5 +15,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.current_migration_hash() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.current_migration_hash() TO authhub_authenticator;

@@ -31,5 +31,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.current_user_level() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.current_user_level() TO authhub_user;

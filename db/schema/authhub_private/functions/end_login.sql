@@ -20,4 +20,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.end_login(tenant_id uuid, family_id uuid, reason text, actor text, trace_id text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -41,5 +41,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.has_tenant_permission(permission text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.has_tenant_permission(permission text) TO authhub_user;

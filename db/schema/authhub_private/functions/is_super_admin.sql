@@ -14,5 +14,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.is_super_admin() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.is_super_admin() TO authhub_user;

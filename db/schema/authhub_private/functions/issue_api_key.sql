@@ -61,5 +61,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.issue_api_key(key_id text, name text, scopes text[], organization_id uuid, rate_limit_per_minute integer, expires_at timestamp with time zone, fingerprint text, secret_encrypted text, tenant_id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.issue_api_key(key_id text, name text, scopes text[], organization_id uuid, rate_limit_per_minute integer, expires_at timestamp with time zone, fingerprint text, secret_encrypted text, tenant_id uuid) TO authhub_user;

@@ -16,4 +16,4 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.issuer_speaks_for(user_issuer text, issuer text, trusted_issuers text[]) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

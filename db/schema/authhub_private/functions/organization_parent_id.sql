@@ -17,6 +17,6 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.organization_parent_id(tenant_id uuid, id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 2
+-- Grants (the owner holds every privilege not revoked here): 2
 GRANT EXECUTE ON FUNCTION authhub_private.organization_parent_id(tenant_id uuid, id uuid) TO authhub_org_admin;
 GRANT EXECUTE ON FUNCTION authhub_private.organization_parent_id(tenant_id uuid, id uuid) TO authhub_user;

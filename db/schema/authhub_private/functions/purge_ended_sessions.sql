@@ -24,5 +24,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.purge_ended_sessions(max_families integer) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.purge_ended_sessions(max_families integer) TO authhub_worker;

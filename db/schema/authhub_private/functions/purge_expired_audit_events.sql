@@ -36,5 +36,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.purge_expired_audit_events(max_seals integer) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.purge_expired_audit_events(max_seals integer) TO authhub_worker;

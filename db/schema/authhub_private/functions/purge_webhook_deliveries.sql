@@ -24,5 +24,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.purge_webhook_deliveries(max_rows integer) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.purge_webhook_deliveries(max_rows integer) TO authhub_worker;

@@ -31,4 +31,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.queue_clerk_drain(tenant_id uuid, endpoint_id uuid, run_at timestamp with time zone) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

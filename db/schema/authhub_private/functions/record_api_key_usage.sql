@@ -21,5 +21,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.record_api_key_usage(tenant_ids uuid[], api_key_ids uuid[], counts integer[], last_used_at timestamp with time zone) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.record_api_key_usage(tenant_ids uuid[], api_key_ids uuid[], counts integer[], last_used_at timestamp with time zone) TO authhub_authenticator;

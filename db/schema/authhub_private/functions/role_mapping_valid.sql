@@ -19,5 +19,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.role_mapping_valid(mapping jsonb) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.role_mapping_valid(mapping jsonb) TO authhub_user;

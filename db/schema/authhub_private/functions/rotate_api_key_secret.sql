@@ -36,5 +36,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.rotate_api_key_secret(id uuid, fingerprint text, secret_encrypted text, grace interval) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.rotate_api_key_secret(id uuid, fingerprint text, secret_encrypted text, grace interval) TO authhub_user;

@@ -79,5 +79,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.rotate_refresh_token(token_hash bytea, successor_hashes bytea[], trusted_issuers text[], token_ttl interval, grace interval, trace_id text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.rotate_refresh_token(token_hash bytea, successor_hashes bytea[], trusted_issuers text[], token_ttl interval, grace interval, trace_id text) TO authhub_authenticator;

@@ -26,4 +26,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.rotate_signing_key(kid text, public_jwk jsonb, private_key_encrypted text, publish_for interval) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -27,5 +27,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.set_webhook_clerk_key(endpoint_id uuid, clerk_secret_key_encrypted text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.set_webhook_clerk_key(endpoint_id uuid, clerk_secret_key_encrypted text) TO authhub_user;

@@ -48,5 +48,5 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.start_session(tenant text, organization text, external_id text, issuer text, trusted_issuers text[], token_hash bytea, token_ttl interval, family_ttl interval, trace_id text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.start_session(tenant text, organization text, external_id text, issuer text, trusted_issuers text[], token_hash bytea, token_ttl interval, family_ttl interval, trace_id text) TO authhub_authenticator;

@@ -51,4 +51,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.store_delivery(endpoint_id uuid, svix_id text, event_type text, entity text, body text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

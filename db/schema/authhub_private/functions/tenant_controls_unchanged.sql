@@ -21,5 +21,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.tenant_controls_unchanged(id uuid, slug text, status authhub.tenant_status) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.tenant_controls_unchanged(id uuid, slug text, status authhub.tenant_status) TO authhub_user;

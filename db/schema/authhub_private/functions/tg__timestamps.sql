@@ -19,4 +19,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.tg__timestamps() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -16,4 +16,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.tg_audit_seals__append_only() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

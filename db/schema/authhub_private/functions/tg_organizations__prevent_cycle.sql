@@ -35,4 +35,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.tg_organizations__prevent_cycle() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -32,4 +32,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.tg_role_permissions__within_level() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -25,4 +25,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.tg_roles__level_covers_permissions() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -36,4 +36,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.tg_users__keep_a_tenant_admin() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

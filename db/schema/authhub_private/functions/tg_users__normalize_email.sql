@@ -18,4 +18,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.tg_users__normalize_email() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

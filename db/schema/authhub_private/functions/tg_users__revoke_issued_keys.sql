@@ -20,4 +20,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.tg_users__revoke_issued_keys() OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -29,4 +29,4 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.token_level(tenant_id uuid, user_id uuid, organization_id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

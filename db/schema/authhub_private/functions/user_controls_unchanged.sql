@@ -23,5 +23,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.user_controls_unchanged(tenant_id uuid, id uuid, email text, external_id text, level authhub.role_level, status authhub.user_status) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.user_controls_unchanged(tenant_id uuid, id uuid, email text, external_id text, level authhub.role_level, status authhub.user_status) TO authhub_user;

@@ -22,5 +22,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.user_holds_authority(tenant_id uuid, user_id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.user_holds_authority(tenant_id uuid, user_id uuid) TO authhub_user;

@@ -21,5 +21,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.user_id_for_external_id(tenant_id uuid, issuer text, external_id text, trusted_issuers text[]) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.user_id_for_external_id(tenant_id uuid, issuer text, external_id text, trusted_issuers text[]) TO authhub_authenticator;

@@ -21,5 +21,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.user_identity_unchanged(tenant_id uuid, id uuid, email text, external_id text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.user_identity_unchanged(tenant_id uuid, id uuid, email text, external_id text) TO authhub_user;

@@ -20,5 +20,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.user_issuer_unchanged(tenant_id uuid, id uuid, external_issuer text) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT EXECUTE ON FUNCTION authhub_private.user_issuer_unchanged(tenant_id uuid, id uuid, external_issuer text) TO authhub_user;

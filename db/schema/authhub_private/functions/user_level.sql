@@ -17,6 +17,6 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.user_level(tenant_id uuid, user_id uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): 2
+-- Grants (the owner holds every privilege not revoked here): 2
 GRANT EXECUTE ON FUNCTION authhub_private.user_level(tenant_id uuid, user_id uuid) TO authhub_org_admin;
 GRANT EXECUTE ON FUNCTION authhub_private.user_level(tenant_id uuid, user_id uuid) TO authhub_user;

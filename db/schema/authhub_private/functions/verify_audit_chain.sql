@@ -61,4 +61,4 @@ end;
 $function$;
 ALTER FUNCTION authhub_private.verify_audit_chain(only_tenant uuid) OWNER TO authhub_owner;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -39,4 +39,4 @@ ALTER TABLE authhub_private.api_key_secrets ENABLE ALWAYS TRIGGER _900_audit_tru
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub_private.api_key_secrets REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', '', 'secret_encrypted', 'tenant_id', 'api_key_id', 'fingerprint');
 ALTER TABLE authhub_private.api_key_secrets ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -24,4 +24,4 @@ CREATE POLICY all_owner ON authhub_private.api_key_usage AS PERMISSIVE FOR ALL T
 
 -- Triggers (each event fires them in name order): none
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

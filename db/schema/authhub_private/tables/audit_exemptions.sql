@@ -22,4 +22,4 @@ CREATE POLICY all_owner ON authhub_private.audit_exemptions AS PERMISSIVE FOR AL
 
 -- Triggers (each event fires them in name order): none
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

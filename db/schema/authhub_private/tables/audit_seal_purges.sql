@@ -29,4 +29,4 @@ CREATE POLICY select_owner ON authhub_private.audit_seal_purges AS PERMISSIVE FO
 CREATE TRIGGER _100_append_only BEFORE DELETE OR UPDATE ON authhub_private.audit_seal_purges FOR EACH ROW EXECUTE FUNCTION authhub_private.tg_audit_seals__append_only();
 ALTER TABLE authhub_private.audit_seal_purges ENABLE ALWAYS TRIGGER _100_append_only;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -43,4 +43,4 @@ ALTER TABLE authhub_private.audit_seals ENABLE ALWAYS TRIGGER _100_append_only;
 CREATE TRIGGER _100_append_only_truncate BEFORE TRUNCATE ON authhub_private.audit_seals FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg_audit_seals__append_only();
 ALTER TABLE authhub_private.audit_seals ENABLE ALWAYS TRIGGER _100_append_only_truncate;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

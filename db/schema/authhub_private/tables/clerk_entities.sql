@@ -25,4 +25,4 @@ CREATE POLICY all_owner ON authhub_private.clerk_entities AS PERMISSIVE FOR ALL 
 
 -- Triggers (each event fires them in name order): none
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -26,4 +26,4 @@ CREATE POLICY all_owner ON authhub_private.organization_tombstones AS PERMISSIVE
 
 -- Triggers (each event fires them in name order): none
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

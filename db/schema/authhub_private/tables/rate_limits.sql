@@ -26,5 +26,5 @@ CREATE POLICY counting ON authhub_private.rate_limits AS PERMISSIVE FOR ALL TO a
 
 -- Triggers (each event fires them in name order): none
 
--- Grants (besides the owner's): 1
+-- Grants (the owner holds every privilege not revoked here): 1
 GRANT SELECT, INSERT, UPDATE, DELETE ON authhub_private.rate_limits TO authhub_authenticator;

@@ -51,4 +51,4 @@ ALTER TABLE authhub_private.refresh_families ENABLE ALWAYS TRIGGER _900_audit_tr
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub_private.refresh_families REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'organization_id', '', 'tenant_id', 'id');
 ALTER TABLE authhub_private.refresh_families ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -34,4 +34,4 @@ CREATE POLICY all_owner ON authhub_private.refresh_tokens AS PERMISSIVE FOR ALL 
 
 -- Triggers (each event fires them in name order): none
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

@@ -51,4 +51,4 @@ ALTER TABLE authhub_private.signing_keys ENABLE ALWAYS TRIGGER _900_audit_trunca
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub_private.signing_keys REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('', '', 'private_key_encrypted', 'kid');
 ALTER TABLE authhub_private.signing_keys ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none

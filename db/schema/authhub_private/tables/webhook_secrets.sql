@@ -37,4 +37,4 @@ ALTER TABLE authhub_private.webhook_secrets ENABLE ALWAYS TRIGGER _900_audit_tru
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub_private.webhook_secrets REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', '', 'clerk_secret_key_encrypted,secret_encrypted', 'tenant_id', 'endpoint_id');
 ALTER TABLE authhub_private.webhook_secrets ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (besides the owner's): none
+-- Grants (the owner holds every privilege not revoked here): none
