@@ -11,10 +11,10 @@ import pg from "pg";
 import { runMigrations } from "./migrate.js";
 import { startScratchCluster } from "./scratch.js";
 import { dumpSchema, SCHEMA_DIR, type SchemaFiles } from "./schemaDump.js";
-import { describeDiff, diffSchemaFiles, isCurrent, readSchemaFiles, writeSchemaFiles } from "./schemaFiles.js";
+import { describeDiff, diffSchemaFiles, isCurrent, readSchemaFiles, serverVersion, VIEW_BODIES_FROM_VERSION, withoutViewBodies, writeSchemaFiles } from "./schemaFiles.js";
 import { ensureRolesAndDatabase, OWNER_ROLE, withCredentials } from "./setup.js";
 
-async function dumpFreshDatabase(): Promise<SchemaFiles> {
+async function dumpFreshDatabase(): Promise<{ files: SchemaFiles; version: number }> {
   const cluster = await startScratchCluster(process.env.TEST_DATABASE_URL || null, "authhub-dump-");
   const database = `authhub_dump_${process.pid}`;
   const dropDatabase = async () => {
@@ -39,7 +39,7 @@ async function dumpFreshDatabase(): Promise<SchemaFiles> {
     const client = new pg.Client({ connectionString: ownerUrl });
     await client.connect();
     try {
-      return await dumpSchema(client);
+      return { files: await dumpSchema(client), version: await serverVersion(client) };
     } finally {
       await client.end();
     }
@@ -53,16 +53,21 @@ async function main(): Promise<number> {
   const { values } = parseArgs({ options: { check: { type: "boolean", default: false }, out: { type: "string" } } });
   const dir = values.out ? path.resolve(values.out) : SCHEMA_DIR;
   const started = Date.now();
-  const rendered = await dumpFreshDatabase();
+  const { files: rendered, version } = await dumpFreshDatabase();
   const shown = path.relative(process.cwd(), dir) || ".";
+  const viewBodiesDiffer = version < VIEW_BODIES_FROM_VERSION && [...rendered.keys()].some((f) => f.includes("/views/"));
   if (values.check) {
     const onDisk = await readSchemaFiles(dir);
-    const diff = diffSchemaFiles(rendered, onDisk);
+    const diff = viewBodiesDiffer ? diffSchemaFiles(withoutViewBodies(rendered), withoutViewBodies(onDisk)) : diffSchemaFiles(rendered, onDisk);
     if (isCurrent(diff)) {
       process.stderr.write(`${shown}: ${rendered.size} files, current (${Date.now() - started} ms)\n`);
       return 0;
     }
     process.stderr.write(`${shown} is stale; run \`npm run db:dump\`:\n${describeDiff(diff, rendered, onDisk, shown)}\n`);
+    return 1;
+  }
+  if (viewBodiesDiffer && !values.out) {
+    process.stderr.write(`PostgreSQL ${version} prints view bodies unlike 16+: write db/schema/ from the embedded PostgreSQL (unset TEST_DATABASE_URL)\n`);
     return 1;
   }
   const diff = await writeSchemaFiles(dir, rendered);

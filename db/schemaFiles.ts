@@ -4,6 +4,7 @@
  */
 import { mkdir, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import path from "node:path";
+import type pg from "pg";
 import type { SchemaFiles } from "./schemaDump.js";
 
 /** Every file under `dir` (relative paths with "/"), or an empty map when it does not exist. */
@@ -25,6 +26,37 @@ export async function readSchemaFiles(dir: string): Promise<SchemaFiles> {
     }
   }
   return files;
+}
+
+/**
+ * PostgreSQL 15 qualifies every column in a view's body with its table
+ * (`SELECT t.id FROM t`); 16 and later leave unambiguous columns bare
+ * (`SELECT id FROM t`). Neither can be turned into the other from the text, so
+ * db/schema/ holds the bodies as 16+ prints them, and on an older server the
+ * comparison leaves view bodies out (everything else about a view still counts).
+ */
+export const VIEW_BODIES_FROM_VERSION = 160000;
+
+const VIEW_BODY_OMITTED = "-- (the body is compared on PostgreSQL 16 and later only)";
+
+/** `files` with the body of every CREATE VIEW / CREATE MATERIALIZED VIEW replaced by a note. */
+export function withoutViewBodies(files: SchemaFiles): SchemaFiles {
+  return new Map(
+    [...files].map(([file, text]) => {
+      if (!/^[^/]+\/views\//.test(file)) return [file, text];
+      const lines = text.split("\n");
+      const start = lines.findIndex((l) => /^CREATE (MATERIALIZED )?VIEW .* AS$/.test(l));
+      const end = lines.findIndex((l, i) => i > start && l.endsWith(";"));
+      if (start === -1 || end === -1) return [file, text];
+      return [file, [...lines.slice(0, start + 1), VIEW_BODY_OMITTED, ...lines.slice(end + 1)].join("\n")];
+    }),
+  );
+}
+
+/** The server's version, to know whether view bodies can be compared (VIEW_BODIES_FROM_VERSION). */
+export async function serverVersion(client: pg.ClientBase): Promise<number> {
+  const { rows } = await client.query<{ v: number }>("select current_setting('server_version_num')::int as v");
+  return rows[0]?.v ?? 0;
 }
 
 export interface SchemaFilesDiff {
