@@ -14,6 +14,17 @@ GRANT USAGE ON SCHEMA authhub_private TO authhub_worker;
 
 -- Default privileges in this schema (added to those in database.sql): none
 
--- Types: none
+-- Types: 1
+
+-- A caller's authority as begin_request resolves it for one transaction.
+CREATE TYPE authhub_private.authority AS (
+  level authhub.role_level,
+  role_level authhub.role_level,
+  permissions text[],
+  org_scope jsonb,
+  managed uuid[],
+  member_of uuid[]
+);
+GRANT USAGE ON TYPE authhub_private.authority TO PUBLIC;
 
 -- Sequences: none

@@ -21,6 +21,8 @@ CREATE TABLE authhub.api_keys (
   updated_at timestamp with time zone NOT NULL DEFAULT now(),
   -- When the key was revoked; it stops working within a second.
   revoked_at timestamp with time zone,
+  -- Set by the worker when the key's issuer stopped holding every scope of the key at the key's organization; cleared when it holds them again. Revoking stays explicit.
+  issuer_authority_lost_at timestamp with time zone,
   CONSTRAINT api_keys_pkey PRIMARY KEY (tenant_id, id),
   CONSTRAINT api_keys_key_id_key UNIQUE (key_id),
   -- @fieldName createdByUser

@@ -11,21 +11,9 @@ CREATE OR REPLACE FUNCTION authhub_private.managed_organization_ids()
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  with recursive managed (id) as (
-    select m.organization_id
-    from authhub.memberships m
-    where m.tenant_id = authhub.current_tenant_id()
-      and m.user_id = authhub.current_user_id()
-      and m.level = 'ORG_ADMIN'
-      and authhub.current_claimed_level() >= 'ORG_ADMIN'
-      and authhub_private.is_active_user()
-    union
-    select o.id
-    from authhub.organizations o
-    join managed on o.parent_id = managed.id
-    where o.tenant_id = authhub.current_tenant_id()
-  )
-  select id from managed
+  select c.organization_id from authhub_private.organization_closure c
+  where c.tenant_id = authhub.current_tenant_id()
+    and c.ancestor_id = any (coalesce(nullif(pg_catalog.current_setting('authhub.managed', true), ''), '{}')::uuid[])
 $function$;
 ALTER FUNCTION authhub_private.managed_organization_ids() OWNER TO authhub_owner;
 

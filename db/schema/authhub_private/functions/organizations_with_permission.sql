@@ -7,42 +7,13 @@
 
 CREATE OR REPLACE FUNCTION authhub_private.organizations_with_permission(permission text)
  RETURNS SETOF uuid
- LANGUAGE plpgsql
+ LANGUAGE sql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-begin
-  if authhub_private.current_user_level() is null then
-    return;
-  end if;
-  return query
-  with recursive seeds (id) as (
-    select m.organization_id
-    from authhub.memberships m
-    where m.tenant_id = authhub.current_tenant_id() and m.user_id = authhub.current_user_id() and m.level = 'ORG_ADMIN'
-      and authhub.current_claimed_level() >= 'ORG_ADMIN'
-      and exists (select 1 from authhub.level_permissions lp where lp.level = 'ORG_ADMIN' and lp.permission_key = organizations_with_permission.permission)
-    union
-    select a.organization_id
-    from authhub.role_assignments a
-    join authhub.role_permissions rp on rp.tenant_id = a.tenant_id and rp.role_id = a.role_id
-    join authhub.permissions p on p.key = rp.permission_key and p.org_scopable
-    where a.tenant_id = authhub.current_tenant_id() and a.user_id = authhub.current_user_id()
-      and a.organization_id is not null and rp.permission_key = organizations_with_permission.permission
-    union
-    -- A key scoped to an organization (a user has no key, a key no user: one arm at most answers).
-    select k.organization_id from authhub_private.current_api_key() k
-    where k.organization_id is not null and organizations_with_permission.permission = any(k.scopes)
-      and exists (select 1 from authhub.permissions p where p.key = organizations_with_permission.permission and p.org_scopable)
-  ),
-  tree (id) as (
-    select id from seeds
-    union
-    select o.id from authhub.organizations o join tree on o.parent_id = tree.id
-    where o.tenant_id = authhub.current_tenant_id()
-  )
-  select id from tree;
-end;
+  select c.organization_id from authhub_private.organization_closure c
+  where c.tenant_id = authhub.current_tenant_id()
+    and c.ancestor_id = any (authhub_private.permission_seeds(organizations_with_permission.permission))
 $function$;
 ALTER FUNCTION authhub_private.organizations_with_permission(permission text) OWNER TO authhub_owner;
 
