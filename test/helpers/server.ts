@@ -4,6 +4,7 @@
  * `npx authhub token` does.
  */
 import { randomBytes } from "node:crypto";
+import type pg from "pg";
 import type { Identity } from "../../db/claims.js";
 import { makeApp, type App } from "../../server/app.js";
 import { parseMasterKey, type MasterKey } from "../../server/auth/masterKey.js";
@@ -26,7 +27,7 @@ export interface TestServer extends App {
 /** One master key per test database: the signing key stored in it is encrypted under it. */
 const masterKeys = new WeakMap<TestDatabase, ReturnType<typeof parseMasterKey>>();
 
-export async function startTestServer(db: TestDatabase, env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(db: TestDatabase, env: Record<string, string> = {}, authPool: pg.Pool = db.auth): Promise<TestServer> {
   const config = readConfig({ NODE_ENV: "test", AUTHHUB_ISSUER: TEST_ISSUER, LOG_LEVEL: "silent", ...env });
   let masterKey = masterKeys.get(db);
   if (!masterKey) {
@@ -34,7 +35,7 @@ export async function startTestServer(db: TestDatabase, env: Record<string, stri
     masterKeys.set(db, masterKey);
   }
   const key = await loadActiveSigningKey(db.owner, masterKey);
-  const app = await makeApp({ config, authPool: db.auth, logger: makeLogger(config.logLevel), masterKey });
+  const app = await makeApp({ config, authPool, logger: makeLogger(config.logLevel), masterKey });
   return {
     ...app,
     config,
