@@ -43,7 +43,10 @@ export async function measureAuditInserts(owner: pg.Pool, tenantId: string, roun
       values: [tenantId, n++],
     });
   try {
-    await interleave(100, [[one("audited"), empty()], [one("plain"), empty()]]);
+    await interleave(100, [
+      [one("audited"), empty()],
+      [one("plain"), empty()],
+    ]);
     const single = { audited: empty(), plain: empty() };
     await interleave(rounds * 400, [
       [one("audited"), single.audited],

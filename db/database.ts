@@ -41,10 +41,7 @@ function rolePasswords(dataDir: string): RolePasswords {
   return passwords;
 }
 
-export async function prepareDatabase(
-  config: Config,
-  options: { whenRunning: "share" | "own"; migrate: boolean; log: LogFn },
-): Promise<DatabaseHandle> {
+export async function prepareDatabase(config: Config, options: { whenRunning: "share" | "own"; migrate: boolean; log: LogFn }): Promise<DatabaseHandle> {
   let handle: DatabaseHandle;
   if (config.databaseUrl === null) {
     const embedded = await startEmbeddedPostgres({

@@ -13,7 +13,6 @@ import { inRequestTransaction, resultFields } from "./mutation.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { issueApiKey, rotateApiKeySecret } from "../openapi/issue.js";
 
-
 export function makeApiKeysPlugin(masterKey: MasterKey) {
   return extendSchema((build) => {
     const executor = build.input.pgRegistry.pgExecutors.main;

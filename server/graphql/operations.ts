@@ -40,7 +40,13 @@ const codeValidationErrors: ValidationRule = (context: ValidationContext) => {
     report(
       error.extensions?.code
         ? error
-        : new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path, extensions: { ...error.extensions, code: "invalid_query" } }),
+        : new GraphQLError(error.message, {
+            nodes: error.nodes,
+            source: error.source,
+            positions: error.positions,
+            path: error.path,
+            extensions: { ...error.extensions, code: "invalid_query" },
+          }),
     );
   return {};
 };
@@ -154,7 +160,11 @@ export function estimateCost(document: DocumentNode, operationName: string | nul
 /** The cost a caller may spend on one operation: admins the most, anonymous callers the least. */
 export function costCeiling(state: Pick<RequestState, "identity" | "apiKey"> | null, maxCost: number): number {
   if (state?.identity) {
-    return state.identity.level === "TENANT_ADMIN" || state.identity.level === "SUPER_ADMIN" ? maxCost : state.identity.level === "ORG_ADMIN" ? Math.ceil(maxCost / 2) : Math.ceil(maxCost / 5);
+    return state.identity.level === "TENANT_ADMIN" || state.identity.level === "SUPER_ADMIN"
+      ? maxCost
+      : state.identity.level === "ORG_ADMIN"
+        ? Math.ceil(maxCost / 2)
+        : Math.ceil(maxCost / 5);
   }
   if (state?.apiKey) return Math.ceil(maxCost / 5);
   return Math.ceil(maxCost / 50);
@@ -196,7 +206,10 @@ export function OperationLimitsPlugin(limits: GraphQLLimits): GraphileConfig.Plu
           const cost = estimateCost(args.document, args.operationName, (args.variableValues ?? {}) as Record<string, unknown>, limits.defaultPageSize);
           const ceiling = costCeiling(state, limits.maxCost);
           if (cost > ceiling) {
-            return refusal(`The operation would cost about ${cost}; at most ${ceiling} is allowed for this caller. Ask for smaller pages or fewer fields.`, "query_too_costly", { cost, ceiling });
+            return refusal(`The operation would cost about ${cost}; at most ${ceiling} is allowed for this caller. Ask for smaller pages or fewer fields.`, "query_too_costly", {
+              cost,
+              ceiling,
+            });
           }
           // A request whose statements failed because the database could not be reached is
           // answered 503 with Retry-After (server/app.ts), not 200 with errors alone.

@@ -52,10 +52,7 @@ export function makeMaskError(config: Config, logger: Logger) {
     }
     const errorId = randomUUID();
     logger.error("graphql: unexpected error", { errorId, err: original, path: error.path });
-    return rebuild(
-      "An internal error occurred.",
-      development ? { code: "internal", errorId, debug: original.message } : { code: "internal", errorId },
-    );
+    return rebuild("An internal error occurred.", development ? { code: "internal", errorId, debug: original.message } : { code: "internal", errorId });
   };
 }
 

@@ -10,7 +10,6 @@ import { inRequestTransaction, resultFields } from "./mutation.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { createWebhookEndpoint } from "../webhooks/endpoints.js";
 
-
 export function makeWebhooksPlugin(masterKey: MasterKey) {
   return extendSchema((build) => {
     const executor = build.input.pgRegistry.pgExecutors.main;

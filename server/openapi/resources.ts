@@ -208,7 +208,15 @@ interface Resource {
 }
 const USERS: Resource = { what: "user", table: "authhub.users", key: [["id", "id"]], columns: USER_COLUMNS };
 const ORGANIZATIONS: Resource = { what: "organization", table: "authhub.organizations", key: [["id", "id"]], columns: ORG_COLUMNS };
-const MEMBERSHIPS: Resource = { what: "membership", table: "authhub.memberships", key: [["organization_id", "organizationId"], ["user_id", "userId"]], columns: MEMBERSHIP_COLUMNS };
+const MEMBERSHIPS: Resource = {
+  what: "membership",
+  table: "authhub.memberships",
+  key: [
+    ["organization_id", "organizationId"],
+    ["user_id", "userId"],
+  ],
+  columns: MEMBERSHIP_COLUMNS,
+};
 
 /** `a = $1 and b = $2` for the resource's key, and the path's values for it. */
 function byKey(res: Resource, params: Record<string, string>) {
@@ -391,10 +399,12 @@ export const routes: Route[] = [
     body: "OrganizationCreate",
     response: { status: 201, schema: "Organization" },
     async handler({ client, key, body }) {
-      const { rows } = await client.query(
-        `insert into authhub.organizations (tenant_id, slug, name, parent_id) values ($1, $2, $3, $4) returning ${ORG_COLUMNS}`,
-        [key.tenantId, body.slug, body.name, body.parentId ?? null],
-      );
+      const { rows } = await client.query(`insert into authhub.organizations (tenant_id, slug, name, parent_id) values ($1, $2, $3, $4) returning ${ORG_COLUMNS}`, [
+        key.tenantId,
+        body.slug,
+        body.name,
+        body.parentId ?? null,
+      ]);
       return rows[0];
     },
   },

@@ -53,8 +53,18 @@ for (const [name, schema] of Object.entries(schemas)) ajv.addSchema(schema, name
 /** Ajv's complaints as field problems: `email`, `scopes[1]`, the missing property's name. */
 function problems(errors: { instancePath: string; keyword: string; params: Record<string, unknown>; message?: string }[] | null | undefined, prefix = ""): FieldProblem[] {
   return (errors ?? []).map((e) => {
-    const path = e.instancePath.split("/").filter(Boolean).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join("").replace(/^\./, "");
-    const field = e.keyword === "required" ? [path, e.params.missingProperty].filter(Boolean).join(".") : e.keyword === "additionalProperties" ? [path, e.params.additionalProperty].filter(Boolean).join(".") : path;
+    const path = e.instancePath
+      .split("/")
+      .filter(Boolean)
+      .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+      .join("")
+      .replace(/^\./, "");
+    const field =
+      e.keyword === "required"
+        ? [path, e.params.missingProperty].filter(Boolean).join(".")
+        : e.keyword === "additionalProperties"
+          ? [path, e.params.additionalProperty].filter(Boolean).join(".")
+          : path;
     const message = e.keyword === "additionalProperties" ? "is not a known field" : e.keyword === "required" ? "is required" : (e.message ?? "is not valid");
     return { field: prefix + (field || "body"), message };
   });
@@ -140,7 +150,8 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         if (!validateQuery(query)) throw new AppError("invalid_input", "The query is not valid.", { details: problems(validateQuery.errors) });
         let body: Record<string, unknown> = {};
         if (validateBody) {
-          if (!req.is("application/json")) throw new AppError("invalid_input", "The body must be JSON (Content-Type: application/json).", { details: [{ field: "body", message: "must be JSON" }] });
+          if (!req.is("application/json"))
+            throw new AppError("invalid_input", "The body must be JSON (Content-Type: application/json).", { details: [{ field: "body", message: "must be JSON" }] });
           try {
             body = JSON.parse(rawBody.toString("utf8"));
           } catch {

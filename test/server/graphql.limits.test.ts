@@ -79,7 +79,11 @@ describe("the shape of an operation", () => {
   });
 
   test("too many root fields are refused", async () => {
-    const r = await gql(srv, cast(f, f.a).tenantAdmin, `{ currentUser { email } users { totalCount } organizations { totalCount } roles { totalCount } permissions { totalCount } currentTenant { slug } currentPermissions { permission } }`);
+    const r = await gql(
+      srv,
+      cast(f, f.a).tenantAdmin,
+      `{ currentUser { email } users { totalCount } organizations { totalCount } roles { totalCount } permissions { totalCount } currentTenant { slug } currentPermissions { permission } }`,
+    );
     expect(codes(r)).toEqual(["query_too_large"]);
   });
 
@@ -196,9 +200,14 @@ describe("answers that used to be internal", () => {
     const anonymous = await gql(srv, null, "query($s: String!) { tenantBranding(slug: $s) { displayName } }", { s: "a\u0000b" });
     expect(codes(anonymous)).toEqual(["invalid_input"]);
     const before = await displayNames();
-    const signedIn = await gql(srv, cast(f, f.a).tenantAdmin, `mutation($n: DisplayText!) { updateUser(input: { tenantId: "${f.a.id}", rowId: "${f.a.users.member}", patch: { displayName: $n } }) { user { rowId } } }`, {
-      n: "a\u0000b",
-    });
+    const signedIn = await gql(
+      srv,
+      cast(f, f.a).tenantAdmin,
+      `mutation($n: DisplayText!) { updateUser(input: { tenantId: "${f.a.id}", rowId: "${f.a.users.member}", patch: { displayName: $n } }) { user { rowId } } }`,
+      {
+        n: "a\u0000b",
+      },
+    );
     expect(codes(signedIn)).toEqual(["invalid_input"]);
     expect(await displayNames()).toBe(before);
   });

@@ -114,11 +114,9 @@ describe("mutations", () => {
   });
 
   test("creating a row in another tenant is forbidden and changes nothing", async () => {
-    const r = await gql(
-      cast(f, f.a).tenantAdmin,
-      `mutation($t: UUID!) { createUser(input: { user: { tenantId: $t, email: "spy@tenant-b.test" } }) { user { rowId } } }`,
-      { t: f.b.id },
-    );
+    const r = await gql(cast(f, f.a).tenantAdmin, `mutation($t: UUID!) { createUser(input: { user: { tenantId: $t, email: "spy@tenant-b.test" } }) { user { rowId } } }`, {
+      t: f.b.id,
+    });
     expect(codes(r)).toEqual(["forbidden"]);
     expectNoLeak(r);
     const { rowCount } = await db.owner.query("select 1 from authhub.users where email = 'spy@tenant-b.test'");
@@ -153,11 +151,9 @@ describe("mutations", () => {
 
   test("another tenant's row cannot be updated through its node id: nothing is found, nothing changes", async () => {
     const b = await gql(cast(f, f.b).tenantAdmin, `{ users(condition: { email: "member@tenant-b.test" }) { nodes { id } } }`);
-    const r = await gql(
-      cast(f, f.a).tenantAdmin,
-      `mutation($id: ID!) { updateUserById(input: { id: $id, patch: { displayName: "Hijacked" } }) { user { displayName } } }`,
-      { id: b.body.data!.users.nodes[0].id },
-    );
+    const r = await gql(cast(f, f.a).tenantAdmin, `mutation($id: ID!) { updateUserById(input: { id: $id, patch: { displayName: "Hijacked" } }) { user { displayName } } }`, {
+      id: b.body.data!.users.nodes[0].id,
+    });
     // PostGraphile V5 answers an update that matched no visible row with a null record.
     expect(r.body).toEqual({ data: { updateUserById: { user: null } } });
     const { rows } = await db.owner.query("select display_name from authhub.users where id = $1", [f.b.users.member]);
@@ -193,11 +189,10 @@ describe("mutations", () => {
 
   test("a plain user whose token claims TENANT_ADMIN cannot promote itself through GraphQL", async () => {
     const forged = { ...cast(f, f.a).member, level: "TENANT_ADMIN" as const };
-    const r = await gql(
-      forged,
-      `mutation($t: UUID!, $id: UUID!) { updateUser(input: { tenantId: $t, rowId: $id, patch: { level: SUPER_ADMIN } }) { user { level } } }`,
-      { t: f.a.id, id: f.a.users.member },
-    );
+    const r = await gql(forged, `mutation($t: UUID!, $id: UUID!) { updateUser(input: { tenantId: $t, rowId: $id, patch: { level: SUPER_ADMIN } }) { user { level } } }`, {
+      t: f.a.id,
+      id: f.a.users.member,
+    });
     expect(codes(r)).toEqual(["forbidden"]);
     const { rows } = await db.owner.query("select level from authhub.users where id = $1", [f.a.users.member]);
     expect(rows[0].level).toBe("USER");
@@ -291,10 +286,7 @@ describe("operations", () => {
 
   test("/readyz answers 503 when the database's migrations are not the ones this code ships", async () => {
     const { rows } = await db.owner.query<{ hash: string }>("select hash from graphile_migrate.migrations order by filename desc limit 1");
-    await db.owner.query(
-      "insert into graphile_migrate.migrations (hash, previous_hash, filename, date) values ('sha1:from-the-future', $1, '999999.sql', now())",
-      [rows[0]!.hash],
-    );
+    await db.owner.query("insert into graphile_migrate.migrations (hash, previous_hash, filename, date) values ('sha1:from-the-future', $1, '999999.sql', now())", [rows[0]!.hash]);
     try {
       const res = await request(srv.app).get("/readyz");
       expect(res.status).toBe(503);
