@@ -122,7 +122,7 @@ async function inTransaction(client: pg.PoolClient, settings: Record<string, str
   await client.query("begin");
   await client.query("select set_config(key, value, true) from json_each_text($1::json)", [JSON.stringify(settings)]);
   const name = `bench_${createHash("sha1").update(sql).digest("hex").slice(0, 16)}`;
-  const r = await client.query({ name, text: sql, values: params });
+  const r = await client.query<Record<string, unknown>>({ name, text: sql, values: params });
   await client.query("commit");
   return r.rows;
 }
@@ -185,7 +185,7 @@ async function main() {
     if (JSON.stringify(a) !== JSON.stringify(b) || a.length !== 20) throw new Error("RLS and explicit queries disagree");
     const plan = (await rlsClient.query(
       `begin; select set_config(key, value, true) from json_each_text('${JSON.stringify(settingsSmall)}'::json); explain ${PAGE_RLS}`,
-    )) as unknown as pg.QueryResult[];
+    )) as unknown as pg.QueryResult<{ "QUERY PLAN": string }>[];
     await rlsClient.query("rollback");
     const planText = plan
       .at(-1)!
@@ -536,7 +536,7 @@ async function main() {
       JSON.stringify(
         {
           when: new Date().toISOString(),
-          machine: { cpus: os.cpus().length, node: process.version, postgres: (await owner.query("show server_version")).rows[0].server_version },
+          machine: { cpus: os.cpus().length, node: process.version, postgres: (await owner.query<{ server_version: string }>("show server_version")).rows[0]!.server_version },
           settings: { ROUNDS, QUERIES_PER_ROUND, HTTP_PER_ROUND, HTTP_CONCURRENCY, WEBHOOK_STEADY_RATE, WEBHOOK_STEADY_COUNT },
           results: rows,
           generatedSql,

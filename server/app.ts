@@ -39,8 +39,8 @@ export interface AppDeps {
 export interface App {
   app: express.Express;
   server: http.Server;
-  /** Releases what makeApp created (not the pool it was given). */
-  release(): Promise<void>;
+  /** Releases what makeApp created (not the pool it was given); a function, passed around as a shutdown step. */
+  release: () => Promise<void>;
 }
 
 function installRequestContext(app: express.Express, logger: Logger, trustProxy: Config["trustProxy"]) {
@@ -104,7 +104,7 @@ function installHealth(app: express.Express, authPool: pg.Pool, logger: Logger):
       database = true;
       migrations = results[2]?.rows[0]?.hash === expected;
     } catch {
-      database = false;
+      // The database did not answer in time: both checks stay false.
     } finally {
       clearTimeout(timer);
     }

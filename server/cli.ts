@@ -273,7 +273,7 @@ async function apikeyCreate({ config, owner, values, out }: Parameters<Command>[
 
 async function apikeyList({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
   const tenantId = await tenantBySlug(owner, required(values, "tenant"));
-  const { rows } = await owner.query(
+  const { rows } = await owner.query<{ key_id: string; name: string; scopes: string[]; revoked_at: Date | null; request_count: number } & Record<string, unknown>>(
     `select k.key_id, k.id, k.name, k.scopes::text[] as scopes, k.organization_id, k.rate_limit_per_minute, k.expires_at, k.revoked_at, k.created_at,
             authhub.api_keys_last_used_at(k) as last_used_at, authhub.api_keys_request_count(k) as request_count
      from authhub.api_keys k where k.tenant_id = $1 order by k.created_at`,

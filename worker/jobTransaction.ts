@@ -17,7 +17,7 @@ export async function inJobTransaction<T>(helpers: JobHelpers, task: string, fn:
     await client.query("begin");
     try {
       await client.query(settingsStatement(jobSettings(task)));
-      const result = await fn(client as unknown as PoolClient);
+      const result = await fn(client);
       await client.query("commit");
       return result;
     } catch (err) {

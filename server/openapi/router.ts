@@ -26,7 +26,7 @@ import type { RateLimitDecision, RateLimits } from "../rateLimit.js";
 import { requestState } from "../requestState.js";
 import { openApiDocument } from "./document.js";
 import { ApiKeyStore, TIMESTAMP_WINDOW_SECONDS, unauthenticated, verifySignedRequest, type ApiKeyRecord } from "./keys.js";
-import { routes, schemas, type Ctx, type JsonSchema, type Route } from "./resources.js";
+import { routes, schemas, type Ctx, type JsonSchema } from "./resources.js";
 import { ApiKeyUsage } from "./usage.js";
 
 export interface OpenApiOptions {
@@ -153,7 +153,7 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
           if (!req.is("application/json"))
             throw new AppError("invalid_input", "The body must be JSON (Content-Type: application/json).", { details: [{ field: "body", message: "must be JSON" }] });
           try {
-            body = JSON.parse(rawBody.toString("utf8"));
+            body = JSON.parse(rawBody.toString("utf8")) as Record<string, unknown>; // its shape is validateBody's, below
           } catch {
             throw new AppError("invalid_input", "The request body is not valid JSON.", { details: [{ field: "body", message: "must be valid JSON" }] });
           }

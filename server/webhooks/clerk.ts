@@ -75,7 +75,7 @@ export function clerkWebhookRouter(options: ClerkWebhookOptions): express.Router
         type,
         entity,
         // Text as received (a NUL byte, which no text column holds, is replaced).
-        body.toString("utf8").replace(/\u0000/g, "\uFFFD"),
+        body.toString("utf8").replaceAll("\u0000", "\uFFFD"),
       ]);
       res.status(rows[0]?.stored ? 202 : 200).json({ received: true, duplicate: !rows[0]?.stored });
     } catch (err) {

@@ -4,7 +4,7 @@
  * its SQLSTATE or by affecting no row, and each "no row" is backed by a control
  * query as owner proving the target exists.
  */
-import { asActor, attemptAs, attemptQuery, rowsOf, type Actor, type TestDatabase } from "../helpers/db.js";
+import { asActor, attemptAs, rowsOf, type Actor, type TestDatabase } from "../helpers/db.js";
 import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
 
 let db: TestDatabase;

@@ -214,7 +214,7 @@ describe("token exchange", () => {
     ],
     ["no tenant", "invalid_request", { grant_type: TOKEN_EXCHANGE, subject_token: "x", subject_token_type: JWT_TYPE }],
   ])("%s: %s", async (_name, error, params) => {
-    const res = await token(params as Record<string, string>);
+    const res = await token(params);
     expect(res.status).toBe(400);
     expect(res.body.error).toBe(error);
     expect(typeof res.body.error_description).toBe("string");

@@ -107,6 +107,9 @@ test("GraphQL currentPermissions lists the caller's permissions per scope", asyn
   expect(member.body.data.currentPermissions).toEqual([]);
 });
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the data of whatever query a test sends, walked freely and checked by expect()
+type GraphQLBody = { data?: Record<string, any>; errors?: { extensions: { code: string } }[] };
+
 describe("role management through GraphQL", () => {
   const gql = async (who: Identity, query: string, variables: Record<string, unknown> = {}) =>
     (
@@ -114,7 +117,7 @@ describe("role management through GraphQL", () => {
         .post("/graphql")
         .set("Authorization", `Bearer ${await srv.mint(who)}`)
         .send({ query, variables })
-    ).body as { data?: Record<string, any>; errors?: { extensions: { code: string } }[] };
+    ).body as GraphQLBody;
 
   test("a tenant admin creates a role, maps a permission and assigns it; the holder's rights follow", async () => {
     const admin = cast(f, f.a).tenantAdmin;

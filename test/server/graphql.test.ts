@@ -25,7 +25,8 @@ afterAll(async () => {
 
 interface GraphQLResponse {
   status: number;
-  body: { data?: Record<string, any> | null; errors?: { message: string; extensions?: Record<string, any> }[] };
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the data of whatever query a test sends, walked freely and checked by expect()
+  body: { data?: Record<string, any> | null; errors?: { message: string; extensions?: Record<string, unknown> }[] };
   text: string;
 }
 
@@ -58,10 +59,10 @@ describe("reads", () => {
     const users = r.body.data!.users;
     expect(users.totalCount).toBe(6);
     expect(users.aggregates.distinctCount).toEqual({ email: "6", level: "3" });
-    const member = users.nodes.find((u: any) => u.email === "member@tenant-a.test");
+    const member = users.nodes.find((u: { email: string }) => u.email === "member@tenant-a.test");
     expect(member.memberships.nodes).toEqual([{ level: "USER", organization: { slug: "grandchild", parent: { slug: "child" } } }]);
-    expect(users.nodes.every((u: any) => u.email.endsWith("@tenant-a.test"))).toBe(true);
-    const groups = Object.fromEntries(r.body.data!.byLevel.groupedAggregates.map((g: any) => [g.keys[0], g.distinctCount.email]));
+    expect(users.nodes.every((u: { email: string }) => u.email.endsWith("@tenant-a.test"))).toBe(true);
+    const groups = Object.fromEntries(r.body.data!.byLevel.groupedAggregates.map((g: { keys: string[]; distinctCount: { email: string } }) => [g.keys[0], g.distinctCount.email]));
     expect(groups).toEqual({ USER: "4", TENANT_ADMIN: "1", SUPER_ADMIN: "1" });
   });
 

@@ -5,6 +5,7 @@
  * deleted user, with permanent failures recorded. A Clerk role change becomes
  * effective for the user's next request once its job has run.
  */
+import type { AddressInfo } from "node:net";
 import { jest } from "@jest/globals";
 import { Logger, run, runOnce, type Task } from "graphile-worker";
 import pg from "pg";
@@ -27,7 +28,7 @@ let srv: TestServer;
 let endpoint: { id: string; path: string; secret: string };
 const ISSUER = "https://clerk.tenant-a.example";
 
-useFixtureServer(async (database, fixtures, server) => {
+useFixtureServer((database, fixtures, server) => {
   db = database;
   f = fixtures;
   srv = server;
@@ -148,7 +149,7 @@ async function drainOnce() {
         c.release();
       }
     };
-    return await drainEndpoint({ tenant_id: f.a.id, endpoint_id: endpoint.id }, { withPgClient } as never);
+    return await drainEndpoint({ tenant_id: f.a.id, endpoint_id: endpoint.id }, { withPgClient });
   } finally {
     await pool.end();
   }
@@ -840,7 +841,7 @@ describe("reconciliation", () => {
       res.end("{}");
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    return { url: `http://127.0.0.1:${(server.address() as import("node:net").AddressInfo).port}`, seen, close: () => new Promise((r) => server.close(r)) };
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, close: () => new Promise((r) => server.close(r)) };
   }
 
   /** An endpoint with a Clerk secret key, and a sender of deliveries signed for it. */

@@ -97,7 +97,7 @@ class Clerk {
       if (pageItems.length < PAGE) break;
     }
     if (countPath) await count();
-    const ids = new Set(items.map((o) => String(o.id ?? JSON.stringify([(o.organization as Obj)?.id, (o.public_user_data as Obj)?.user_id]))));
+    const ids = new Set(items.map((o) => (typeof o.id === "string" ? o.id : JSON.stringify([(o.organization as Obj)?.id, (o.public_user_data as Obj)?.user_id]))));
     const [total] = counts;
     return { items, whole: counts.size === 1 && ids.size === total && ids.size === items.length, found: true };
   }
