@@ -6,6 +6,7 @@
 import { isIP } from "node:net";
 import path from "node:path";
 import proxyAddr from "proxy-addr";
+import { ConfigError } from "../db/configError.js";
 
 export type Env = "development" | "test" | "production";
 
@@ -88,13 +89,6 @@ export interface DatabaseLimits {
   idleInTransactionTimeoutMs: number;
   /** `transaction`: a transaction-mode pooler (PgBouncer…) is between the server and PostgreSQL: no named prepared statements. */
   pooler: "none" | "transaction";
-}
-
-export class ConfigError extends Error {
-  constructor(variable: string, problem: string) {
-    super(`Invalid configuration: ${variable} ${problem}`);
-    this.name = "ConfigError";
-  }
 }
 
 type Source = Record<string, string | undefined>;

@@ -12,6 +12,7 @@ import type pg from "pg";
 import { Webhook, WebhookVerificationError } from "svix";
 import { clientAddress } from "../auth/authApi.js";
 import { UUID_RE } from "../../db/claims.js";
+import { entityOf } from "../../db/clerkEntity.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { ShortCache, unknownIdGuard } from "../lookups.js";
 import { AppError } from "../errors.js";
@@ -20,23 +21,6 @@ export interface ClerkWebhookOptions {
   authPool: pg.Pool;
   masterKey: MasterKey;
   maxBodyBytes: number;
-}
-
-/** The entity an event is about (SQL derives it again from the stored body and fails a delivery where they differ: authhub_private.clerk_entity_of). */
-export function entityOf(event: unknown): { type: string | null; entity: string } {
-  if (typeof event !== "object" || event === null) return { type: null, entity: "malformed" };
-  const { type, data } = event as { type?: unknown; data?: Record<string, unknown> };
-  const t = typeof type === "string" ? type.slice(0, 100) : null;
-  const id = (v: unknown) => (typeof v === "string" && /^[A-Za-z0-9_-]{1,100}$/.test(v) ? v : "?");
-  if (!t || !data || typeof data !== "object") return { type: t, entity: "malformed" };
-  if (t.startsWith("user.")) return { type: t, entity: `user:${id(data.id)}` };
-  if (t.startsWith("organization.")) return { type: t, entity: `organization:${id(data.id)}` };
-  if (t.startsWith("organizationMembership.")) {
-    const org = (data.organization as { id?: unknown } | undefined)?.id;
-    const user = (data.public_user_data as { user_id?: unknown } | undefined)?.user_id;
-    return { type: t, entity: `membership:${id(org)}:${id(user)}` };
-  }
-  return { type: t, entity: "other" };
 }
 
 export function clerkWebhookRouter(options: ClerkWebhookOptions): express.Router {

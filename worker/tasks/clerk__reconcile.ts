@@ -16,7 +16,7 @@
  * like any other: users and organizations keep a tombstone.
  */
 import type { JobHelpers, Task } from "graphile-worker";
-import { entityOf } from "../../server/webhooks/clerk.js";
+import { entityOf } from "../../db/clerkEntity.js";
 import { workerContext } from "../context.js";
 import { inJobTransaction } from "../jobTransaction.js";
 
