@@ -16,6 +16,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import pg from "pg";
 
 const lit = (v: string) => pg.escapeLiteral(v);
+type Accepted = pg.QueryResult<{ accepted: boolean }>;
 import { clientAddress } from "../auth/authApi.js";
 import { beginRequestStatement, pgSettingsForCaller, type TransactionLimits } from "../../db/claims.js";
 import { releaseClient, rollbackAndRelease } from "../../db/pools.js";
@@ -163,14 +164,15 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         const guard = nonce
           ? `select authhub_private.begin_api_request(${lit(key.id)}, ${lit(key.tenantId)}, ${lit(nonce)}, ${TIMESTAMP_WINDOW_SECONDS}, to_timestamp(${Math.trunc(signedAt)})) as accepted`
           : null;
-        const accepted = (results: pg.QueryResult | pg.QueryResult[]) => (Array.isArray(results) ? results[0] : results)!.rows[0]?.accepted === true;
+        // One result, or one per statement when the guard runs ahead of the transaction's start.
+        const accepted = (results: Accepted | Accepted[]) => (Array.isArray(results) ? results[0] : results)!.rows[0]?.accepted === true;
         // Counted before any connection is taken: most counts are from memory, the rest take their own connection briefly.
         const limit = options.rateLimiting === false ? null : await limits(key);
         if (limit) {
           rateLimitHeaders(res, limit);
           if (!limit.allowed) {
             // Still recorded, so a refused request cannot be replayed once the window frees up.
-            if (guard && !accepted(await options.authPool.query(guard))) throw unauthenticated();
+            if (guard && !accepted(await options.authPool.query<{ accepted: boolean }>(guard))) throw unauthenticated();
             res.setHeader("Retry-After", String(limit.resetSeconds));
             throw new AppError("rate_limited", "This key is over its rate limit; try again later.");
           }
@@ -178,7 +180,7 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         client = await options.authPool.connect();
         const begin = beginRequestStatement(pgSettingsForCaller(state, state.traceId, options.limits));
         if (guard) {
-          if (!accepted((await client.query(`${guard}; commit; ${begin}`)) as unknown as pg.QueryResult[])) throw unauthenticated();
+          if (!accepted(await client.query<{ accepted: boolean }>(`${guard}; commit; ${begin}`))) throw unauthenticated();
         } else {
           await client.query(begin);
         }

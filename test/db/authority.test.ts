@@ -252,7 +252,7 @@ describe("the nonce store's epoch", () => {
 
 describe("keys beyond their issuer's authority", () => {
   test("are listed for tenant admins and flagged by the worker's pass (audited), and unflagged when the authority returns", async () => {
-    const { tenantAdmin, orgAdmin } = cast(f, f.a);
+    const { tenantAdmin } = cast(f, f.a);
     // A key the org admin issued over its subtree (as issue_api_key records it: created_by).
     const key = (
       await db.owner.query<{ id: string }>(
