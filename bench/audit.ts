@@ -43,7 +43,10 @@ export async function measureAuditInserts(owner: pg.Pool, tenantId: string, roun
       values: [tenantId, n++],
     });
   try {
-    await interleave(100, [[one("audited"), empty()], [one("plain"), empty()]]);
+    await interleave(100, [
+      [one("audited"), empty()],
+      [one("plain"), empty()],
+    ]);
     const single = { audited: empty(), plain: empty() };
     await interleave(rounds * 400, [
       [one("audited"), single.audited],
@@ -102,7 +105,7 @@ export async function measureAuditQuery(
     const large = empty();
     await interleave(300, [[last50, empty()]]);
     await interleave(2000, [[last50, large]]);
-    const total = (await owner.query("select count(*)::int as n from authhub.audit_events")).rows[0].n as number;
+    const total = (await owner.query<{ n: number }>("select count(*)::int as n from authhub.audit_events")).rows[0]!.n;
     return { small, large, total };
   } finally {
     client.release();

@@ -45,12 +45,15 @@ export async function measureAuthApi(options: {
   const subjectTokens = await Promise.all(Array.from({ length: 50 }, () => idp.sign(externalId, { exp: Math.floor(Date.now() / 1000) + 3600 })));
   let n = 0;
   const exchange = async (): Promise<string> => {
-    const r = await fetch(`${base}/auth/token`, form({
-      grant_type: TOKEN_EXCHANGE,
-      subject_token: subjectTokens[n++ % subjectTokens.length]!,
-      subject_token_type: "urn:ietf:params:oauth:token-type:jwt",
-      tenant,
-    }));
+    const r = await fetch(
+      `${base}/auth/token`,
+      form({
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: subjectTokens[n++ % subjectTokens.length]!,
+        subject_token_type: "urn:ietf:params:oauth:token-type:jwt",
+        tenant,
+      }),
+    );
     const body = (await r.json()) as { refresh_token?: string };
     if (r.status !== 200 || !body.refresh_token) throw new Error(`exchange failed: ${r.status} ${JSON.stringify(body)}`);
     return body.refresh_token;

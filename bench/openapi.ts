@@ -27,12 +27,27 @@ export interface Sample {
 
 const PATH = "/open/v1/users?limit=20";
 
-export async function measureOpenApi(options: { owner: pg.Pool; auth: pg.Pool; masterKey: MasterKey; tenantId: string; requests: number; rounds: number; concurrency: number; empty: () => Sample }) {
+export async function measureOpenApi(options: {
+  owner: pg.Pool;
+  auth: pg.Pool;
+  masterKey: MasterKey;
+  tenantId: string;
+  requests: number;
+  rounds: number;
+  concurrency: number;
+  empty: () => Sample;
+}) {
   const { owner, auth, masterKey, tenantId, requests, rounds, concurrency, empty } = options;
   const key = await issueApiKey(owner, masterKey, { name: "bench", scopes: ["user:read"], tenantId, rateLimitPerMinute: 1_000_000 });
   const record = (await new ApiKeyStore(auth, masterKey, 0).get(key.keyId))!;
   const rateLimits = new RateLimits(auth);
-  const base: Omit<OpenApiOptions, "keyCacheMs" | "rateLimiting" | "actAs"> = { authPool: auth, limits: transactionLimits(readConfig({})), masterKey, rateLimits, maxBodyBytes: 100_000 };
+  const base: Omit<OpenApiOptions, "keyCacheMs" | "rateLimiting" | "actAs"> = {
+    authPool: auth,
+    limits: transactionLimits(readConfig({})),
+    masterKey,
+    rateLimits,
+    maxBodyBytes: 100_000,
+  };
   const variants: Record<string, Partial<OpenApiOptions>> = {
     skipped: { actAs: record, rateLimiting: false },
     signedNoCache: { keyCacheMs: 0, rateLimiting: false },

@@ -122,7 +122,7 @@ async function inTransaction(client: pg.PoolClient, settings: Record<string, str
   await client.query("begin");
   await client.query("select set_config(key, value, true) from json_each_text($1::json)", [JSON.stringify(settings)]);
   const name = `bench_${createHash("sha1").update(sql).digest("hex").slice(0, 16)}`;
-  const r = await client.query({ name, text: sql, values: params });
+  const r = await client.query<Record<string, unknown>>({ name, text: sql, values: params });
   await client.query("commit");
   return r.rows;
 }
@@ -183,9 +183,14 @@ async function main() {
     const a = await inTransaction(rlsClient, settingsSmall, PAGE_RLS, []);
     const b = await inTransaction(ownerClient, ownerSettingsSmall, PAGE_EXPLICIT, [small.tenantId]);
     if (JSON.stringify(a) !== JSON.stringify(b) || a.length !== 20) throw new Error("RLS and explicit queries disagree");
-    const plan = (await rlsClient.query(`begin; select set_config(key, value, true) from json_each_text('${JSON.stringify(settingsSmall)}'::json); explain ${PAGE_RLS}`)) as unknown as pg.QueryResult[];
+    const plan = (await rlsClient.query(
+      `begin; select set_config(key, value, true) from json_each_text('${JSON.stringify(settingsSmall)}'::json); explain ${PAGE_RLS}`,
+    )) as unknown as pg.QueryResult<{ "QUERY PLAN": string }>[];
     await rlsClient.query("rollback");
-    const planText = plan.at(-1)!.rows.map((r) => r["QUERY PLAN"]).join("\n");
+    const planText = plan
+      .at(-1)!
+      .rows.map((r) => r["QUERY PLAN"])
+      .join("\n");
 
     const rls = emptySample();
     const explicit = emptySample();
@@ -317,7 +322,9 @@ async function main() {
       fetch(`${base}/graphql`, {
         method: "POST",
         headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
-        body: JSON.stringify({ query: `mutation { createOrganization(input: { organization: { slug: "b${process.pid}-${orgN++}", name: "Bench" } }) { organization { rowId } } }` }),
+        body: JSON.stringify({
+          query: `mutation { createOrganization(input: { organization: { slug: "b${process.pid}-${orgN++}", name: "Bench" } }) { organization { rowId } } }`,
+        }),
       }).then(async (r) => {
         const body = (await r.json()) as { errors?: unknown };
         if (body.errors) throw new Error(`unexpected mutation answer ${JSON.stringify(body)}`);
@@ -366,7 +373,16 @@ async function main() {
     await app.release();
 
     process.stderr.write("open api: signed requests…\n");
-    const openApi = await measureOpenApi({ owner, auth, masterKey, tenantId: small.tenantId, requests: HTTP_PER_ROUND, rounds: ROUNDS, concurrency: HTTP_CONCURRENCY, empty: emptySample });
+    const openApi = await measureOpenApi({
+      owner,
+      auth,
+      masterKey,
+      tenantId: small.tenantId,
+      requests: HTTP_PER_ROUND,
+      rounds: ROUNDS,
+      concurrency: HTTP_CONCURRENCY,
+      empty: emptySample,
+    });
 
     process.stderr.write("audit: inserts, then a log of 1M events…\n");
     const inserts = await measureAuditInserts(owner, small.tenantId, ROUNDS, timeInterleaved, emptySample);
@@ -520,7 +536,7 @@ async function main() {
       JSON.stringify(
         {
           when: new Date().toISOString(),
-          machine: { cpus: os.cpus().length, node: process.version, postgres: (await owner.query("show server_version")).rows[0].server_version },
+          machine: { cpus: os.cpus().length, node: process.version, postgres: (await owner.query<{ server_version: string }>("show server_version")).rows[0]!.server_version },
           settings: { ROUNDS, QUERIES_PER_ROUND, HTTP_PER_ROUND, HTTP_CONCURRENCY, WEBHOOK_STEADY_RATE, WEBHOOK_STEADY_COUNT },
           results: rows,
           generatedSql,

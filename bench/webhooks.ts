@@ -204,8 +204,16 @@ export async function measureWebhooks(options: {
     const raw = { ms: 0, waits: [] as number[] };
     for (let round = 0; round < rounds; round++) {
       const sides = [
-        async () => { const r = await hookBurst(`${tag}${round}`, n); hooks.ms += r.ms; hooks.waits.push(...r.waits); },
-        async () => { const r = await rawBurst(`${tag}${round}`, n); raw.ms += r.ms; raw.waits.push(...r.waits); },
+        async () => {
+          const r = await hookBurst(`${tag}${round}`, n);
+          hooks.ms += r.ms;
+          hooks.waits.push(...r.waits);
+        },
+        async () => {
+          const r = await rawBurst(`${tag}${round}`, n);
+          raw.ms += r.ms;
+          raw.waits.push(...r.waits);
+        },
       ];
       if (round % 2) sides.reverse();
       for (const side of sides) await side();
@@ -231,7 +239,11 @@ export async function measureWebhooks(options: {
     const user = `user_effect_${endpoint.id.slice(0, 8)}`;
     const org = `org_effect_${endpoint.id.slice(0, 8)}`;
     const setUp = [
-      signed(`msg_effect_${process.pid}_user`, { type: "user.created", object: "event", data: { id: user, primary_email_address_id: "e", email_addresses: [{ id: "e", email_address: `${user}@bench.test` }], updated_at: t0 } }),
+      signed(`msg_effect_${process.pid}_user`, {
+        type: "user.created",
+        object: "event",
+        data: { id: user, primary_email_address_id: "e", email_addresses: [{ id: "e", email_address: `${user}@bench.test` }], updated_at: t0 },
+      }),
       signed(`msg_effect_${process.pid}_org`, { type: "organization.created", object: "event", data: { id: org, name: "Effect", slug: org.replaceAll("_", "-"), updated_at: t0 } }),
     ];
     const membership = (i: number, role: string) =>

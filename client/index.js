@@ -24,7 +24,9 @@ export function canonicalQuery(rawQuery) {
 
 /** Hex SHA-256 of the raw body (a string is taken as UTF-8; none is zero bytes). */
 export function bodyHash(body) {
-  return createHash("sha256").update(body === undefined || body === null ? Buffer.alloc(0) : typeof body === "string" ? Buffer.from(body, "utf8") : Buffer.from(body)).digest("hex");
+  return createHash("sha256")
+    .update(body === undefined || body === null ? Buffer.alloc(0) : typeof body === "string" ? Buffer.from(body, "utf8") : Buffer.from(body))
+    .digest("hex");
 }
 
 /** The string that is signed: `v1`, METHOD, path (as sent), canonical query, timestamp, nonce, body hash, joined by `\n`. */

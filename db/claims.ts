@@ -11,7 +11,6 @@ import pg from "pg";
 export const ROLE_LEVELS = ["USER", "ORG_ADMIN", "TENANT_ADMIN", "SUPER_ADMIN"] as const;
 export type RoleLevel = (typeof ROLE_LEVELS)[number];
 
-
 /** An Open API key, as the server knows it once a request's signature holds. */
 export interface ApiKeyIdentity {
   /** The key's row id (not the public `ak_…` id). */
@@ -59,9 +58,7 @@ export interface TransactionLimits {
 }
 
 function limitSettings(limits: TransactionLimits | undefined): Record<string, string> {
-  return limits
-    ? { statement_timeout: String(limits.statementTimeoutMs), idle_in_transaction_session_timeout: String(limits.idleInTransactionTimeoutMs) }
-    : {};
+  return limits ? { statement_timeout: String(limits.statementTimeoutMs), idle_in_transaction_session_timeout: String(limits.idleInTransactionTimeoutMs) } : {};
 }
 
 /**

@@ -10,13 +10,24 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import type { Config } from "../server/config.js";
-import { ConfigError } from "../server/config.js";
+import { ConfigError } from "./configError.js";
 import { startEmbeddedPostgres, type EmbeddedCluster } from "./embedded.js";
 import { runMigrations, type LogFn } from "./migrate.js";
 import { AUTHENTICATOR_ROLE, databaseName, ensureRolesAndDatabase, OWNER_ROLE, withCredentials } from "./setup.js";
 
 export const DEFAULT_DATABASE = "authhub";
+
+/** What prepareDatabase reads of the configuration (server/config.ts reads and validates it). */
+export interface DatabaseSettings {
+  /** AUTHHUB_DATA_DIR: the embedded cluster and its role passwords. */
+  dataDir: string;
+  /** DATABASE_URL, as authhub_owner. Null: the embedded cluster. */
+  databaseUrl: string | null;
+  /** AUTH_DATABASE_URL. Null: DATABASE_URL with user authhub_authenticator. */
+  authDatabaseUrl: string | null;
+  /** ROOT_DATABASE_URL: when set, roles and database are created there first. */
+  rootDatabaseUrl: string | null;
+}
 
 export interface DatabaseHandle {
   /** authhub_owner: migrations, CLI, worker, boot-time key setup. */
@@ -41,20 +52,17 @@ function rolePasswords(dataDir: string): RolePasswords {
   return passwords;
 }
 
-export async function prepareDatabase(
-  config: Config,
-  options: { whenRunning: "share" | "own"; migrate: boolean; log: LogFn },
-): Promise<DatabaseHandle> {
+export async function prepareDatabase(settings: DatabaseSettings, options: { whenRunning: "share" | "own"; migrate: boolean; log: LogFn }): Promise<DatabaseHandle> {
   let handle: DatabaseHandle;
-  if (config.databaseUrl === null) {
+  if (settings.databaseUrl === null) {
     const embedded = await startEmbeddedPostgres({
-      dir: config.dataDir,
+      dir: settings.dataDir,
       durable: true,
       whenRunning: options.whenRunning,
       log: (m) => options.log("info", m),
     });
     try {
-      const passwords = rolePasswords(config.dataDir);
+      const passwords = rolePasswords(settings.dataDir);
       await ensureRolesAndDatabase({
         rootUrl: embedded.rootUrl,
         database: DEFAULT_DATABASE,
@@ -72,15 +80,15 @@ export async function prepareDatabase(
       throw err;
     }
   } else {
-    const ownerUrl = config.databaseUrl;
+    const ownerUrl = settings.databaseUrl;
     if (decodeURIComponent(new URL(ownerUrl).username) !== OWNER_ROLE) {
       throw new ConfigError("DATABASE_URL", `must log in as ${OWNER_ROLE} (the role that owns AuthHub's schema)`);
     }
-    const authUrl = config.authDatabaseUrl ?? withCredentials(ownerUrl, AUTHENTICATOR_ROLE, null);
-    if (config.rootDatabaseUrl !== null) {
+    const authUrl = settings.authDatabaseUrl ?? withCredentials(ownerUrl, AUTHENTICATOR_ROLE, null);
+    if (settings.rootDatabaseUrl !== null) {
       const password = (url: string) => (new URL(url).password ? decodeURIComponent(new URL(url).password) : null);
       await ensureRolesAndDatabase({
-        rootUrl: config.rootDatabaseUrl,
+        rootUrl: settings.rootDatabaseUrl,
         database: databaseName(ownerUrl),
         ownerPassword: password(ownerUrl),
         authenticatorPassword: password(authUrl),

@@ -157,8 +157,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     await fs.chown(logFile, ids.uid!, ids.gid!);
   }
 
-  const run = (file: string, args: string[]) =>
-    execFileAsync(file, args, { ...ids, env: { ...process.env, LC_ALL: "C", LANG: "C" } });
+  const run = (file: string, args: string[]) => execFileAsync(file, args, { ...ids, env: { ...process.env, LC_ALL: "C", LANG: "C" } });
 
   let cluster: ClusterFile;
   if (!existsSync(path.join(pgDir, "PG_VERSION"))) {
@@ -171,14 +170,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     await fs.writeFile(pwFile, `${cluster.password}\n`, { mode: 0o600 });
     if (asRoot) await fs.chown(pwFile, ids.uid!, ids.gid!);
     try {
-      await run(bin.initdb, [
-        `--pgdata=${pgDir}`,
-        "--username=postgres",
-        `--pwfile=${pwFile}`,
-        "--auth=scram-sha-256",
-        "--encoding=UTF8",
-        "--locale=C",
-      ]);
+      await run(bin.initdb, [`--pgdata=${pgDir}`, "--username=postgres", `--pwfile=${pwFile}`, "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"]);
     } catch (cause) {
       throw new Error(`initdb failed: ${(cause as { stderr?: string }).stderr ?? String(cause)}`, { cause });
     } finally {

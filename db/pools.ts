@@ -41,7 +41,7 @@ export function makePool(connectionString: string, options: PoolOptions): pg.Poo
   inUse.set(pool, active);
   pool.on("acquire", (client) => active.add(client));
   pool.on("release", (_err, client) => active.delete(client));
-  pool.on("remove", (client) => active.delete(client as pg.PoolClient));
+  pool.on("remove", (client) => active.delete(client));
   return pool;
 }
 
@@ -73,7 +73,12 @@ export function isConnectionError(err: unknown): boolean {
   const { code, message } = err as { code?: unknown; message?: unknown };
   if (typeof code === "string" && CONNECTION_STATES.test(code)) return true;
   if (typeof code === "string" && /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)$/.test(code)) return true;
-  return typeof message === "string" && /^(timeout exceeded when trying to connect|Connection terminated( unexpectedly| due to connection timeout)?|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)$/.test(message);
+  return (
+    typeof message === "string" &&
+    /^(timeout exceeded when trying to connect|Connection terminated( unexpectedly| due to connection timeout)?|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)$/.test(
+      message,
+    )
+  );
 }
 
 /**

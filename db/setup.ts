@@ -7,14 +7,7 @@
 import pg from "pg";
 
 /** Roles a request may switch to; the authenticator is a member of each, and nothing else. */
-export const REQUEST_ROLES = [
-  "authhub_anonymous",
-  "authhub_user",
-  "authhub_org_admin",
-  "authhub_tenant_admin",
-  "authhub_super_admin",
-  "authhub_api_client",
-] as const;
+export const REQUEST_ROLES = ["authhub_anonymous", "authhub_user", "authhub_org_admin", "authhub_tenant_admin", "authhub_super_admin", "authhub_api_client"] as const;
 
 export const OWNER_ROLE = "authhub_owner";
 export const AUTHENTICATOR_ROLE = "authhub_authenticator";
@@ -38,11 +31,7 @@ export async function ensureRolesAndDatabase(setup: DatabaseSetup): Promise<void
     // Roles are shared by every database in the cluster (dev, tests, templates):
     // serialise concurrent setups so two of them cannot race on CREATE ROLE.
     await client.query("select pg_advisory_lock(7426001)");
-    const existing = new Set(
-      (await client.query<{ rolname: string }>("select rolname from pg_roles where rolname like 'authhub\\_%'")).rows.map(
-        (r) => r.rolname,
-      ),
-    );
+    const existing = new Set((await client.query<{ rolname: string }>("select rolname from pg_roles where rolname like 'authhub\\_%'")).rows.map((r) => r.rolname));
     const createRole = async (name: string, attributes: string) => {
       if (!existing.has(name)) await client.query(`create role ${ident(name)} ${attributes}`);
       // Re-assert the attributes each time so a hand-edited role cannot keep more power.

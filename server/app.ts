@@ -39,8 +39,8 @@ export interface AppDeps {
 export interface App {
   app: express.Express;
   server: http.Server;
-  /** Releases what makeApp created (not the pool it was given). */
-  release(): Promise<void>;
+  /** Releases what makeApp created (not the pool it was given); a function, passed around as a shutdown step. */
+  release: () => Promise<void>;
 }
 
 function installRequestContext(app: express.Express, logger: Logger, trustProxy: Config["trustProxy"]) {
@@ -104,7 +104,7 @@ function installHealth(app: express.Express, authPool: pg.Pool, logger: Logger):
       database = true;
       migrations = results[2]?.rows[0]?.hash === expected;
     } catch {
-      database = false;
+      // The database did not answer in time: both checks stay false.
     } finally {
       clearTimeout(timer);
     }
@@ -119,9 +119,7 @@ function installHealth(app: express.Express, authPool: pg.Pool, logger: Logger):
 }
 
 async function loadOwnKeys(authPool: pg.Pool): Promise<JSONWebKeySet> {
-  const { rows } = await authPool.query<{ jwk: JSONWebKeySet["keys"][number] }>(
-    "select authhub_private.public_signing_keys() as jwk",
-  );
+  const { rows } = await authPool.query<{ jwk: JSONWebKeySet["keys"][number] }>("select authhub_private.public_signing_keys() as jwk");
   return { keys: rows.map((r) => r.jwk) };
 }
 
@@ -131,10 +129,12 @@ function makeVerifier(deps: AppDeps): TokenVerifier {
     trustedIssuers: deps.config.trustedIssuers,
     loadOwnKeys: () => loadOwnKeys(deps.authPool),
     resolveExternalUser: async (tenantId, issuer, externalId) => {
-      const { rows } = await deps.authPool.query<{ id: string | null }>(
-        "select authhub_private.user_id_for_external_id($1, $2, $3, $4) as id",
-        [tenantId, issuer, externalId, deps.config.trustedIssuers.map((t) => t.issuer)],
-      );
+      const { rows } = await deps.authPool.query<{ id: string | null }>("select authhub_private.user_id_for_external_id($1, $2, $3, $4) as id", [
+        tenantId,
+        issuer,
+        externalId,
+        deps.config.trustedIssuers.map((t) => t.issuer),
+      ]);
       return rows[0]?.id ?? null;
     },
   });
@@ -214,7 +214,9 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   const authenticateRequest = authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret });
   const rateLimits = new RateLimits(deps.authPool);
   app.use(authApiRouter({ config: deps.config, authPool: deps.authPool, masterKey: deps.masterKey, verifier, rateLimits }));
-  app.use(openApiRouter({ authPool: deps.authPool, limits: transactionLimits(deps.config), masterKey: deps.masterKey, rateLimits, maxBodyBytes: deps.config.graphql.maxRequestBytes }));
+  app.use(
+    openApiRouter({ authPool: deps.authPool, limits: transactionLimits(deps.config), masterKey: deps.masterKey, rateLimits, maxBodyBytes: deps.config.graphql.maxRequestBytes }),
+  );
   app.use(clerkWebhookRouter({ authPool: deps.authPool, masterKey: deps.masterKey, maxBodyBytes: deps.config.webhookMaxBytes }));
   installAuthorize(app, deps, authenticateRequest);
   const releaseGraphQL = await installGraphQL(app, server, deps, authenticateRequest, rateLimits);

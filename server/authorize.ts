@@ -71,9 +71,7 @@ export function parseAuthorizeBody(body: unknown): { checks: Check[]; batch: boo
  */
 async function decide(pool: pg.Pool, state: RequestState, checks: Check[], limits: TransactionLimits): Promise<(boolean | null)[]> {
   const lit = (v: string) => escapeLiteral(v);
-  const values = checks
-    .map((c, i) => `(${lit(c.permission)}, ${c.organizationId === null ? "null" : lit(c.organizationId)}::uuid, ${i})`)
-    .join(", ");
+  const values = checks.map((c, i) => `(${lit(c.permission)}, ${c.organizationId === null ? "null" : lit(c.organizationId)}::uuid, ${i})`).join(", ");
   const text =
     `${requestSettingsStatements(pgSettingsForCaller(state, state.traceId, limits))};\n` +
     `select authhub_private.authorize(c.permission, c.organization_id) as allowed ` +

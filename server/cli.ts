@@ -101,8 +101,7 @@ const commands: Record<string, Command> = {
       await client.query("commit");
       const u = user.rows[0]!;
       out.print(
-        `${t.created ? "Created" : "Found"} tenant ${t.slug} (${t.id}); ${u.email} is ${u.level} (${u.id}).\n` +
-          `Next: npx authhub token --tenant ${t.slug} --email ${u.email}`,
+        `${t.created ? "Created" : "Found"} tenant ${t.slug} (${t.id}); ${u.email} is ${u.level} (${u.id}).\n` + `Next: npx authhub token --tenant ${t.slug} --email ${u.email}`,
         { tenant: { id: t.id, slug: t.slug, created: t.created }, user: u },
       );
     } catch (err) {
@@ -133,9 +132,7 @@ const commands: Record<string, Command> = {
     const level = row?.level ?? null;
     if (!row || level === null || (orgSlug !== null && row.org_id === null)) {
       throw new UsageError(
-        orgSlug !== null
-          ? `${email} is not an active member of organization ${orgSlug} in an active tenant ${slug}.`
-          : `No active user ${email} in an active tenant ${slug}.`,
+        orgSlug !== null ? `${email} is not an active member of organization ${orgSlug} in an active tenant ${slug}.` : `No active user ${email} in an active tenant ${slug}.`,
       );
     }
     const masterKey = masterKeyFor(config);
@@ -146,8 +143,7 @@ const commands: Record<string, Command> = {
   },
 };
 
-const masterKeyFor = (config: Config) =>
-  loadMasterKey(config.masterKey, config.dataDir, config.env, (m) => process.stderr.write(`warning: ${m}\n`), config.masterKeyPrevious);
+const masterKeyFor = (config: Config) => loadMasterKey(config.masterKey, config.dataDir, config.env, (m) => process.stderr.write(`warning: ${m}\n`), config.masterKeyPrevious);
 
 /** Runs `fn` in one transaction whose audit events name the CLI command. */
 async function asCliCommand<T>(owner: pg.Pool, command: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -174,13 +170,16 @@ async function asCliCommand<T>(owner: pg.Pool, command: string, fn: (client: pg.
 async function keysRotate({ config, owner, values, out }: Parameters<Command>[0]): Promise<number> {
   const material = await newSigningKeyMaterial(masterKeyFor(config));
   const publishFor = values["retire-now"] ? 0 : Math.max(config.accessTokenTtlSeconds, MAX_CLI_TOKEN_TTL) + 60;
-  const retired = await asCliCommand(owner, "keys-rotate", async (client) =>
-    (
-      await client.query<{ retired_kid: string; publish_until: Date }>(
-        "select retired_kid, publish_until from authhub_private.rotate_signing_key($1, $2, $3, make_interval(secs => $4))",
-        [material.kid, JSON.stringify(material.publicJwk), material.privateKeyEncrypted, publishFor],
-      )
-    ).rows[0],
+  const retired = await asCliCommand(
+    owner,
+    "keys-rotate",
+    async (client) =>
+      (
+        await client.query<{ retired_kid: string; publish_until: Date }>(
+          "select retired_kid, publish_until from authhub_private.rotate_signing_key($1, $2, $3, make_interval(secs => $4))",
+          [material.kid, JSON.stringify(material.publicJwk), material.privateKeyEncrypted, publishFor],
+        )
+      ).rows[0],
   );
   out.print(
     retired
@@ -235,7 +234,10 @@ async function apiKeyByPublicId(owner: pg.Pool, values: Record<string, unknown>)
 /** `apikey create`: the operator issues a key in any tenant (the same validation as GraphQL's createApiKey). */
 async function apikeyCreate({ config, owner, values, out }: Parameters<Command>[0]): Promise<number> {
   const tenantId = await tenantBySlug(owner, required(values, "tenant"));
-  const scopes = required(values, "scopes").split(",").map((s) => s.trim()).filter(Boolean);
+  const scopes = required(values, "scopes")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   let organizationId: string | null = null;
   if (typeof values.org === "string") {
     const { rows } = await owner.query<{ id: string }>("select id from authhub.organizations where tenant_id = $1 and slug = $2", [tenantId, values.org]);
@@ -255,14 +257,23 @@ async function apikeyCreate({ config, owner, values, out }: Parameters<Command>[
       `API key ${issued.keyId} (id ${issued.id}), scopes ${issued.scopes.join(", ")}, ${issued.rateLimitPerMinute}/min.`,
       `Secret (shown once, store it now): ${issued.secret}`,
     ].join("\n"),
-    { id: issued.id, key_id: issued.keyId, secret: issued.secret, tenant_id: issued.tenantId, organization_id: issued.organizationId, scopes: issued.scopes, rate_limit_per_minute: issued.rateLimitPerMinute, expires_at: issued.expiresAt?.toISOString() ?? null },
+    {
+      id: issued.id,
+      key_id: issued.keyId,
+      secret: issued.secret,
+      tenant_id: issued.tenantId,
+      organization_id: issued.organizationId,
+      scopes: issued.scopes,
+      rate_limit_per_minute: issued.rateLimitPerMinute,
+      expires_at: issued.expiresAt?.toISOString() ?? null,
+    },
   );
   return 0;
 }
 
 async function apikeyList({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
   const tenantId = await tenantBySlug(owner, required(values, "tenant"));
-  const { rows } = await owner.query(
+  const { rows } = await owner.query<{ key_id: string; name: string; scopes: string[]; revoked_at: Date | null; request_count: number } & Record<string, unknown>>(
     `select k.key_id, k.id, k.name, k.scopes::text[] as scopes, k.organization_id, k.rate_limit_per_minute, k.expires_at, k.revoked_at, k.created_at,
             authhub.api_keys_last_used_at(k) as last_used_at, authhub.api_keys_request_count(k) as request_count
      from authhub.api_keys k where k.tenant_id = $1 order by k.created_at`,
@@ -305,10 +316,12 @@ async function webhookCreate({ config, owner, values, out }: Parameters<Command>
       tenantId,
     }),
   );
-  out.print(
-    [`Webhook endpoint ${created.id}`, `URL path: ${created.path}`, `Signing secret (shown once): ${created.secret}`].join("\n"),
-    { id: created.id, path: created.path, secret: created.secret, tenant_id: created.tenantId },
-  );
+  out.print([`Webhook endpoint ${created.id}`, `URL path: ${created.path}`, `Signing secret (shown once): ${created.secret}`].join("\n"), {
+    id: created.id,
+    path: created.path,
+    secret: created.secret,
+    tenant_id: created.tenantId,
+  });
   return 0;
 }
 

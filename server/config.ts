@@ -6,6 +6,7 @@
 import { isIP } from "node:net";
 import path from "node:path";
 import proxyAddr from "proxy-addr";
+import { ConfigError } from "../db/configError.js";
 
 export type Env = "development" | "test" | "production";
 
@@ -90,13 +91,6 @@ export interface DatabaseLimits {
   pooler: "none" | "transaction";
 }
 
-export class ConfigError extends Error {
-  constructor(variable: string, problem: string) {
-    super(`Invalid configuration: ${variable} ${problem}`);
-    this.name = "ConfigError";
-  }
-}
-
 type Source = Record<string, string | undefined>;
 
 function str(env: Source, name: string): string | null {
@@ -162,10 +156,13 @@ function trustProxy(env: Source): false | number | string[] {
     const [address, bits] = item.split("/");
     const valid =
       ["loopback", "linklocal", "uniquelocal"].includes(item) ||
-      ((isIP(address ?? "") === 4 && (bits === undefined || (/^\d+$/.test(bits) && Number(bits) >= 8 && Number(bits) <= 32))) ||
-        (isIP(address ?? "") === 6 && (bits === undefined || (/^\d+$/.test(bits) && Number(bits) >= 16 && Number(bits) <= 128))));
+      (isIP(address ?? "") === 4 && (bits === undefined || (/^\d+$/.test(bits) && Number(bits) >= 8 && Number(bits) <= 32))) ||
+      (isIP(address ?? "") === 6 && (bits === undefined || (/^\d+$/.test(bits) && Number(bits) >= 16 && Number(bits) <= 128)));
     if (!valid) {
-      throw new ConfigError("AUTHHUB_TRUST_PROXY", `must be a hop count or proxy addresses/subnets (at least /8, or /16 for IPv6; or loopback, linklocal, uniquelocal), got "${item}"`);
+      throw new ConfigError(
+        "AUTHHUB_TRUST_PROXY",
+        `must be a hop count or proxy addresses/subnets (at least /8, or /16 for IPv6; or loopback, linklocal, uniquelocal), got "${item}"`,
+      );
     }
   }
   // What Express will do with it, checked now rather than at the first request.

@@ -25,11 +25,7 @@ function serialise(value: unknown): unknown {
   return value;
 }
 
-export function makeLogger(
-  level: Level | "silent",
-  base: Record<string, unknown> = {},
-  write: (line: string) => void = (line) => process.stdout.write(line + "\n"),
-): Logger {
+export function makeLogger(level: Level | "silent", base: Record<string, unknown> = {}, write: (line: string) => void = (line) => process.stdout.write(line + "\n")): Logger {
   const emit = (lvl: Level, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[lvl] < ORDER[level]) return;
     const record: Record<string, unknown> = { time: new Date().toISOString(), level: lvl, msg, ...base };

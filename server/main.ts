@@ -11,13 +11,14 @@ import "./env.js";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type http from "node:http";
 import path from "node:path";
+import { ConfigError } from "../db/configError.js";
 import { prepareDatabase } from "../db/database.js";
 import { closePool, isConnectionError, makePool } from "../db/pools.js";
 import { startWorker } from "../worker/runner.js";
 import { makeApp } from "./app.js";
 import { loadMasterKey } from "./auth/masterKey.js";
 import { ensureActiveSigningKey } from "./auth/signingKeys.js";
-import { ConfigError, readConfig } from "./config.js";
+import { readConfig } from "./config.js";
 import { makeLogger } from "./logger.js";
 import { onShutdownSignal, survivePassingDatabaseErrors, type ShutdownStep } from "./shutdown.js";
 

@@ -17,7 +17,7 @@ export async function inJobTransaction<T>(helpers: JobHelpers, task: string, fn:
     await client.query("begin");
     try {
       await client.query(settingsStatement(jobSettings(task)));
-      const result = await fn(client as unknown as PoolClient);
+      const result = await fn(client);
       await client.query("commit");
       return result;
     } catch (err) {
@@ -33,11 +33,7 @@ export async function inJobTransaction<T>(helpers: JobHelpers, task: string, fn:
  * call removes less than `stopBelow` (by default a full batch) or
  * `maxTransactions` calls were made. Answers the total removed.
  */
-export async function inBatches(
-  helpers: JobHelpers,
-  task: string,
-  options: { fn: string; batch: number; maxTransactions: number; stopBelow?: number },
-): Promise<number> {
+export async function inBatches(helpers: JobHelpers, task: string, options: { fn: string; batch: number; maxTransactions: number; stopBelow?: number }): Promise<number> {
   const { fn, batch, maxTransactions, stopBelow = batch } = options;
   if (!/^authhub_private\.[a-z_]+$/.test(fn)) throw new Error(`inBatches: not a housekeeping function: ${fn}`);
   let total = 0;

@@ -15,7 +15,12 @@ const config = readConfig();
 const logger = makeLogger(config.logLevel, { service: "authhub-worker" });
 survivePassingDatabaseErrors(logger, isConnectionError);
 const db = await prepareDatabase(config, { whenRunning: "share", migrate: true, log: (level, msg) => logger.info(msg, { level }) });
-const ownerPool = makePool(db.ownerUrl, { name: "owner pool", max: 5, acquireTimeoutMs: config.database.acquireTimeoutMs, onError: (message, err) => logger.warn(message, { err }) });
+const ownerPool = makePool(db.ownerUrl, {
+  name: "owner pool",
+  max: 5,
+  acquireTimeoutMs: config.database.acquireTimeoutMs,
+  onError: (message, err) => logger.warn(message, { err }),
+});
 // The same master key as the servers (it opens the Clerk keys reconciliation uses).
 const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (msg) => logger.warn(msg), config.masterKeyPrevious);
 const worker = await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl });

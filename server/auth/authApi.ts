@@ -94,7 +94,10 @@ function canonicalAddress(raw: string | undefined): string | null {
   if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
     return [groups[6]! >> 8, groups[6]! & 255, groups[7]! >> 8, groups[7]! & 255].join(".");
   }
-  return `${groups.slice(0, 4).map((g) => g.toString(16)).join(":")}::/64`;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.toString(16))
+    .join(":")}::/64`;
 }
 
 /** The eight 16-bit groups of a valid IPv6 address (an embedded IPv4 tail included). */
@@ -108,7 +111,7 @@ function ipv6Groups(address: string): number[] {
   const [head = "", tail] = text.split("::");
   const left = head ? head.split(":") : [];
   const right = tail ? tail.split(":") : [];
-  const middle = tail === undefined ? [] : Array(8 - left.length - right.length).fill("0");
+  const middle = tail === undefined ? [] : Array<string>(8 - left.length - right.length).fill("0");
   return [...left, ...middle, ...right].map((g) => parseInt(g, 16));
 }
 
@@ -225,10 +228,17 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     ]);
     await limit("auth-subject", digest(`${subject.issuer} ${subject.subject}`), config.tokenRateLimit.perSubject);
     const refreshToken = newRefreshToken();
-    const { rows } = await authPool.query<SessionRow>(
-      "select * from authhub_private.start_session($1, $2, $3, $4, $5, $6, $7::interval, $8::interval, $9)",
-      [tenant, organization, subject.subject, subject.issuer, trustedIssuers, sha256(refreshToken), refreshTtl, sessionMaxAge, requestState(req).traceId],
-    );
+    const { rows } = await authPool.query<SessionRow>("select * from authhub_private.start_session($1, $2, $3, $4, $5, $6, $7::interval, $8::interval, $9)", [
+      tenant,
+      organization,
+      subject.subject,
+      subject.issuer,
+      trustedIssuers,
+      sha256(refreshToken),
+      refreshTtl,
+      sessionMaxAge,
+      requestState(req).traceId,
+    ]);
     if (!rows[0]) throw new OAuthError("invalid_target", "No token can be issued for this subject in the tenant or organization requested.");
     await tokenAnswer(res, rows[0], refreshToken);
   }

@@ -24,7 +24,10 @@ export function secretsEqual(given: string, expected: string): boolean {
 function gatewayIdentity(req: Request): Identity {
   const userId = req.get("x-user-id")?.trim() ?? "";
   const tenantId = req.get("x-tenant-id")?.trim() ?? "";
-  const roles = (req.get("x-roles") ?? "").split(",").map((r) => r.trim()).filter(Boolean);
+  const roles = (req.get("x-roles") ?? "")
+    .split(",")
+    .map((r) => r.trim())
+    .filter(Boolean);
   if (!UUID_RE.test(userId) || !UUID_RE.test(tenantId)) {
     throw new AppError("unauthenticated", "Gateway requests need X-User-Id and X-Tenant-Id as UUIDs.");
   }

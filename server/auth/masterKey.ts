@@ -105,13 +105,7 @@ export function parseMasterKey(text: string, previous: string | null = null): Ma
 }
 
 /** The configured master key ring, or (outside production) one key kept in the data directory. */
-export function loadMasterKey(
-  configured: string | null,
-  dataDir: string,
-  env: string,
-  warn: (msg: string) => void,
-  previous: string | null = null,
-): MasterKey {
+export function loadMasterKey(configured: string | null, dataDir: string, env: string, warn: (msg: string) => void, previous: string | null = null): MasterKey {
   if (configured) return parseMasterKey(configured, previous);
   if (env === "production") throw new MasterKeyError("AUTHHUB_MASTER_KEY is required when NODE_ENV=production");
   const file = path.join(dataDir, "master.key");

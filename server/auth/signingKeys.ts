@@ -30,9 +30,7 @@ export async function newSigningKeyMaterial(masterKey: MasterKey): Promise<{ kid
 
 /** Makes sure an active key exists; returns its kid. Safe to call concurrently. */
 export async function ensureActiveSigningKey(owner: Queryable, masterKey: MasterKey): Promise<string> {
-  const existing = await owner.query<{ kid: string }>(
-    "select kid from authhub_private.signing_keys where status = 'active' order by created_at desc limit 1",
-  );
+  const existing = await owner.query<{ kid: string }>("select kid from authhub_private.signing_keys where status = 'active' order by created_at desc limit 1");
   if (existing.rows[0]) return existing.rows[0].kid;
   const { kid, publicJwk, privateKeyEncrypted } = await newSigningKeyMaterial(masterKey);
   // Two processes booting at once: the single-active unique index lets one key win.
@@ -42,18 +40,13 @@ export async function ensureActiveSigningKey(owner: Queryable, masterKey: Master
      on conflict ((true)) where status = 'active' do nothing`,
     [kid, JSON.stringify(publicJwk), privateKeyEncrypted],
   );
-  const active = await owner.query<{ kid: string }>(
-    "select kid from authhub_private.signing_keys where status = 'active' order by created_at desc limit 1",
-  );
+  const active = await owner.query<{ kid: string }>("select kid from authhub_private.signing_keys where status = 'active' order by created_at desc limit 1");
   return active.rows[0]!.kid;
 }
 
 export async function loadActiveSigningKey(owner: Queryable, masterKey: MasterKey): Promise<SigningKey> {
   const kid = await ensureActiveSigningKey(owner, masterKey);
-  const { rows } = await owner.query<{ private_key_encrypted: string }>(
-    "select private_key_encrypted from authhub_private.signing_keys where kid = $1",
-    [kid],
-  );
+  const { rows } = await owner.query<{ private_key_encrypted: string }>("select private_key_encrypted from authhub_private.signing_keys where kid = $1", [kid]);
   const jwk = JSON.parse(masterKey.decrypt(rows[0]!.private_key_encrypted)) as JWK;
   return { kid, privateKey: (await importJWK(jwk, ALG)) as CryptoKey };
 }
@@ -110,9 +103,7 @@ export class ActiveKeySigner {
     const cached = this.keys.get(kid);
     if (cached) return cached;
     const loading = (async () => {
-      const { rows } = await this.authPool.query<{ kid: string; private_key_encrypted: string }>(
-        "select kid, private_key_encrypted from authhub_private.active_signing_key()",
-      );
+      const { rows } = await this.authPool.query<{ kid: string; private_key_encrypted: string }>("select kid, private_key_encrypted from authhub_private.active_signing_key()");
       const row = rows[0];
       if (!row) throw new Error("There is no active signing key");
       const jwk = JSON.parse(this.masterKey.decrypt(row.private_key_encrypted)) as JWK;
@@ -147,7 +138,11 @@ export class ActiveKeySigner {
  * key's public id, `api_key_id` its row id, `scope` its scopes; no `roles` (a
  * key is not a user). SQL answers for it from the key's row, live.
  */
-export async function mintApiKeyToken(key: SigningKey, apiKey: ApiKeyIdentity & { keyId: string; scopes: string[] }, options: MintOptions): Promise<{ token: string; expiresAt: Date }> {
+export async function mintApiKeyToken(
+  key: SigningKey,
+  apiKey: ApiKeyIdentity & { keyId: string; scopes: string[] },
+  options: MintOptions,
+): Promise<{ token: string; expiresAt: Date }> {
   const claims: Record<string, unknown> = { tenant_id: apiKey.tenantId, api_key_id: apiKey.apiKeyId, scope: apiKey.scopes.join(" ") };
   if (apiKey.orgId) claims.org_id = apiKey.orgId;
   return signToken(key, claims, apiKey.keyId, options);

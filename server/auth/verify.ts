@@ -5,16 +5,7 @@
  * algorithm allowlist, issuer, audience and expiry are then all enforced, and
  * the claims are checked for shape before anything reaches SQL.
  */
-import {
-  createLocalJWKSet,
-  createRemoteJWKSet,
-  decodeJwt,
-  decodeProtectedHeader,
-  jwtVerify,
-  type JSONWebKeySet,
-  type JWTPayload,
-  type JWTVerifyGetKey,
-} from "jose";
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { highestLevel, UUID_RE, type ApiKeyIdentity, type Identity } from "../../db/claims.js";
 import type { TrustedIssuer } from "../config.js";
 import { AppError } from "../errors.js";
@@ -51,12 +42,7 @@ export class TokenVerifier {
   private readonly trusted = new Map<string, KeySetRule>();
   private readonly resolveExternalUser: ExternalUserResolver;
 
-  constructor(options: {
-    issuer: string;
-    loadOwnKeys: OwnKeysLoader;
-    trustedIssuers: TrustedIssuer[];
-    resolveExternalUser: ExternalUserResolver;
-  }) {
+  constructor(options: { issuer: string; loadOwnKeys: OwnKeysLoader; trustedIssuers: TrustedIssuer[]; resolveExternalUser: ExternalUserResolver }) {
     this.ownIssuer = options.issuer;
     this.loadOwnKeys = options.loadOwnKeys;
     this.resolveExternalUser = options.resolveExternalUser;
@@ -176,8 +162,7 @@ function unauthenticated(message: string, cause?: unknown): AppError {
   return new AppError("unauthenticated", message, { cause });
 }
 
-const optionalString = (v: unknown, max: number): string | null =>
-  typeof v === "string" && v.length > 0 && v.length <= max ? v : null;
+const optionalString = (v: unknown, max: number): string | null => (typeof v === "string" && v.length > 0 && v.length <= max ? v : null);
 
 const EXTERNAL_ID_RE = /^[^\s\p{Cc}]{1,255}$/u;
 

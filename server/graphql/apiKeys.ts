@@ -9,14 +9,15 @@
  */
 import { get, type Step } from "postgraphile/grafast";
 import { extendSchema, gql } from "postgraphile/utils";
+import type { PgExecutor } from "postgraphile/@dataplan/pg";
 import { inRequestTransaction, resultFields } from "./mutation.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { issueApiKey, rotateApiKeySecret } from "../openapi/issue.js";
 
-
 export function makeApiKeysPlugin(masterKey: MasterKey) {
   return extendSchema((build) => {
-    const executor = build.input.pgRegistry.pgExecutors.main;
+    // The build's registry is typed loosely (any); this is the executor every table uses.
+    const executor = build.input.pgRegistry.pgExecutors.main as PgExecutor | undefined;
     const apiKeys = build.input.pgRegistry.pgResources.api_keys;
     if (!executor || !apiKeys) throw new Error("The api_keys resource is missing from the schema");
     const apiKeyOf = ($result: Step) => apiKeys.get({ tenant_id: get($result, "tenantId"), id: get($result, "id") });

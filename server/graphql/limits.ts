@@ -101,7 +101,10 @@ export function PageSizePlugin(options: { max: number; default: number }): Graph
             const $first = has("first") ? fieldArgs.getRaw("first") : constant(null);
             const $last = has("last") ? fieldArgs.getRaw("last") : constant(null);
             const $limits = lambda([$first, $last], ([first, last]: readonly [unknown, unknown]) => {
-              for (const [name, value] of [["first", first], ["last", last]] as const) {
+              for (const [name, value] of [
+                ["first", first],
+                ["last", last],
+              ] as const) {
                 if (value != null && (typeof value !== "number" || value < 0 || value > max)) {
                   throw new SafeError(`\`${name}\` must be between 0 and ${max}.`, {
                     code: "invalid_input",
@@ -109,9 +112,7 @@ export function PageSizePlugin(options: { max: number; default: number }): Graph
                   });
                 }
               }
-              return first == null && last == null
-                ? { first: fallback, last: null }
-                : { first: (first as number | null) ?? null, last: (last as number | null) ?? null };
+              return first == null && last == null ? { first: fallback, last: null } : { first: (first as number | null) ?? null, last: (last as number | null) ?? null };
             });
             $connection.setFirst(access($limits, "first"));
             $connection.setLast(access($limits, "last"));

@@ -12,7 +12,7 @@
  * (graphqlRateLimit, mounted in server/app.ts).
  */
 import type { NextFunction, Request, Response } from "express";
-import { GraphQLError, Kind, NoSchemaIntrospectionCustomRule, validate } from "postgraphile/graphql";
+import { GraphQLError, Kind, NoSchemaIntrospectionCustomRule, OperationTypeNode, validate } from "postgraphile/graphql";
 import type {
   DocumentNode,
   FieldNode,
@@ -40,7 +40,13 @@ const codeValidationErrors: ValidationRule = (context: ValidationContext) => {
     report(
       error.extensions?.code
         ? error
-        : new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path, extensions: { ...error.extensions, code: "invalid_query" } }),
+        : new GraphQLError(error.message, {
+            nodes: error.nodes,
+            source: error.source,
+            positions: error.positions,
+            path: error.path,
+            extensions: { ...error.extensions, code: "invalid_query" },
+          }),
     );
   return {};
 };
@@ -97,7 +103,7 @@ export function operationShapeRule(limits: GraphQLLimits): ValidationRule {
       const { aliases, rootFields } = countSelections(node, fragmentsOf(context.getDocument()));
       const refuse = (message: string) => context.reportError(new GraphQLError(message, { nodes: [node], extensions: { code: "query_too_large" } }));
       if (aliases > limits.maxAliases) refuse(`The operation uses ${aliases} aliases; at most ${limits.maxAliases} are allowed.`);
-      if (node.operation === "mutation" && rootFields > limits.maxMutations) {
+      if (node.operation === OperationTypeNode.MUTATION && rootFields > limits.maxMutations) {
         refuse(`The operation runs ${rootFields} mutations; at most ${limits.maxMutations} are allowed per request.`);
       } else if (rootFields > limits.maxRootFields) {
         refuse(`The operation selects ${rootFields} root fields; at most ${limits.maxRootFields} are allowed.`);
@@ -154,7 +160,11 @@ export function estimateCost(document: DocumentNode, operationName: string | nul
 /** The cost a caller may spend on one operation: admins the most, anonymous callers the least. */
 export function costCeiling(state: Pick<RequestState, "identity" | "apiKey"> | null, maxCost: number): number {
   if (state?.identity) {
-    return state.identity.level === "TENANT_ADMIN" || state.identity.level === "SUPER_ADMIN" ? maxCost : state.identity.level === "ORG_ADMIN" ? Math.ceil(maxCost / 2) : Math.ceil(maxCost / 5);
+    return state.identity.level === "TENANT_ADMIN" || state.identity.level === "SUPER_ADMIN"
+      ? maxCost
+      : state.identity.level === "ORG_ADMIN"
+        ? Math.ceil(maxCost / 2)
+        : Math.ceil(maxCost / 5);
   }
   if (state?.apiKey) return Math.ceil(maxCost / 5);
   return Math.ceil(maxCost / 50);
@@ -193,10 +203,13 @@ export function OperationLimitsPlugin(limits: GraphQLLimits): GraphileConfig.Plu
           if (!mayIntrospect(state, limits.introspection) && validate(args.schema, args.document, [NoSchemaIntrospectionCustomRule]).length > 0) {
             return refusal("Introspection is not allowed for this caller.", "introspection_disabled");
           }
-          const cost = estimateCost(args.document, args.operationName, (args.variableValues ?? {}) as Record<string, unknown>, limits.defaultPageSize);
+          const cost = estimateCost(args.document, args.operationName, args.variableValues ?? {}, limits.defaultPageSize);
           const ceiling = costCeiling(state, limits.maxCost);
           if (cost > ceiling) {
-            return refusal(`The operation would cost about ${cost}; at most ${ceiling} is allowed for this caller. Ask for smaller pages or fewer fields.`, "query_too_costly", { cost, ceiling });
+            return refusal(`The operation would cost about ${cost}; at most ${ceiling} is allowed for this caller. Ask for smaller pages or fewer fields.`, "query_too_costly", {
+              cost,
+              ceiling,
+            });
           }
           // A request whose statements failed because the database could not be reached is
           // answered 503 with Retry-After (server/app.ts), not 200 with errors alone.

@@ -48,14 +48,11 @@ export function makeMaskError(config: Config, logger: Logger) {
       return rebuild(known.message, { code: known.code, ...(known.details ? { details: known.details } : {}) });
     }
     if (original instanceof SafeError) {
-      return rebuild(original.message, { code: "invalid_input", ...(original.extensions ?? {}) });
+      return rebuild(original.message, { code: "invalid_input", ...((original.extensions as Record<string, unknown> | undefined) ?? {}) });
     }
     const errorId = randomUUID();
     logger.error("graphql: unexpected error", { errorId, err: original, path: error.path });
-    return rebuild(
-      "An internal error occurred.",
-      development ? { code: "internal", errorId, debug: original.message } : { code: "internal", errorId },
-    );
+    return rebuild("An internal error occurred.", development ? { code: "internal", errorId, debug: original.message } : { code: "internal", errorId });
   };
 }
 

@@ -6,14 +6,15 @@
  */
 import { get, type Step } from "postgraphile/grafast";
 import { extendSchema, gql } from "postgraphile/utils";
+import type { PgExecutor } from "postgraphile/@dataplan/pg";
 import { inRequestTransaction, resultFields } from "./mutation.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { createWebhookEndpoint } from "../webhooks/endpoints.js";
 
-
 export function makeWebhooksPlugin(masterKey: MasterKey) {
   return extendSchema((build) => {
-    const executor = build.input.pgRegistry.pgExecutors.main;
+    // The build's registry is typed loosely (any); this is the executor every table uses.
+    const executor = build.input.pgRegistry.pgExecutors.main as PgExecutor | undefined;
     const endpoints = build.input.pgRegistry.pgResources.webhook_endpoints;
     if (!executor || !endpoints) throw new Error("The webhook_endpoints resource is missing from the schema");
     return {

@@ -3,7 +3,7 @@
  * route table (resources.ts): every route, its parameters, body and answers,
  * the four signature headers as the security requirement, and the error shape.
  */
-import { PAGE_SIZE, routes, schemas, type JsonSchema } from "./resources.js";
+import { PAGE_SIZE, routes, schemas } from "./resources.js";
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const error = (description: string) => ({ description, content: { "application/json": { schema: ref("Error") } } });
@@ -65,7 +65,7 @@ export function openApiDocument(serverUrl = "/open/v1"): Record<string, unknown>
     tags: [{ name: "Key" }, { name: "Users" }, { name: "Organizations" }, { name: "Memberships" }],
     paths,
     components: {
-      schemas: schemas as Record<string, JsonSchema>,
+      schemas,
       securitySchemes: {
         ApiKey: { type: "apiKey", in: "header", name: "X-Api-Key", description: "The key id, `ak_` and 22 base62 characters." },
         Timestamp: { type: "apiKey", in: "header", name: "X-Timestamp", description: "Unix seconds, within 300 s of the server's clock." },

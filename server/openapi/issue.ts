@@ -51,7 +51,17 @@ export async function issueApiKey(client: Pick<pg.PoolClient, "query">, masterKe
   const { rows } = await client.query<{ id: string; tenant_id: string; organization_id: string | null; scopes: string[]; rate_limit_per_minute: number; expires_at: Date | null }>(
     `select (k).id, (k).tenant_id, (k).organization_id, (k).scopes::text[] as scopes, (k).rate_limit_per_minute, (k).expires_at
      from (select authhub_private.issue_api_key($1, $2, $3, $4, $5, $6, $7, $8, $9) as k) issued`,
-    [keyId, input.name, input.scopes, input.organizationId ?? null, input.rateLimitPerMinute ?? null, input.expiresAt ?? null, material.fingerprint, material.secretEncrypted, input.tenantId ?? null],
+    [
+      keyId,
+      input.name,
+      input.scopes,
+      input.organizationId ?? null,
+      input.rateLimitPerMinute ?? null,
+      input.expiresAt ?? null,
+      material.fingerprint,
+      material.secretEncrypted,
+      input.tenantId ?? null,
+    ],
   );
   const row = rows[0]!;
   return {

@@ -12,6 +12,8 @@ import { AppError } from "../errors.js";
 import type { ApiKeyRecord } from "./keys.js";
 
 export type JsonSchema = Record<string, unknown>;
+/** A row as SQL returns it, answered as JSON; the handlers read only the key columns named beside it. */
+type Row = Record<string, unknown>;
 
 export interface Ctx {
   client: pg.PoolClient;
@@ -182,7 +184,7 @@ function pageParams(ctx: Ctx, parts: number): { limit: number; after: (string | 
   if (!(limit >= 1 && limit <= PAGE_SIZE.max)) {
     throw new AppError("invalid_input", "The page size is out of range.", { details: [{ field: "limit", message: `must be between 1 and ${PAGE_SIZE.max}` }] });
   }
-  if (ctx.query.cursor === undefined) return { limit, after: Array(parts).fill(null) };
+  if (ctx.query.cursor === undefined) return { limit, after: Array<string | null>(parts).fill(null) };
   const after = Buffer.from(ctx.query.cursor, "base64url").toString("utf8").split("/");
   const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
   if (after.length !== parts || !after.every((p) => UUID.test(p))) {
@@ -208,7 +210,15 @@ interface Resource {
 }
 const USERS: Resource = { what: "user", table: "authhub.users", key: [["id", "id"]], columns: USER_COLUMNS };
 const ORGANIZATIONS: Resource = { what: "organization", table: "authhub.organizations", key: [["id", "id"]], columns: ORG_COLUMNS };
-const MEMBERSHIPS: Resource = { what: "membership", table: "authhub.memberships", key: [["organization_id", "organizationId"], ["user_id", "userId"]], columns: MEMBERSHIP_COLUMNS };
+const MEMBERSHIPS: Resource = {
+  what: "membership",
+  table: "authhub.memberships",
+  key: [
+    ["organization_id", "organizationId"],
+    ["user_id", "userId"],
+  ],
+  columns: MEMBERSHIP_COLUMNS,
+};
 
 /** `a = $1 and b = $2` for the resource's key, and the path's values for it. */
 function byKey(res: Resource, params: Record<string, string>) {
@@ -218,7 +228,7 @@ function byKey(res: Resource, params: Record<string, string>) {
 /** One row by key, or 404 when the key cannot see it. */
 async function getOne(client: pg.PoolClient, res: Resource, params: Record<string, string>) {
   const { where, values } = byKey(res, params);
-  const { rows } = await client.query(`select ${res.columns} from ${res.table} where ${where}`, values);
+  const { rows } = await client.query<Row>(`select ${res.columns} from ${res.table} where ${where}`, values);
   if (!rows[0]) throw notFound(res.what);
   return rows[0];
 }
@@ -231,8 +241,8 @@ async function getOne(client: pg.PoolClient, res: Resource, params: Record<strin
 async function writeOne(client: pg.PoolClient, res: Resource, params: Record<string, string>, set: { sql: string; values: unknown[] } | null) {
   const { where, values } = byKey(res, params);
   const { rows } = set
-    ? await client.query(`update ${res.table} set ${set.sql} where ${where} returning ${res.columns}`, [...values, ...set.values])
-    : await client.query(`delete from ${res.table} where ${where} returning 1`, values);
+    ? await client.query<Row>(`update ${res.table} set ${set.sql} where ${where} returning ${res.columns}`, [...values, ...set.values])
+    : await client.query<Row>(`delete from ${res.table} where ${where} returning 1`, values);
   if (rows[0]) return rows[0];
   if ((await client.query(`select 1 from ${res.table} where ${where}`, values)).rowCount) {
     throw new AppError("forbidden", `This key may not change this ${res.what}.`);
@@ -259,7 +269,7 @@ export const routes: Route[] = [
     scope: null,
     response: { status: 200, schema: "Me" },
     async handler({ client, key, rateLimit }) {
-      const { rows } = await client.query(`select id, slug, name, api_rate_limit_per_minute as "apiRateLimitPerMinute" from authhub.tenants where id = $1`, [key.tenantId]);
+      const { rows } = await client.query<Row>(`select id, slug, name, api_rate_limit_per_minute as "apiRateLimitPerMinute" from authhub.tenants where id = $1`, [key.tenantId]);
       return {
         key: {
           id: key.keyId,
@@ -286,7 +296,7 @@ export const routes: Route[] = [
     response: { status: 200, schema: "User", list: true },
     async handler(ctx) {
       const { limit, after } = pageParams(ctx, 1);
-      const { rows } = await ctx.client.query(
+      const { rows } = await ctx.client.query<Row & { id: string }>(
         `select ${USER_COLUMNS} from authhub.users
          where ($1::uuid is null or id > $1) and ($2::text is null or email = lower($2))
          order by tenant_id, id limit $3`,
@@ -316,7 +326,7 @@ export const routes: Route[] = [
     body: "UserCreate",
     response: { status: 201, schema: "User" },
     async handler({ client, key, body }) {
-      const { rows } = await client.query(
+      const { rows } = await client.query<Row>(
         `insert into authhub.users (tenant_id, email, display_name, external_id, external_issuer, status)
          values ($1, $2, $3, $4, $5, coalesce($6, 'active')::authhub.user_status) returning ${USER_COLUMNS}`,
         [key.tenantId, body.email, body.displayName ?? null, body.externalId ?? null, body.externalIssuer ?? null, body.status ?? null],
@@ -361,7 +371,7 @@ export const routes: Route[] = [
     response: { status: 200, schema: "Organization", list: true },
     async handler(ctx) {
       const { limit, after } = pageParams(ctx, 1);
-      const { rows } = await ctx.client.query(
+      const { rows } = await ctx.client.query<Row & { id: string }>(
         `select ${ORG_COLUMNS} from authhub.organizations
          where ($1::uuid is null or id > $1) and ($2::uuid is null or parent_id = $2)
          order by tenant_id, id limit $3`,
@@ -391,10 +401,12 @@ export const routes: Route[] = [
     body: "OrganizationCreate",
     response: { status: 201, schema: "Organization" },
     async handler({ client, key, body }) {
-      const { rows } = await client.query(
-        `insert into authhub.organizations (tenant_id, slug, name, parent_id) values ($1, $2, $3, $4) returning ${ORG_COLUMNS}`,
-        [key.tenantId, body.slug, body.name, body.parentId ?? null],
-      );
+      const { rows } = await client.query<Row>(`insert into authhub.organizations (tenant_id, slug, name, parent_id) values ($1, $2, $3, $4) returning ${ORG_COLUMNS}`, [
+        key.tenantId,
+        body.slug,
+        body.name,
+        body.parentId ?? null,
+      ]);
       return rows[0];
     },
   },
@@ -435,7 +447,7 @@ export const routes: Route[] = [
     response: { status: 200, schema: "Membership", list: true },
     async handler(ctx) {
       const { limit, after } = pageParams(ctx, 2);
-      const { rows } = await ctx.client.query(
+      const { rows } = await ctx.client.query<Row & { organizationId: string; userId: string }>(
         `select ${MEMBERSHIP_COLUMNS} from authhub.memberships
          where ($1::uuid is null or (organization_id, user_id) > ($1, $2::uuid))
            and ($3::uuid is null or organization_id = $3) and ($4::uuid is null or user_id = $4)
@@ -466,7 +478,7 @@ export const routes: Route[] = [
     body: "MembershipCreate",
     response: { status: 201, schema: "Membership" },
     async handler({ client, key, body }) {
-      const { rows } = await client.query(
+      const { rows } = await client.query<Row>(
         `insert into authhub.memberships (tenant_id, organization_id, user_id, level)
          values ($1, $2, $3, coalesce($4, 'USER')::authhub.role_level) returning ${MEMBERSHIP_COLUMNS}`,
         [key.tenantId, body.organizationId, body.userId, body.level ?? null],

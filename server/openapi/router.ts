@@ -16,6 +16,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import pg from "pg";
 
 const lit = (v: string) => pg.escapeLiteral(v);
+type Accepted = pg.QueryResult<{ accepted: boolean }>;
 import { clientAddress } from "../auth/authApi.js";
 import { beginRequestStatement, pgSettingsForCaller, type TransactionLimits } from "../../db/claims.js";
 import { releaseClient, rollbackAndRelease } from "../../db/pools.js";
@@ -26,7 +27,7 @@ import type { RateLimitDecision, RateLimits } from "../rateLimit.js";
 import { requestState } from "../requestState.js";
 import { openApiDocument } from "./document.js";
 import { ApiKeyStore, TIMESTAMP_WINDOW_SECONDS, unauthenticated, verifySignedRequest, type ApiKeyRecord } from "./keys.js";
-import { routes, schemas, type Ctx, type JsonSchema, type Route } from "./resources.js";
+import { routes, schemas, type Ctx, type JsonSchema } from "./resources.js";
 import { ApiKeyUsage } from "./usage.js";
 
 export interface OpenApiOptions {
@@ -53,8 +54,18 @@ for (const [name, schema] of Object.entries(schemas)) ajv.addSchema(schema, name
 /** Ajv's complaints as field problems: `email`, `scopes[1]`, the missing property's name. */
 function problems(errors: { instancePath: string; keyword: string; params: Record<string, unknown>; message?: string }[] | null | undefined, prefix = ""): FieldProblem[] {
   return (errors ?? []).map((e) => {
-    const path = e.instancePath.split("/").filter(Boolean).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join("").replace(/^\./, "");
-    const field = e.keyword === "required" ? [path, e.params.missingProperty].filter(Boolean).join(".") : e.keyword === "additionalProperties" ? [path, e.params.additionalProperty].filter(Boolean).join(".") : path;
+    const path = e.instancePath
+      .split("/")
+      .filter(Boolean)
+      .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+      .join("")
+      .replace(/^\./, "");
+    const field =
+      e.keyword === "required"
+        ? [path, e.params.missingProperty].filter(Boolean).join(".")
+        : e.keyword === "additionalProperties"
+          ? [path, e.params.additionalProperty].filter(Boolean).join(".")
+          : path;
     const message = e.keyword === "additionalProperties" ? "is not a known field" : e.keyword === "required" ? "is required" : (e.message ?? "is not valid");
     return { field: prefix + (field || "body"), message };
   });
@@ -140,9 +151,10 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         if (!validateQuery(query)) throw new AppError("invalid_input", "The query is not valid.", { details: problems(validateQuery.errors) });
         let body: Record<string, unknown> = {};
         if (validateBody) {
-          if (!req.is("application/json")) throw new AppError("invalid_input", "The body must be JSON (Content-Type: application/json).", { details: [{ field: "body", message: "must be JSON" }] });
+          if (!req.is("application/json"))
+            throw new AppError("invalid_input", "The body must be JSON (Content-Type: application/json).", { details: [{ field: "body", message: "must be JSON" }] });
           try {
-            body = JSON.parse(rawBody.toString("utf8"));
+            body = JSON.parse(rawBody.toString("utf8")) as Record<string, unknown>; // its shape is validateBody's, below
           } catch {
             throw new AppError("invalid_input", "The request body is not valid JSON.", { details: [{ field: "body", message: "must be valid JSON" }] });
           }
@@ -152,14 +164,15 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         const guard = nonce
           ? `select authhub_private.begin_api_request(${lit(key.id)}, ${lit(key.tenantId)}, ${lit(nonce)}, ${TIMESTAMP_WINDOW_SECONDS}, to_timestamp(${Math.trunc(signedAt)})) as accepted`
           : null;
-        const accepted = (results: pg.QueryResult | pg.QueryResult[]) => (Array.isArray(results) ? results[0] : results)!.rows[0]?.accepted === true;
+        // One result, or one per statement when the guard runs ahead of the transaction's start.
+        const accepted = (results: Accepted | Accepted[]) => (Array.isArray(results) ? results[0] : results)!.rows[0]?.accepted === true;
         // Counted before any connection is taken: most counts are from memory, the rest take their own connection briefly.
         const limit = options.rateLimiting === false ? null : await limits(key);
         if (limit) {
           rateLimitHeaders(res, limit);
           if (!limit.allowed) {
             // Still recorded, so a refused request cannot be replayed once the window frees up.
-            if (guard && !accepted(await options.authPool.query(guard))) throw unauthenticated();
+            if (guard && !accepted(await options.authPool.query<{ accepted: boolean }>(guard))) throw unauthenticated();
             res.setHeader("Retry-After", String(limit.resetSeconds));
             throw new AppError("rate_limited", "This key is over its rate limit; try again later.");
           }
@@ -167,7 +180,7 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         client = await options.authPool.connect();
         const begin = beginRequestStatement(pgSettingsForCaller(state, state.traceId, options.limits));
         if (guard) {
-          if (!accepted((await client.query(`${guard}; commit; ${begin}`)) as unknown as pg.QueryResult[])) throw unauthenticated();
+          if (!accepted(await client.query<{ accepted: boolean }>(`${guard}; commit; ${begin}`))) throw unauthenticated();
         } else {
           await client.query(begin);
         }

@@ -12,6 +12,7 @@ import type pg from "pg";
 import { Webhook, WebhookVerificationError } from "svix";
 import { clientAddress } from "../auth/authApi.js";
 import { UUID_RE } from "../../db/claims.js";
+import { entityOf } from "../../db/clerkEntity.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { ShortCache, unknownIdGuard } from "../lookups.js";
 import { AppError } from "../errors.js";
@@ -20,23 +21,6 @@ export interface ClerkWebhookOptions {
   authPool: pg.Pool;
   masterKey: MasterKey;
   maxBodyBytes: number;
-}
-
-/** The entity an event is about (SQL derives it again from the stored body and fails a delivery where they differ: authhub_private.clerk_entity_of). */
-export function entityOf(event: unknown): { type: string | null; entity: string } {
-  if (typeof event !== "object" || event === null) return { type: null, entity: "malformed" };
-  const { type, data } = event as { type?: unknown; data?: Record<string, unknown> };
-  const t = typeof type === "string" ? type.slice(0, 100) : null;
-  const id = (v: unknown) => (typeof v === "string" && /^[A-Za-z0-9_-]{1,100}$/.test(v) ? v : "?");
-  if (!t || !data || typeof data !== "object") return { type: t, entity: "malformed" };
-  if (t.startsWith("user.")) return { type: t, entity: `user:${id(data.id)}` };
-  if (t.startsWith("organization.")) return { type: t, entity: `organization:${id(data.id)}` };
-  if (t.startsWith("organizationMembership.")) {
-    const org = (data.organization as { id?: unknown } | undefined)?.id;
-    const user = (data.public_user_data as { user_id?: unknown } | undefined)?.user_id;
-    return { type: t, entity: `membership:${id(org)}:${id(user)}` };
-  }
-  return { type: t, entity: "other" };
 }
 
 export function clerkWebhookRouter(options: ClerkWebhookOptions): express.Router {
@@ -50,41 +34,37 @@ export function clerkWebhookRouter(options: ClerkWebhookOptions): express.Router
   // refused without a lookup each.
   const guard = unknownIdGuard("webhook-unknown-endpoint", 300);
 
-  router.post(
-    "/webhooks/clerk/:endpointId",
-    express.raw({ type: () => true, limit: options.maxBodyBytes }),
-    async (req: Request, res: Response, next: NextFunction) => {
+  router.post("/webhooks/clerk/:endpointId", express.raw({ type: () => true, limit: options.maxBodyBytes }), async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      const id = String(req.params.endpointId);
+      const found = await guard(clientAddress(req), async () => (UUID_RE.test(id) ? endpoints.get(id.toLowerCase(), () => load(id.toLowerCase())) : null));
+      if (!found || !found.enabled) throw new AppError("not_found", "No such webhook endpoint.");
+      const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      const headers = { "svix-id": req.get("svix-id") ?? "", "svix-timestamp": req.get("svix-timestamp") ?? "", "svix-signature": req.get("svix-signature") ?? "" };
+      let event: unknown = null;
       try {
-        const id = String(req.params.endpointId);
-        const found = await guard(clientAddress(req), async () => (UUID_RE.test(id) ? endpoints.get(id.toLowerCase(), () => load(id.toLowerCase())) : null));
-        if (!found || !found.enabled) throw new AppError("not_found", "No such webhook endpoint.");
-        const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-        const headers = { "svix-id": req.get("svix-id") ?? "", "svix-timestamp": req.get("svix-timestamp") ?? "", "svix-signature": req.get("svix-signature") ?? "" };
-        let event: unknown = null;
-        try {
-          event = new Webhook(found.secret).verify(body, headers);
-        } catch (err) {
-          // A valid signature over a body that is not JSON is a delivery all the same: recorded, then failed.
-          if (!(err instanceof SyntaxError) || err instanceof WebhookVerificationError) {
-            throw new AppError("invalid_signature", "The webhook signature is not valid.");
-          }
-        }
-        // What ids the inbox takes is SQL's: its format is a constraint (400 invalid_input), and
-        // `reconcile:` ids, the reconciliation job's own, are refused by accept_webhook (403).
-        const { type, entity } = entityOf(event);
-        const { rows } = await options.authPool.query<{ stored: boolean }>("select authhub_private.accept_webhook($1, $2, $3, $4, $5) as stored", [
-          id.toLowerCase(),
-          headers["svix-id"],
-          type,
-          entity,
-          // Text as received (a NUL byte, which no text column holds, is replaced).
-          body.toString("utf8").replace(/\u0000/g, "\uFFFD"),
-        ]);
-        res.status(rows[0]?.stored ? 202 : 200).json({ received: true, duplicate: !rows[0]?.stored });
+        event = new Webhook(found.secret).verify(body, headers);
       } catch (err) {
-        next(err);
+        // A valid signature over a body that is not JSON is a delivery all the same: recorded, then failed.
+        if (!(err instanceof SyntaxError) || err instanceof WebhookVerificationError) {
+          throw new AppError("invalid_signature", "The webhook signature is not valid.");
+        }
       }
-    },
-  );
+      // What ids the inbox takes is SQL's: its format is a constraint (400 invalid_input), and
+      // `reconcile:` ids, the reconciliation job's own, are refused by accept_webhook (403).
+      const { type, entity } = entityOf(event);
+      const { rows } = await options.authPool.query<{ stored: boolean }>("select authhub_private.accept_webhook($1, $2, $3, $4, $5) as stored", [
+        id.toLowerCase(),
+        headers["svix-id"],
+        type,
+        entity,
+        // Text as received (a NUL byte, which no text column holds, is replaced).
+        body.toString("utf8").replaceAll("\u0000", "\uFFFD"),
+      ]);
+      res.status(rows[0]?.stored ? 202 : 200).json({ received: true, duplicate: !rows[0]?.stored });
+    } catch (err) {
+      next(err);
+    }
+  });
   return router;
 }

@@ -32,7 +32,9 @@ export async function createWebhookEndpoint(client: Pick<pg.PoolClient, "query">
     throw new AppError("invalid_input", "The signing secret must look like whsec_ followed by base64.", { details: [{ field: "secret", message: "must be whsec_…" }] });
   }
   if (input.clerkSecretKey && !CLERK_KEY_RE.test(input.clerkSecretKey)) {
-    throw new AppError("invalid_input", "The Clerk secret key must look like sk_test_… or sk_live_….", { details: [{ field: "clerkSecretKey", message: "must be sk_test_… or sk_live_…" }] });
+    throw new AppError("invalid_input", "The Clerk secret key must look like sk_test_… or sk_live_….", {
+      details: [{ field: "clerkSecretKey", message: "must be sk_test_… or sk_live_…" }],
+    });
   }
   const { rows } = await client.query<{ id: string; tenant_id: string }>(
     "select (e).id, (e).tenant_id from (select authhub_private.create_webhook_endpoint($1, $2, $3, $4, $5) as e) created",

@@ -111,7 +111,9 @@ describe("seeing and managing keys", () => {
     bKey = (await issue(null, { scopes: ["user:read"], tenantId: f.b.id })) as KeyRow;
   });
   const visible = (actor: Actor) =>
-    asActor(db, actor, async (c) => (await c.query<{ id: string }>("select id from authhub.api_keys where id = any($1)", [[tenantKey.id, childKey.id, siblingKey.id, bKey.id]])).rows.map((r) => r.id).sort());
+    asActor(db, actor, async (c) =>
+      (await c.query<{ id: string }>("select id from authhub.api_keys where id = any($1)", [[tenantKey.id, childKey.id, siblingKey.id, bKey.id]])).rows.map((r) => r.id).sort(),
+    );
 
   test("apikey:read decides who sees which keys: tenant-wide, or the subtree's; never another tenant's", async () => {
     expect(await visible(cast(f, f.a).tenantAdmin)).toEqual([tenantKey.id, childKey.id, siblingKey.id].sort());
@@ -167,8 +169,7 @@ describe("seeing and managing keys", () => {
 });
 
 describe("a key's requests", () => {
-  const users = (actor: Actor) =>
-    asActor(db, actor, async (c) => (await c.query<{ id: string }>("select id from authhub.users")).rows.map((r) => r.id).sort());
+  const users = (actor: Actor) => asActor(db, actor, async (c) => (await c.query<{ id: string }>("select id from authhub.users")).rows.map((r) => r.id).sort());
 
   test("a tenant-wide key reads with its scopes, at USER level, in its tenant only", async () => {
     const k = (await issue(null, { scopes: ["user:read", "user:write"], tenantId: f.a.id })) as KeyRow;
@@ -188,7 +189,9 @@ describe("a key's requests", () => {
       await c.query("insert into authhub.users (tenant_id, email) values ($1, 'by-key@tenant-a.test')", [f.a.id]);
       await c.query("commit");
     });
-    const { rows } = await db.owner.query("select actor, actor_user_id, trace_id from authhub.audit_events where table_name = 'users' and new ->> 'email' = 'by-key@tenant-a.test'");
+    const { rows } = await db.owner.query(
+      "select actor, actor_user_id, trace_id from authhub.audit_events where table_name = 'users' and new ->> 'email' = 'by-key@tenant-a.test'",
+    );
     expect(rows).toEqual([{ actor: `api_key:${k.id}`, actor_user_id: null, trace_id: "test-trace-0001" }]);
   });
 
@@ -207,8 +210,7 @@ describe("a key's requests", () => {
   test("revoked or expired keys hold nothing, and their requests are refused at the first statement", async () => {
     const k = (await issue(null, { scopes: ["user:read"], tenantId: f.a.id })) as KeyRow;
     // As the server runs it: the login role, before the request's transaction.
-    const begin = (nonce: string) =>
-      db.auth.query("select authhub_private.begin_api_request($1, $2, $3, 300, now()) as ok", [k.id, k.tenant_id, nonce]).then((r) => r.rows[0].ok);
+    const begin = (nonce: string) => db.auth.query("select authhub_private.begin_api_request($1, $2, $3, 300, now()) as ok", [k.id, k.tenant_id, nonce]).then((r) => r.rows[0].ok);
     expect(await begin("nonce-one-0000000")).toBe(true);
     expect((await users(asKey(k))).length).toBeGreaterThan(0);
     await db.owner.query("select authhub.revoke_api_key($1)", [k.id]);
@@ -233,12 +235,20 @@ describe("a key's requests", () => {
     // Past its window the nonce is forgotten.
     await db.owner.query("update authhub_private.api_nonces set expires_at = now() - interval '1 second' where api_key_id = $1", [k.id]);
     expect(await begin(k, "n0nce-0123456789ab")).toBe(true);
-    await db.auth.query("select authhub_private.record_api_key_usage($1, $2, $3, now())", [[f.a.id, f.b.id], [k.id, k.id], [2, 5]]);
+    await db.auth.query("select authhub_private.record_api_key_usage($1, $2, $3, now())", [
+      [f.a.id, f.b.id],
+      [k.id, k.id],
+      [2, 5],
+    ]);
     const usage = await db.owner.query("select request_count from authhub_private.api_key_usage where api_key_id = $1", [k.id]);
     // Only the key's own tenant's row counts (a mismatched tenant names no key).
     expect(usage.rows).toEqual([{ request_count: "2" }]);
-    const seen = await asActor(db, cast(f, f.a).tenantAdmin, async (c) =>
-      (await c.query("select authhub.api_keys_request_count(k) as n, authhub.api_keys_last_used_at(k) is not null as used from authhub.api_keys k where id = $1", [k.id])).rows[0],
+    const seen = await asActor(
+      db,
+      cast(f, f.a).tenantAdmin,
+      async (c) =>
+        (await c.query("select authhub.api_keys_request_count(k) as n, authhub.api_keys_last_used_at(k) is not null as used from authhub.api_keys k where id = $1", [k.id]))
+          .rows[0],
     );
     expect(seen).toEqual({ n: "2", used: true });
   });
@@ -295,8 +305,16 @@ describe("review: what managing a key takes", () => {
     expect(await attemptAs(db, cast(f, f.a).tenantAdmin, "select authhub_private.rotate_api_key_secret($1, $2, 'v1.a.b.c', null)", [k.id, fingerprint()])).toBe("AH422");
     await db.auth.query("select authhub_private.record_api_key_usage($1, $2, $3, now())", [[f.a.id], [k.id], [3]]);
     const countAs = (actor: Actor) =>
-      asActor(db, actor, async (c) =>
-        (await c.query("select authhub.api_keys_request_count(row($1::uuid, $2::uuid, 'ak_xxxxxxxxxxxxxxxxxxxxxx', null, 'x', '{org:read}', 1, null, null, now(), now(), null, null)::authhub.api_keys) as n", [f.a.id, k.id])).rows[0].n,
+      asActor(
+        db,
+        actor,
+        async (c) =>
+          (
+            await c.query(
+              "select authhub.api_keys_request_count(row($1::uuid, $2::uuid, 'ak_xxxxxxxxxxxxxxxxxxxxxx', null, 'x', '{org:read}', 1, null, null, now(), now(), null, null)::authhub.api_keys) as n",
+              [f.a.id, k.id],
+            )
+          ).rows[0].n,
       );
     // Control: the same question from the key's own tenant reads the uses.
     expect(await countAs(cast(f, f.a).tenantAdmin)).toBe("3");
@@ -317,7 +335,9 @@ describe("review: what managing a key takes", () => {
     } finally {
       await db.owner.query("update authhub.users set status = 'active' where id = $1", [f.a.users.orgAdmin]);
     }
-    const leaver = (await db.owner.query<{ id: string }>("insert into authhub.users (tenant_id, email, level) values ($1, 'leaver-admin@tenant-a.test', 'TENANT_ADMIN') returning id", [f.a.id])).rows[0]!.id;
+    const leaver = (
+      await db.owner.query<{ id: string }>("insert into authhub.users (tenant_id, email, level) values ($1, 'leaver-admin@tenant-a.test', 'TENANT_ADMIN') returning id", [f.a.id])
+    ).rows[0]!.id;
     const byLeaver = (await issue(identity(f.a, leaver, "TENANT_ADMIN"), { scopes: ["org:read"] })) as KeyRow;
     await db.owner.query("delete from authhub.users where id = $1", [leaver]);
     const { rows } = await db.owner.query("select revoked_at is not null as revoked, created_by from authhub.api_keys where id = $1", [byLeaver.id]);

@@ -108,7 +108,9 @@ describe("retention", () => {
   test("retention is validated tenant configuration that only a tenant admin changes", async () => {
     await expect(db.owner.query("update authhub.tenants set audit_retention_days = 7 where id = $1", [f.a.id])).rejects.toMatchObject({ code: "23514" });
     // tenant:config alone (name, branding) does not reach retention: shortening it erases history.
-    const { rows } = await db.owner.query<{ id: string }>("insert into authhub.roles (tenant_id, key, name, level) values ($1, 'brand', 'Brand', 'TENANT_ADMIN') returning id", [f.a.id]);
+    const { rows } = await db.owner.query<{ id: string }>("insert into authhub.roles (tenant_id, key, name, level) values ($1, 'brand', 'Brand', 'TENANT_ADMIN') returning id", [
+      f.a.id,
+    ]);
     await db.owner.query("insert into authhub.role_permissions (tenant_id, role_id, permission_key) values ($1, $2, 'tenant:config')", [f.a.id, rows[0]!.id]);
     await db.owner.query("insert into authhub.role_assignments (tenant_id, user_id, role_id) values ($1, $2, $3)", [f.a.id, f.a.users.member, rows[0]!.id]);
     const branding = { userId: f.a.users.member, tenantId: f.a.id, level: "USER" as const };
@@ -116,7 +118,11 @@ describe("retention", () => {
     expect(await attemptAs(db, branding, "update authhub.tenants set primary_color = '#010203' where id = $1", [f.a.id])).toBe(1);
     expect(await attemptAs(db, branding, "update authhub.tenants set audit_retention_days = 30 where id = $1", [f.a.id])).toBe("42501");
     expect(await attemptAs(db, forged, "update authhub.tenants set audit_retention_days = 30 where id = $1", [f.a.id])).toBe("42501");
-    expect(await attemptAs(db, { userId: f.a.users.tenantAdmin, tenantId: f.a.id, level: "TENANT_ADMIN" }, "update authhub.tenants set audit_retention_days = 90 where id = $1", [f.a.id])).toBe(1);
+    expect(
+      await attemptAs(db, { userId: f.a.users.tenantAdmin, tenantId: f.a.id, level: "TENANT_ADMIN" }, "update authhub.tenants set audit_retention_days = 90 where id = $1", [
+        f.a.id,
+      ]),
+    ).toBe(1);
     await db.owner.query("delete from authhub.roles where id = $1", [rows[0]!.id]);
   });
 });

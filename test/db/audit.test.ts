@@ -47,9 +47,7 @@ test("a request's change is recorded with the user, the trace id and the changed
       "select operation, changed_columns, actor, trace_id from authhub.audit_events where table_name = 'users' and row_key ->> 'id' = $1 and operation = 'UPDATE'",
       [f.a.users.outsider],
     );
-    expect(rows).toEqual([
-      { operation: "UPDATE", changed_columns: ["display_name", "updated_at"], actor: `user:${f.a.users.tenantAdmin}`, trace_id: "test-trace-0001" },
-    ]);
+    expect(rows).toEqual([{ operation: "UPDATE", changed_columns: ["display_name", "updated_at"], actor: `user:${f.a.users.tenantAdmin}`, trace_id: "test-trace-0001" }]);
   });
 });
 
@@ -57,10 +55,7 @@ test("a 100-row statement writes 100 events in one go, and deletes record the ol
   await db.owner.query("begin");
   try {
     await db.owner.query("select set_config('authhub.actor', 'system:test-batch', true)");
-    await db.owner.query(
-      "insert into authhub.users (tenant_id, email) select $1, 'batch' || g || '@tenant-a.test' from generate_series(1, 100) g",
-      [f.a.id],
-    );
+    await db.owner.query("insert into authhub.users (tenant_id, email) select $1, 'batch' || g || '@tenant-a.test' from generate_series(1, 100) g", [f.a.id]);
     await db.owner.query("delete from authhub.users where email = 'batch1@tenant-a.test'");
     const { rows } = await db.owner.query(
       "select operation, count(*)::int as n, min(actor) as actor from authhub.audit_events where actor = 'system:test-batch' group by operation order by operation",
@@ -79,10 +74,9 @@ test("the actor never leaks from an earlier transaction on the same connection",
   try {
     await client.query("begin; select set_config('authhub.actor', 'system:first', true); commit;");
     await client.query("update authhub.organizations set name = 'Leak check' where id = $1", [f.a.orgs.sibling]);
-    const { rows } = await client.query(
-      "select actor from authhub.audit_events where table_name = 'organizations' and row_key ->> 'id' = $1 and operation = 'UPDATE'",
-      [f.a.orgs.sibling],
-    );
+    const { rows } = await client.query("select actor from authhub.audit_events where table_name = 'organizations' and row_key ->> 'id' = $1 and operation = 'UPDATE'", [
+      f.a.orgs.sibling,
+    ]);
     expect(rows).toEqual([{ actor: "db:authhub_owner" }]);
   } finally {
     client.release();
@@ -92,9 +86,7 @@ test("the actor never leaks from an earlier transaction on the same connection",
 test("organization-scoped events carry the organization; memberships their organization", async () => {
   const [org] = await eventsFor("organizations", f.a.orgs.child);
   expect(org!.organization_id).toBe(f.a.orgs.child);
-  const { rows } = await db.owner.query("select organization_id from authhub.audit_events where table_name = 'memberships' and row_key ->> 'user_id' = $1", [
-    f.a.users.member,
-  ]);
+  const { rows } = await db.owner.query("select organization_id from authhub.audit_events where table_name = 'memberships' and row_key ->> 'user_id' = $1", [f.a.users.member]);
   expect(rows).toEqual([{ organization_id: f.a.orgs.grandchild }]);
 });
 
@@ -103,7 +95,9 @@ describe("append-only", () => {
     for (const actor of [cast(f, f.a).tenantAdmin, cast(f, f.a).superAdmin]) {
       expect(await attemptAs(db, actor, "update authhub.audit_events set actor = 'user:nobody'")).toBe("42501");
       expect(await attemptAs(db, actor, "delete from authhub.audit_events")).toBe("42501");
-      expect(await attemptAs(db, actor, "insert into authhub.audit_events (tenant_id, table_name, operation, actor) values ($1, 'users', 'INSERT', 'user:x')", [f.a.id])).toBe("42501");
+      expect(await attemptAs(db, actor, "insert into authhub.audit_events (tenant_id, table_name, operation, actor) values ($1, 'users', 'INSERT', 'user:x')", [f.a.id])).toBe(
+        "42501",
+      );
     }
   });
 
@@ -182,9 +176,8 @@ test("a worker job's changes name the job as the actor", async () => {
 });
 
 test("an update that changes a row's key still records both sides", async () => {
-  const org = (
-    await db.owner.query<{ id: string }>("insert into authhub.organizations (tenant_id, slug, name) values ($1, 'rekeyed', 'Rekeyed') returning id", [f.a.id])
-  ).rows[0]!.id;
+  const org = (await db.owner.query<{ id: string }>("insert into authhub.organizations (tenant_id, slug, name) values ($1, 'rekeyed', 'Rekeyed') returning id", [f.a.id])).rows[0]!
+    .id;
   const renamed = (await db.owner.query<{ id: string }>("update authhub.organizations set id = gen_random_uuid() where id = $1 returning id", [org])).rows[0]!.id;
   const { rows } = await db.owner.query(
     `select row_key ->> 'id' as key, old ->> 'id' as old_id, new ->> 'id' as new_id from authhub.audit_events
@@ -219,13 +212,16 @@ test("org-scoped readers keep the history of organizations deleted from their su
   await db.owner.query("delete from authhub.organizations where id = $1", [doomed]);
 
   const history = (actor: Parameters<typeof attemptAs>[1]) =>
-    asActor(db, actor, async (c) =>
-      (
-        await c.query<{ organization_id: string; table_name: string; operation: string }>(
-          "select organization_id, table_name, operation from authhub.audit_events where organization_id = any($1) order by id",
-          [[doomed, doomedChild, elsewhere]],
-        )
-      ).rows,
+    asActor(
+      db,
+      actor,
+      async (c) =>
+        (
+          await c.query<{ organization_id: string; table_name: string; operation: string }>(
+            "select organization_id, table_name, operation from authhub.audit_events where organization_id = any($1) order by id",
+            [[doomed, doomedChild, elsewhere]],
+          )
+        ).rows,
     );
   const asOrgAdmin = await history(cast(f, f.a).orgAdmin);
   const key = (e: { organization_id: string; table_name: string; operation: string }) => `${e.organization_id} ${e.table_name} ${e.operation}`;

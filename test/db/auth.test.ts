@@ -39,10 +39,14 @@ const IDP = "https://idp.test";
 /** As the server's login role (no request role): start a session. */
 async function startSession(tenant: string, external: string, organization: string | null = null, options: { issuer?: string; trusted?: string[] } = {}) {
   const token = newToken();
-  const { rows } = await db.auth.query<Session>(
-    "select * from authhub_private.start_session($1, $2, $3, $4, $5, $6, interval '1 day', interval '30 days', 'trace-sql')",
-    [tenant, organization, external, options.issuer ?? IDP, options.trusted ?? [IDP], hash(token)],
-  );
+  const { rows } = await db.auth.query<Session>("select * from authhub_private.start_session($1, $2, $3, $4, $5, $6, interval '1 day', interval '30 days', 'trace-sql')", [
+    tenant,
+    organization,
+    external,
+    options.issuer ?? IDP,
+    options.trusted ?? [IDP],
+    hash(token),
+  ]);
   return { session: rows[0] ?? null, token };
 }
 
@@ -221,7 +225,6 @@ describe("rotate_refresh_token", () => {
   });
 });
 
-
 describe("identity: issuer and external id", () => {
   const OTHER = "https://other-idp.test";
 
@@ -301,7 +304,9 @@ describe("sessions end access at once", () => {
     expect(await attemptAs(db, { ...cast(f, f.a).member, loginId: other.session!.family_id }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(1);
     expect(await attemptAs(db, { ...cast(f, f.a).member, sessionId: "cli-token" }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(1);
     // A login that no longer exists (deleted with its organization, or cleaned up) has ended too.
-    expect(await attemptAs(db, { ...cast(f, f.a).member, loginId: "00000000-0000-4000-8000-000000000000" }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(0);
+    expect(await attemptAs(db, { ...cast(f, f.a).member, loginId: "00000000-0000-4000-8000-000000000000" }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(
+      0,
+    );
     expect(await attemptAs(db, { ...cast(f, f.a).member, loginId: "not-a-uuid" }, "select 1 from authhub.users where id = $1", [f.a.users.member])).toBe(0);
   });
 

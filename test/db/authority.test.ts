@@ -172,9 +172,11 @@ describe("the organization closure", () => {
       )
     ).rows.map((r) => r.pair);
   const closure = async (tenantId: string) =>
-    (await db.owner.query<{ pair: string }>("select ancestor_id || '>' || organization_id as pair from authhub_private.organization_closure where tenant_id = $1 order by 1", [tenantId])).rows.map(
-      (r) => r.pair,
-    );
+    (
+      await db.owner.query<{ pair: string }>("select ancestor_id || '>' || organization_id as pair from authhub_private.organization_closure where tenant_id = $1 order by 1", [
+        tenantId,
+      ])
+    ).rows.map((r) => r.pair);
 
   test("follows inserts (a child before its parent in one statement), moves of subtrees and deletions", async () => {
     const t = f.b.id;
@@ -201,7 +203,8 @@ describe("the organization closure", () => {
 
   test("an org admin's scope follows a move of its subtree on the next request", async () => {
     const { orgAdmin } = cast(f, f.b);
-    const orgs = () => asActor(db, orgAdmin, async (c) => (await c.query<{ id: string }>("select id from authhub_private.managed_organization_ids() id")).rows.map((r) => r.id).sort());
+    const orgs = () =>
+      asActor(db, orgAdmin, async (c) => (await c.query<{ id: string }>("select id from authhub_private.managed_organization_ids() id")).rows.map((r) => r.id).sort());
     expect(await orgs()).toEqual([f.b.orgs.child, f.b.orgs.grandchild].sort());
     await db.owner.query("update authhub.organizations set parent_id = $1 where id = $2", [f.b.orgs.child, f.b.orgs.sibling]);
     try {
@@ -249,7 +252,7 @@ describe("the nonce store's epoch", () => {
 
 describe("keys beyond their issuer's authority", () => {
   test("are listed for tenant admins and flagged by the worker's pass (audited), and unflagged when the authority returns", async () => {
-    const { tenantAdmin, orgAdmin } = cast(f, f.a);
+    const { tenantAdmin } = cast(f, f.a);
     // A key the org admin issued over its subtree (as issue_api_key records it: created_by).
     const key = (
       await db.owner.query<{ id: string }>(
@@ -267,7 +270,11 @@ describe("keys beyond their issuer's authority", () => {
       expect(await listed()).toEqual([]);
       expect(await pass()).toBe(false);
       // Demoted: no longer ORG_ADMIN of child.
-      await db.owner.query("update authhub.memberships set level = 'USER' where tenant_id = $1 and user_id = $2 and organization_id = $3", [f.a.id, f.a.users.orgAdmin, f.a.orgs.child]);
+      await db.owner.query("update authhub.memberships set level = 'USER' where tenant_id = $1 and user_id = $2 and organization_id = $3", [
+        f.a.id,
+        f.a.users.orgAdmin,
+        f.a.orgs.child,
+      ]);
       expect(await listed()).toEqual([key]);
       // Not visible to a caller who may not read keys (control: the tenant admin above does).
       expect(await asActor(db, cast(f, f.a).member, (c) => rowsOf(c, "select id from authhub.api_keys_beyond_issuer_authority()"))).toEqual([]);
@@ -279,11 +286,19 @@ describe("keys beyond their issuer's authority", () => {
       );
       expect(audit.rows).toEqual([{ actor: "system:api_keys__check_issuers", flagged: true }]);
       // The authority returns: the flag is cleared.
-      await db.owner.query("update authhub.memberships set level = 'ORG_ADMIN' where tenant_id = $1 and user_id = $2 and organization_id = $3", [f.a.id, f.a.users.orgAdmin, f.a.orgs.child]);
+      await db.owner.query("update authhub.memberships set level = 'ORG_ADMIN' where tenant_id = $1 and user_id = $2 and organization_id = $3", [
+        f.a.id,
+        f.a.users.orgAdmin,
+        f.a.orgs.child,
+      ]);
       expect(await listed()).toEqual([]);
       expect(await pass()).toBe(false);
     } finally {
-      await db.owner.query("update authhub.memberships set level = 'ORG_ADMIN' where tenant_id = $1 and user_id = $2 and organization_id = $3", [f.a.id, f.a.users.orgAdmin, f.a.orgs.child]);
+      await db.owner.query("update authhub.memberships set level = 'ORG_ADMIN' where tenant_id = $1 and user_id = $2 and organization_id = $3", [
+        f.a.id,
+        f.a.users.orgAdmin,
+        f.a.orgs.child,
+      ]);
       await db.owner.query("delete from authhub.api_keys where id = $1", [key]);
     }
   });

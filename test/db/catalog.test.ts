@@ -60,7 +60,10 @@ test("every tenant-scoped table leads its primary key and unique keys with tenan
     [SCHEMAS],
   );
   expect(rows.length).toBeGreaterThanOrEqual(6);
-  const global = rows.filter((r) => r.first_column !== "tenant_id").map((r) => r.columns).sort();
+  const global = rows
+    .filter((r) => r.first_column !== "tenant_id")
+    .map((r) => r.columns)
+    .sort();
   expect(global).toEqual([...GLOBAL_LOOKUPS].sort());
 });
 

@@ -15,13 +15,11 @@ useFixtureDatabase((database, fixtures) => {
   f = fixtures;
 });
 
-const visible = (actor: Actor, sql: string) =>
-  asActor(db, actor, async (c) => (await c.query<{ k: string }>(sql)).rows.map((r) => r.k).sort());
+const visible = (actor: Actor, sql: string) => asActor(db, actor, async (c) => (await c.query<{ k: string }>(sql)).rows.map((r) => r.k).sort());
 const tenants = (actor: Actor) => visible(actor, "select id::text as k from authhub.tenants");
 const users = (actor: Actor) => visible(actor, "select id::text as k from authhub.users");
 const orgs = (actor: Actor) => visible(actor, "select id::text as k from authhub.organizations");
-const memberships = (actor: Actor) =>
-  visible(actor, "select organization_id || '/' || user_id as k from authhub.memberships");
+const memberships = (actor: Actor) => visible(actor, "select organization_id || '/' || user_id as k from authhub.memberships");
 const sorted = (...ids: string[]) => [...ids].sort();
 
 test("control: as owner, every fixture row exists", async () => {
@@ -61,11 +59,7 @@ describe("an org admin (BR-003)", () => {
     expect(await orgs(orgAdmin)).toEqual(sorted(f.a.orgs.child, f.a.orgs.grandchild));
     expect(await users(orgAdmin)).toEqual(sorted(f.a.users.orgAdmin, f.a.users.member, f.a.users.suspended));
     expect(await memberships(orgAdmin)).toEqual(
-      sorted(
-        `${f.a.orgs.child}/${f.a.users.orgAdmin}`,
-        `${f.a.orgs.grandchild}/${f.a.users.member}`,
-        `${f.a.orgs.grandchild}/${f.a.users.suspended}`,
-      ),
+      sorted(`${f.a.orgs.child}/${f.a.users.orgAdmin}`, `${f.a.orgs.grandchild}/${f.a.users.member}`, `${f.a.orgs.grandchild}/${f.a.users.suspended}`),
     );
   });
 
@@ -161,18 +155,16 @@ describe("live authority", () => {
   test("a removed membership loses access on the next transaction", async () => {
     const { orgAdmin } = cast(f, f.a);
     expect(await orgs(orgAdmin)).toContain(f.a.orgs.grandchild);
-    await db.owner.query("delete from authhub.memberships where organization_id = $1 and user_id = $2", [
-      f.a.orgs.child,
-      f.a.users.orgAdmin,
-    ]);
+    await db.owner.query("delete from authhub.memberships where organization_id = $1 and user_id = $2", [f.a.orgs.child, f.a.users.orgAdmin]);
     try {
       expect(await orgs(orgAdmin)).toEqual([]);
       expect(await users(orgAdmin)).toEqual([f.a.users.orgAdmin]);
     } finally {
-      await db.owner.query(
-        "insert into authhub.memberships (tenant_id, organization_id, user_id, level) values ($1, $2, $3, 'ORG_ADMIN')",
-        [f.a.id, f.a.orgs.child, f.a.users.orgAdmin],
-      );
+      await db.owner.query("insert into authhub.memberships (tenant_id, organization_id, user_id, level) values ($1, $2, $3, 'ORG_ADMIN')", [
+        f.a.id,
+        f.a.orgs.child,
+        f.a.users.orgAdmin,
+      ]);
     }
   });
 
@@ -200,8 +192,7 @@ describe("anonymous", () => {
     await db.owner.query("update authhub.tenants set display_name = 'Tenant A Inc.', primary_color = '#112233' where id = $1", [f.a.id]);
     await db.owner.query("update authhub.tenants set status = 'suspended' where id = $1", [f.b.id]);
     try {
-      const branding = (slug: string) =>
-        asActor(db, "anonymous", async (c) => (await c.query("select (authhub.tenant_branding($1)).*", [slug])).rows[0]);
+      const branding = (slug: string) => asActor(db, "anonymous", async (c) => (await c.query("select (authhub.tenant_branding($1)).*", [slug])).rows[0]);
       expect(await branding("tenant-a")).toEqual({ slug: "tenant-a", display_name: "Tenant A Inc.", logo_url: null, primary_color: "#112233" });
       expect(await branding("tenant-b")).toEqual({ slug: null, display_name: null, logo_url: null, primary_color: null });
       expect(await branding("nope")).toEqual({ slug: null, display_name: null, logo_url: null, primary_color: null });

@@ -4,7 +4,7 @@
  * its SQLSTATE or by affecting no row, and each "no row" is backed by a control
  * query as owner proving the target exists.
  */
-import { asActor, attemptAs, attemptQuery, rowsOf, type Actor, type TestDatabase } from "../helpers/db.js";
+import { asActor, attemptAs, rowsOf, type Actor, type TestDatabase } from "../helpers/db.js";
 import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
 
 let db: TestDatabase;
@@ -18,15 +18,12 @@ useFixtureDatabase((database, fixtures) => {
 /** Rows affected, or the SQLSTATE when the statement is refused. */
 const attempt = (actor: Actor, sql: string, params: unknown[] = []) => attemptAs(db, actor, sql, params);
 
-const exists = async (table: string, id: string) =>
-  (await db.owner.query(`select 1 from authhub.${table} where id = $1`, [id])).rowCount === 1;
+const exists = async (table: string, id: string) => (await db.owner.query(`select 1 from authhub.${table} where id = $1`, [id])).rowCount === 1;
 
 describe("tenants", () => {
   test("a tenant admin renames and re-brands its own tenant", async () => {
     const { tenantAdmin } = cast(f, f.a);
-    expect(
-      await attempt(tenantAdmin, "update authhub.tenants set name = 'Renamed', primary_color = '#abcdef', allowed_domains = '{a.test}' where id = $1", [f.a.id]),
-    ).toBe(1);
+    expect(await attempt(tenantAdmin, "update authhub.tenants set name = 'Renamed', primary_color = '#abcdef', allowed_domains = '{a.test}' where id = $1", [f.a.id])).toBe(1);
   });
 
   test("a tenant admin cannot touch another tenant (BR-001)", async () => {
@@ -196,9 +193,9 @@ describe("escalation through a token that claims more than the database confirms
   test("a user whose token claims ORG_ADMIN manages no organization", async () => {
     const forged = { ...cast(f, f.a).member, level: "ORG_ADMIN" as const };
     expect(await attempt(forged, "update authhub.organizations set name = 'x' where id = $1", [f.a.orgs.grandchild])).toBe(0);
-    expect(
-      await attempt(forged, "insert into authhub.memberships (organization_id, user_id, level) values ($1, $2, 'ORG_ADMIN')", [f.a.orgs.grandchild, f.a.users.outsider]),
-    ).toBe("42501");
+    expect(await attempt(forged, "insert into authhub.memberships (organization_id, user_id, level) values ($1, $2, 'ORG_ADMIN')", [f.a.orgs.grandchild, f.a.users.outsider])).toBe(
+      "42501",
+    );
     expect(await exists("organizations", f.a.orgs.grandchild)).toBe(true);
   });
 });
@@ -207,11 +204,7 @@ describe("organizations", () => {
   test("an org admin creates, renames and deletes inside its subtree", async () => {
     const { orgAdmin } = cast(f, f.a);
     await asActor(db, orgAdmin, async (c) => {
-      const [o] = await rowsOf<{ id: string }>(
-        c,
-        "insert into authhub.organizations (slug, name, parent_id) values ('team', 'Team', $1) returning id",
-        [f.a.orgs.grandchild],
-      );
+      const [o] = await rowsOf<{ id: string }>(c, "insert into authhub.organizations (slug, name, parent_id) values ('team', 'Team', $1) returning id", [f.a.orgs.grandchild]);
       expect((await c.query("update authhub.organizations set name = 'Renamed' where id = $1", [f.a.orgs.child])).rowCount).toBe(1);
       expect((await c.query("delete from authhub.organizations where id = $1", [o!.id])).rowCount).toBe(1);
     });
@@ -227,9 +220,7 @@ describe("organizations", () => {
 
   test("an org admin cannot move an organization out of its subtree", async () => {
     const { orgAdmin } = cast(f, f.a);
-    expect(
-      await attempt(orgAdmin, "update authhub.organizations set parent_id = $2 where id = $1", [f.a.orgs.grandchild, f.a.orgs.sibling]),
-    ).toBe("42501");
+    expect(await attempt(orgAdmin, "update authhub.organizations set parent_id = $2 where id = $1", [f.a.orgs.grandchild, f.a.orgs.sibling])).toBe("42501");
     expect(await attempt(orgAdmin, "update authhub.organizations set parent_id = null where id = $1", [f.a.orgs.grandchild])).toBe("42501");
   });
 
@@ -274,12 +265,8 @@ describe("organizations", () => {
 
   test("a parent must be in the same tenant: another tenant's organization does not exist here", async () => {
     const { tenantAdmin } = cast(f, f.a);
-    expect(
-      await attempt(tenantAdmin, "update authhub.organizations set parent_id = $2 where id = $1", [f.a.orgs.sibling, f.b.orgs.root]),
-    ).toBe("23503");
-    expect(
-      await attempt(tenantAdmin, "insert into authhub.organizations (slug, name, parent_id) values ('x', 'X', $1)", [f.b.orgs.root]),
-    ).toBe("23503");
+    expect(await attempt(tenantAdmin, "update authhub.organizations set parent_id = $2 where id = $1", [f.a.orgs.sibling, f.b.orgs.root])).toBe("23503");
+    expect(await attempt(tenantAdmin, "insert into authhub.organizations (slug, name, parent_id) values ('x', 'X', $1)", [f.b.orgs.root])).toBe("23503");
   });
 
   test("no cycles: an organization cannot move under its own descendant", async () => {
@@ -316,27 +303,17 @@ describe("memberships", () => {
     await asActor(db, orgAdmin, async (c) => {
       await c.query("insert into authhub.memberships (organization_id, user_id) values ($1, $2)", [f.a.orgs.grandchild, f.a.users.outsider]);
       expect(
-        (await c.query("update authhub.memberships set level = 'ORG_ADMIN' where organization_id = $1 and user_id = $2", [f.a.orgs.grandchild, f.a.users.member]))
-          .rowCount,
+        (await c.query("update authhub.memberships set level = 'ORG_ADMIN' where organization_id = $1 and user_id = $2", [f.a.orgs.grandchild, f.a.users.member])).rowCount,
       ).toBe(1);
-      expect(
-        (await c.query("delete from authhub.memberships where organization_id = $1 and user_id = $2", [f.a.orgs.grandchild, f.a.users.suspended])).rowCount,
-      ).toBe(1);
+      expect((await c.query("delete from authhub.memberships where organization_id = $1 and user_id = $2", [f.a.orgs.grandchild, f.a.users.suspended])).rowCount).toBe(1);
     });
   });
 
   test("an org admin cannot add to or change memberships outside its subtree", async () => {
     const { orgAdmin } = cast(f, f.a);
-    expect(
-      await attempt(orgAdmin, "insert into authhub.memberships (organization_id, user_id) values ($1, $2)", [f.a.orgs.sibling, f.a.users.member]),
-    ).toBe("42501");
-    expect(
-      await attempt(orgAdmin, "delete from authhub.memberships where organization_id = $1 and user_id = $2", [f.a.orgs.sibling, f.a.users.outsider]),
-    ).toBe(0);
-    const { rowCount } = await db.owner.query("select 1 from authhub.memberships where organization_id = $1 and user_id = $2", [
-      f.a.orgs.sibling,
-      f.a.users.outsider,
-    ]);
+    expect(await attempt(orgAdmin, "insert into authhub.memberships (organization_id, user_id) values ($1, $2)", [f.a.orgs.sibling, f.a.users.member])).toBe("42501");
+    expect(await attempt(orgAdmin, "delete from authhub.memberships where organization_id = $1 and user_id = $2", [f.a.orgs.sibling, f.a.users.outsider])).toBe(0);
+    const { rowCount } = await db.owner.query("select 1 from authhub.memberships where organization_id = $1 and user_id = $2", [f.a.orgs.sibling, f.a.users.outsider]);
     expect(rowCount).toBe(1);
   });
 
@@ -345,11 +322,7 @@ describe("memberships", () => {
     const insert = "insert into authhub.memberships (organization_id, user_id) values ($1, $2)";
     expect(await attempt(orgAdmin, insert, [f.a.orgs.grandchild, f.a.users.tenantAdmin])).toBe("42501");
     expect(await attempt(orgAdmin, insert, [f.a.orgs.grandchild, f.superAdmin])).toBe("42501");
-    await db.owner.query("insert into authhub.memberships (tenant_id, organization_id, user_id) values ($1, $2, $3)", [
-      f.a.id,
-      f.a.orgs.grandchild,
-      f.a.users.tenantAdmin,
-    ]);
+    await db.owner.query("insert into authhub.memberships (tenant_id, organization_id, user_id) values ($1, $2, $3)", [f.a.id, f.a.orgs.grandchild, f.a.users.tenantAdmin]);
     try {
       const key = [f.a.orgs.grandchild, f.a.users.tenantAdmin];
       // Visible (who is in my organization), but not the org admin's to change or remove.
@@ -365,16 +338,10 @@ describe("memberships", () => {
 
   test("a membership cannot name another tenant's user or organization", async () => {
     const { tenantAdmin } = cast(f, f.a);
-    expect(
-      await attempt(tenantAdmin, "insert into authhub.memberships (organization_id, user_id) values ($1, $2)", [f.a.orgs.root, f.b.users.member]),
-    ).toBe("23503");
-    expect(
-      await attempt(tenantAdmin, "insert into authhub.memberships (tenant_id, organization_id, user_id) values ($1, $2, $3)", [
-        f.b.id,
-        f.b.orgs.root,
-        f.b.users.member,
-      ]),
-    ).toBe("42501");
+    expect(await attempt(tenantAdmin, "insert into authhub.memberships (organization_id, user_id) values ($1, $2)", [f.a.orgs.root, f.b.users.member])).toBe("23503");
+    expect(await attempt(tenantAdmin, "insert into authhub.memberships (tenant_id, organization_id, user_id) values ($1, $2, $3)", [f.b.id, f.b.orgs.root, f.b.users.member])).toBe(
+      "42501",
+    );
   });
 
   test("a membership level is USER or ORG_ADMIN; tenant-wide levels are refused", async () => {
@@ -388,8 +355,8 @@ describe("memberships", () => {
 
   test("a plain user cannot add themselves anywhere", async () => {
     const { member } = cast(f, f.a);
-    expect(
-      await attempt(member, "insert into authhub.memberships (organization_id, user_id, level) values ($1, $2, 'ORG_ADMIN')", [f.a.orgs.root, f.a.users.member]),
-    ).toBe("42501");
+    expect(await attempt(member, "insert into authhub.memberships (organization_id, user_id, level) values ($1, $2, 'ORG_ADMIN')", [f.a.orgs.root, f.a.users.member])).toBe(
+      "42501",
+    );
   });
 });

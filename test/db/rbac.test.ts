@@ -15,14 +15,12 @@ useFixtureDatabase((database, fixtures) => {
 });
 
 const attempt = (actor: Actor, sql: string, params: unknown[] = []) => attemptAs(db, actor, sql, params);
-const ids = (actor: Actor, sql: string, params: unknown[] = []) =>
-  asActor(db, actor, async (c) => (await c.query<{ id: string }>(sql, params)).rows.map((r) => r.id).sort());
+const ids = (actor: Actor, sql: string, params: unknown[] = []) => asActor(db, actor, async (c) => (await c.query<{ id: string }>(sql, params)).rows.map((r) => r.id).sort());
 
 /** Creates a role (as owner) with the given permissions; returns its id. */
 async function role(tenantId: string, key: string, level: "ORG_ADMIN" | "TENANT_ADMIN", permissions: string[]): Promise<string> {
-  const id = (
-    await db.owner.query<{ id: string }>("insert into authhub.roles (tenant_id, key, name, level) values ($1, $2, $3, $4) returning id", [tenantId, key, key, level])
-  ).rows[0]!.id;
+  const id = (await db.owner.query<{ id: string }>("insert into authhub.roles (tenant_id, key, name, level) values ($1, $2, $3, $4) returning id", [tenantId, key, key, level]))
+    .rows[0]!.id;
   for (const p of permissions) {
     await db.owner.query("insert into authhub.role_permissions (tenant_id, role_id, permission_key) values ($1, $2, $3)", [tenantId, id, p]);
   }
@@ -32,10 +30,12 @@ async function role(tenantId: string, key: string, level: "ORG_ADMIN" | "TENANT_
 /** Assigns a role (as owner); returns a function that revokes it. */
 async function assign(tenantId: string, userId: string, roleId: string, organizationId: string | null = null): Promise<() => Promise<void>> {
   const id = (
-    await db.owner.query<{ id: string }>(
-      "insert into authhub.role_assignments (tenant_id, user_id, role_id, organization_id) values ($1, $2, $3, $4) returning id",
-      [tenantId, userId, roleId, organizationId],
-    )
+    await db.owner.query<{ id: string }>("insert into authhub.role_assignments (tenant_id, user_id, role_id, organization_id) values ($1, $2, $3, $4) returning id", [
+      tenantId,
+      userId,
+      roleId,
+      organizationId,
+    ])
   ).rows[0]!.id;
   return async () => {
     await db.owner.query("delete from authhub.role_assignments where id = $1", [id]);
@@ -86,9 +86,7 @@ describe("a custom role holder", () => {
     const revoke = await assign(f.a.id, f.a.users.outsider, supportAgent, f.a.orgs.child);
     try {
       const agent = cast(f, f.a).outsider;
-      expect(await ids(agent, "select id from authhub.users")).toEqual(
-        [f.a.users.outsider, f.a.users.orgAdmin, f.a.users.member, f.a.users.suspended].sort(),
-      );
+      expect(await ids(agent, "select id from authhub.users")).toEqual([f.a.users.outsider, f.a.users.orgAdmin, f.a.users.member, f.a.users.suspended].sort());
     } finally {
       await revoke();
     }
@@ -349,12 +347,8 @@ describe("no escalation (BR-002)", () => {
   test("a role's permissions stay within its level even for a super admin acting in another tenant", async () => {
     const superHome = { userId: f.superAdmin, tenantId: f.a.id, level: "SUPER_ADMIN" as const };
     const bRole = await role(f.b.id, "b-low", "ORG_ADMIN", []);
-    expect(
-      await attempt(superHome, "insert into authhub.role_permissions (tenant_id, role_id, permission_key) values ($1, $2, 'user:write')", [f.b.id, bRole]),
-    ).toBe("AH422");
-    expect(
-      await attempt(superHome, "insert into authhub.role_permissions (tenant_id, role_id, permission_key) values ($1, $2, 'user:read')", [f.b.id, bRole]),
-    ).toBe(1);
+    expect(await attempt(superHome, "insert into authhub.role_permissions (tenant_id, role_id, permission_key) values ($1, $2, 'user:write')", [f.b.id, bRole])).toBe("AH422");
+    expect(await attempt(superHome, "insert into authhub.role_permissions (tenant_id, role_id, permission_key) values ($1, $2, 'user:read')", [f.b.id, bRole])).toBe(1);
   });
 
   test("a plain user learns nothing about roles it cannot read by trying to map permissions", async () => {
@@ -407,7 +401,9 @@ describe("no escalation (BR-002)", () => {
     expect(await attempt(tenantAdmin, "insert into authhub.role_assignments (user_id, role_id) values ($1, $2)", [f.b.users.member, supportAgent])).toBe("42501");
     const { rowCount } = await db.owner.query("select 1 from authhub.role_assignments where role_id = $1", [supportAgent]);
     expect(rowCount).toBe(0);
-    expect(await attempt(tenantAdmin, "insert into authhub.role_assignments (tenant_id, user_id, role_id) values ($1, $2, $3)", [f.a.id, f.a.users.member, supportAgent])).toBe("42501");
+    expect(await attempt(tenantAdmin, "insert into authhub.role_assignments (tenant_id, user_id, role_id) values ($1, $2, $3)", [f.a.id, f.a.users.member, supportAgent])).toBe(
+      "42501",
+    );
     expect(await attempt(tenantAdmin, "update authhub.roles set name = 'x' where id = $1", [supportAgent])).toBe(0);
     // Control: tenant A's own admin renames it.
     expect(await attempt(cast(f, f.a).tenantAdmin, "update authhub.roles set name = 'x' where id = $1", [supportAgent])).toBe(1);
@@ -430,10 +426,9 @@ describe("the last tenant admin", () => {
   });
 
   test("two admins demoting each other at once leave one admin", async () => {
-    const { rows } = await db.owner.query<{ id: string }>(
-      "insert into authhub.users (tenant_id, email, level) values ($1, 'second@tenant-b.test', 'TENANT_ADMIN') returning id",
-      [f.b.id],
-    );
+    const { rows } = await db.owner.query<{ id: string }>("insert into authhub.users (tenant_id, email, level) values ($1, 'second@tenant-b.test', 'TENANT_ADMIN') returning id", [
+      f.b.id,
+    ]);
     const second = rows[0]!.id;
     const one = await db.owner.connect();
     const two = await db.owner.connect();

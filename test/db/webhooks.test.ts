@@ -15,7 +15,9 @@ useFixtureDatabase(async (database, fixtures) => {
   db = database;
   f = fixtures;
   endpointA = (
-    await db.owner.query<{ id: string }>("select (e).id from (select authhub_private.create_webhook_endpoint('Clerk', 'https://clerk.a.example', null, 'v1.s.e.c', $1) as e) x", [f.a.id])
+    await db.owner.query<{ id: string }>("select (e).id from (select authhub_private.create_webhook_endpoint('Clerk', 'https://clerk.a.example', null, 'v1.s.e.c', $1) as e) x", [
+      f.a.id,
+    ])
   ).rows[0]!.id;
   await db.owner.query("select authhub_private.create_webhook_endpoint('Clerk B', 'https://clerk.b.example', null, 'v1.s.e.c', $1)", [f.b.id]);
   await db.auth.query("select authhub_private.accept_webhook($1, 'msg_1', 'user.created', 'user:user_1', '{}')", [endpointA]);
@@ -82,14 +84,19 @@ test("the receiver stores only for enabled endpoints of active tenants, never un
     await db.owner.query("update authhub.tenants set status = 'active' where id = $1", [f.a.id]);
   }
   expect(await accept("reconcile:x:0")).toBe("AH403");
-  await expect(db.auth.query("select authhub_private.accept_reconciled_delivery($1, 'reconcile:x:0', 'user.created', 'user:x', '{}')", [endpointA])).rejects.toMatchObject({ code: "42501" });
+  await expect(db.auth.query("select authhub_private.accept_reconciled_delivery($1, 'reconcile:x:0', 'user.created', 'user:x', '{}')", [endpointA])).rejects.toMatchObject({
+    code: "42501",
+  });
   // The worker's role may, and only under reconciliation's ids.
   const asWorker = async (sql: string) => {
     const c = await db.owner.connect();
     try {
       await c.query("begin");
       await c.query("select set_config('role', 'authhub_worker', true)");
-      return await c.query(sql, [endpointA]).then((r) => r.rows[0].stored, (err: { code?: string }) => err.code);
+      return await c.query(sql, [endpointA]).then(
+        (r) => r.rows[0].stored,
+        (err: { code?: string }) => err.code,
+      );
     } finally {
       await c.query("rollback");
       c.release();
@@ -98,7 +105,9 @@ test("the receiver stores only for enabled endpoints of active tenants, never un
   expect(await asWorker("select authhub_private.accept_reconciled_delivery($1, 'reconcile:x:1', 'user.created', 'user:x', '{}') as stored")).toBe(true);
   expect(await asWorker("select authhub_private.accept_reconciled_delivery($1, 'msg_worker', 'user.created', 'user:x', '{}') as stored")).toBe("AH422");
   expect(await asWorker("select authhub_private.accept_webhook($1, 'msg_worker', 'user.created', 'user:x', '{}') as stored")).toBe("42501");
-  const { rows } = await db.owner.query("select svix_id from authhub.webhook_deliveries where svix_id = any($1)", [["msg_enabled", "msg_disabled", "msg_suspended", "reconcile:x:0", "reconcile:x:1", "msg_worker"]]);
+  const { rows } = await db.owner.query("select svix_id from authhub.webhook_deliveries where svix_id = any($1)", [
+    ["msg_enabled", "msg_disabled", "msg_suspended", "reconcile:x:0", "reconcile:x:1", "msg_worker"],
+  ]);
   expect(rows.map((r) => r.svix_id)).toEqual(["msg_enabled"]);
 });
 
@@ -113,16 +122,19 @@ test("the webhook_deliveries__purge job deletes finished deliveries after 30 day
      where svix_id in ('msg_old_done', 'msg_old_pending', 'msg_new_done')`,
   );
   await runTask(db, "webhook_deliveries__purge");
-  const { rows } = await db.owner.query("select svix_id from authhub.webhook_deliveries where svix_id = any($1) order by svix_id", [["msg_old_done", "msg_old_pending", "msg_new_done"]]);
+  const { rows } = await db.owner.query("select svix_id from authhub.webhook_deliveries where svix_id = any($1) order by svix_id", [
+    ["msg_old_done", "msg_old_pending", "msg_new_done"],
+  ]);
   expect(rows.map((r) => r.svix_id)).toEqual(["msg_new_done", "msg_old_pending"]);
 });
 
 test("only a pending delivery waits, and an arriving user or organization finds what waits for it through its own index, not the endpoint's backlog", async () => {
   await db.auth.query("select authhub_private.accept_webhook($1, 'msg_wait', 'organizationMembership.created', 'membership:org_1:user_1', '{}')", [endpointA]);
   // The rule: a finished delivery waits for nothing.
-  const code = await db.owner
-    .query("update authhub.webhook_deliveries set state = 'done', waiting_for = '{organization:org_1}' where svix_id = 'msg_wait'")
-    .then(() => null, (err: { code: string }) => err.code);
+  const code = await db.owner.query("update authhub.webhook_deliveries set state = 'done', waiting_for = '{organization:org_1}' where svix_id = 'msg_wait'").then(
+    () => null,
+    (err: { code: string }) => err.code,
+  );
   expect(code).toBe("23514");
   // Control: a pending one may wait.
   expect((await db.owner.query("update authhub.webhook_deliveries set waiting_for = '{organization:org_1}' where svix_id = 'msg_wait'")).rowCount).toBe(1);

@@ -96,11 +96,7 @@ export async function asActor<T>(db: TestDatabase, actor: Actor, fn: (client: pg
  * Runs one statement inside a savepoint, so that a refusal leaves the
  * transaction usable: the rows it affected, or the SQLSTATE it failed with.
  */
-export async function attemptQuery(
-  client: pg.PoolClient,
-  sql: string,
-  params: unknown[] = [],
-): Promise<{ rowCount: number; code: null } | { rowCount: null; code: string }> {
+export async function attemptQuery(client: pg.PoolClient, sql: string, params: unknown[] = []): Promise<{ rowCount: number; code: null } | { rowCount: null; code: string }> {
   await client.query("savepoint attempt");
   try {
     const result = await client.query(sql, params);
@@ -126,10 +122,6 @@ export async function sqlErrorCode(client: pg.PoolClient, sql: string, params: u
 }
 
 /** Rows a statement affects/returns, leaving the transaction usable; throws on error. */
-export async function rowsOf<R extends pg.QueryResultRow = Record<string, unknown>>(
-  client: pg.PoolClient,
-  sql: string,
-  params: unknown[] = [],
-): Promise<R[]> {
+export async function rowsOf<R extends pg.QueryResultRow = Record<string, unknown>>(client: pg.PoolClient, sql: string, params: unknown[] = []): Promise<R[]> {
   return (await client.query<R>(sql, params)).rows;
 }

@@ -36,13 +36,7 @@ async function seedTenant(db: TestDatabase, slug: string): Promise<TenantFixture
   const grandchild = await org("grandchild", child);
   const sibling = await org("sibling", null);
   const user = (name: string, level: RoleLevel, status = "active") =>
-    q("insert into authhub.users (tenant_id, email, display_name, level, status) values ($1, $2, $3, $4, $5) returning id", [
-      id,
-      `${name}@${slug}.test`,
-      name,
-      level,
-      status,
-    ]);
+    q("insert into authhub.users (tenant_id, email, display_name, level, status) values ($1, $2, $3, $4, $5) returning id", [id, `${name}@${slug}.test`, name, level, status]);
   const users = {
     tenantAdmin: await user("tenant-admin", "TENANT_ADMIN"),
     orgAdmin: await user("org-admin", "USER"),
@@ -51,12 +45,7 @@ async function seedTenant(db: TestDatabase, slug: string): Promise<TenantFixture
     suspended: await user("suspended", "USER", "suspended"),
   };
   const member = (orgId: string, userId: string, level: RoleLevel) =>
-    db.owner.query("insert into authhub.memberships (tenant_id, organization_id, user_id, level) values ($1, $2, $3, $4)", [
-      id,
-      orgId,
-      userId,
-      level,
-    ]);
+    db.owner.query("insert into authhub.memberships (tenant_id, organization_id, user_id, level) values ($1, $2, $3, $4)", [id, orgId, userId, level]);
   await member(child, users.orgAdmin, "ORG_ADMIN");
   await member(grandchild, users.member, "USER");
   await member(sibling, users.outsider, "USER");
@@ -68,10 +57,7 @@ export async function seedFixtures(db: TestDatabase): Promise<Fixtures> {
   const a = await seedTenant(db, "tenant-a");
   const b = await seedTenant(db, "tenant-b");
   const superAdmin = (
-    await db.owner.query<{ id: string }>(
-      "insert into authhub.users (tenant_id, email, level) values ($1, 'root@tenant-a.test', 'SUPER_ADMIN') returning id",
-      [a.id],
-    )
+    await db.owner.query<{ id: string }>("insert into authhub.users (tenant_id, email, level) values ($1, 'root@tenant-a.test', 'SUPER_ADMIN') returning id", [a.id])
   ).rows[0]!.id;
   return { a, b, superAdmin };
 }

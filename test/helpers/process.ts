@@ -35,8 +35,8 @@ export async function startServer(env: NodeJS.ProcessEnv, entry = "server/main.t
   children.push(child);
   let out = "";
   let err = "";
-  child.stdout!.on("data", (d) => (out += d));
-  child.stderr!.on("data", (d) => (err += d));
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (err += d));
   const lines = () =>
     out
       .split("\n")
@@ -101,14 +101,14 @@ export async function eventually(check: () => Promise<boolean> | boolean, ms = 1
 }
 
 /** Runs `npx authhub <args> --json` in this process against `env`'s database; answers the JSON it printed. */
-export async function cliJson(args: string[], env: NodeJS.ProcessEnv): Promise<Record<string, any>> {
+export async function cliJson<T = Record<string, unknown>>(args: string[], env: NodeJS.ProcessEnv): Promise<T> {
   const { runCli } = await import("../../server/cli.js");
   let printed = "";
   const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string | Uint8Array) => {
+  process.stdout.write = (chunk: string | Uint8Array) => {
     printed += String(chunk);
     return true;
-  }) as typeof process.stdout.write;
+  };
   let code: number;
   try {
     code = await runCli([...args, "--json"], env);
@@ -116,7 +116,7 @@ export async function cliJson(args: string[], env: NodeJS.ProcessEnv): Promise<R
     process.stdout.write = write;
   }
   if (code !== 0) throw new Error(`authhub ${args.join(" ")} exited ${code}`);
-  return JSON.parse(printed.trim().split("\n").at(-1)!) as Record<string, any>;
+  return JSON.parse(printed.trim().split("\n").at(-1)!) as T;
 }
 
 /** A superuser URL for the embedded cluster of `dataDir` (from the cluster.json it keeps). */

@@ -41,8 +41,7 @@ export async function startTestServer(db: TestDatabase, env: Record<string, stri
     config,
     key,
     masterKey,
-    mint: async (identity, options) =>
-      (await mintAccessToken(key, identity, { issuer: TEST_ISSUER, ttlSeconds: options?.ttlSeconds ?? 300 })).token,
+    mint: async (identity, options) => (await mintAccessToken(key, identity, { issuer: TEST_ISSUER, ttlSeconds: options?.ttlSeconds ?? 300 })).token,
     close: () => app.release(),
   };
 }

@@ -28,7 +28,10 @@ test("a GraphQL mutation is recorded with its user and the request's trace id", 
     .set("X-Trace-Id", "trace-audit-0001")
     .send({ query: `mutation { createOrganization(input: { organization: { slug: "audited", name: "Audited" } }) { organization { rowId } } }` });
   const id = res.body.data.createOrganization.organization.rowId;
-  const { rows } = await db.owner.query("select operation, actor, trace_id, organization_id from authhub.audit_events where table_name = 'organizations' and row_key ->> 'id' = $1", [id]);
+  const { rows } = await db.owner.query(
+    "select operation, actor, trace_id, organization_id from authhub.audit_events where table_name = 'organizations' and row_key ->> 'id' = $1",
+    [id],
+  );
   expect(rows).toEqual([{ operation: "INSERT", actor: `user:${f.a.users.tenantAdmin}`, trace_id: "trace-audit-0001", organization_id: id }]);
 });
 
@@ -40,9 +43,7 @@ test("a CLI command is recorded as the CLI", async () => {
   } finally {
     quiet.mockRestore();
   }
-  const { rows } = await db.owner.query(
-    "select table_name, actor from authhub.audit_events where actor like 'system:%' and table_name in ('tenants', 'users') order by id",
-  );
+  const { rows } = await db.owner.query("select table_name, actor from authhub.audit_events where actor like 'system:%' and table_name in ('tenants', 'users') order by id");
   expect(rows).toEqual([
     { table_name: "tenants", actor: "system:cli:bootstrap" },
     { table_name: "users", actor: "system:cli:bootstrap" },
@@ -56,7 +57,12 @@ test("audit:read holders query the log with filters and grouped counts; others g
     byDay: auditEvents { groupedAggregates(groupBy: [OCCURRED_AT_TRUNCATED_TO_DAY]) { keys distinctCount { rowId } } }
   }`;
   const ask = async (who: ReturnType<typeof cast>["tenantAdmin"]) =>
-    (await request(srv.app).post("/graphql").set("Authorization", `Bearer ${await srv.mint(who)}`).send({ query })).body;
+    (
+      await request(srv.app)
+        .post("/graphql")
+        .set("Authorization", `Bearer ${await srv.mint(who)}`)
+        .send({ query })
+    ).body;
   const admin = await ask(cast(f, f.a).tenantAdmin);
   expect(admin.errors).toBeUndefined();
   expect(admin.data.auditEvents.totalCount).toBe(6);
@@ -97,7 +103,5 @@ test("searchAuditEvents filters by time range, table, operation, actor and row, 
   const future = await ask({ since: new Date(Date.now() + 3_600_000).toISOString() });
   expect(future.data.searchAuditEvents.totalCount).toBe(0);
   const byActor = await ask({ since: hourAgo, actor: "db:authhub_owner" });
-  expect(byActor.data.searchAuditEvents.groupedAggregates).toEqual([
-    { keys: ["db:authhub_owner"], distinctCount: { rowId: String(byActor.data.searchAuditEvents.totalCount) } },
-  ]);
+  expect(byActor.data.searchAuditEvents.groupedAggregates).toEqual([{ keys: ["db:authhub_owner"], distinctCount: { rowId: String(byActor.data.searchAuditEvents.totalCount) } }]);
 });

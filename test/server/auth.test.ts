@@ -132,8 +132,7 @@ describe("bearer tokens", () => {
   });
 
   test("a trusted issuer cannot name an AuthHub user id, an unknown external id, or a suspended user", async () => {
-    const trusted = (subject: string) =>
-      forge(trustedKey, "RS256", { issuer: trustedIssuer, audience: "authhub-partner", kid: "idp-key-1", subject });
+    const trusted = (subject: string) => forge(trustedKey, "RS256", { issuer: trustedIssuer, audience: "authhub-partner", kid: "idp-key-1", subject });
     // The super admin has no external id: an AuthHub id in `sub` resolves to nobody.
     expect((await post(bearer(await trusted(f.superAdmin)))).status).toBe(401);
     expect((await post(bearer(await trusted("user_nobody")))).status).toBe(401);
@@ -160,10 +159,7 @@ describe("gateway header mode", () => {
   test("with the gateway token, the identity headers are trusted (and still confirmed by SQL)", async () => {
     const res = await post({ "X-Gateway-Token": "gateway-secret-for-tests", ...as(f.a.users.member, f.a.id, "USER") });
     expect(res.body.data.currentUser.email).toBe("member@tenant-a.test");
-    const forged = await post(
-      { "X-Gateway-Token": "gateway-secret-for-tests", ...as(f.a.users.member, f.a.id, "SUPER_ADMIN") },
-      `{ tenants { totalCount } }`,
-    );
+    const forged = await post({ "X-Gateway-Token": "gateway-secret-for-tests", ...as(f.a.users.member, f.a.id, "SUPER_ADMIN") }, `{ tenants { totalCount } }`);
     expect(forged.body.data.tenants.totalCount).toBe(1);
   });
 
@@ -211,9 +207,7 @@ describe("production mode", () => {
       .set("X-GraphQL-Explain", "plan,sql")
       .send({ query: `{ boom currentUser { email } }` });
     expect(res.body.extensions?.explain).toBeUndefined();
-    expect(res.body.errors).toEqual([
-      expect.objectContaining({ message: "An internal error occurred.", extensions: { code: "internal", errorId: expect.any(String) } }),
-    ]);
+    expect(res.body.errors).toEqual([expect.objectContaining({ message: "An internal error occurred.", extensions: { code: "internal", errorId: expect.any(String) } })]);
     expect(res.text).not.toMatch(/secret|signing_keys|authhub_private/);
     expect(res.body.data.currentUser).toEqual({ email: "member@tenant-a.test" });
   });

@@ -119,10 +119,9 @@ describe("token exchange", () => {
 
   test("a login is recorded in the audit log as the user's own act", async () => {
     const res = await exchange("idp|tenant-admin");
-    const { rows } = await db.owner.query(
-      "select actor, operation from authhub.audit_events where table_name = 'refresh_families' and row_key ->> 'id' = $1",
-      [decodeJwt(res.body.access_token).sid],
-    );
+    const { rows } = await db.owner.query("select actor, operation from authhub.audit_events where table_name = 'refresh_families' and row_key ->> 'id' = $1", [
+      decodeJwt(res.body.access_token).sid,
+    ]);
     expect(rows).toEqual([{ actor: `user:${f.a.users.tenantAdmin}`, operation: "INSERT" }]);
   });
 
@@ -179,13 +178,21 @@ describe("token exchange", () => {
     const { generateKeyPair } = await import("jose");
     const other = await generateKeyPair("RS256");
     const fresh = await startLocalIdp();
-    const server = await startTestServer(db, { AUTHHUB_TRUSTED_ISSUERS: JSON.stringify([{ issuer: fresh.issuer, jwksUri: fresh.jwksUri }]), AUTHHUB_TOKEN_RATE_LIMIT_IP: "100000" });
+    const server = await startTestServer(db, {
+      AUTHHUB_TRUSTED_ISSUERS: JSON.stringify([{ issuer: fresh.issuer, jwksUri: fresh.jwksUri }]),
+      AUTHHUB_TOKEN_RATE_LIMIT_IP: "100000",
+    });
     try {
       for (let i = 0; i < 3; i++) {
         const res = await request(server.app)
           .post("/auth/token")
           .type("form")
-          .send({ grant_type: TOKEN_EXCHANGE, subject_token: await fresh.sign("idp|member", { kid: `unknown-${i}`, key: other.privateKey }), subject_token_type: JWT_TYPE, tenant: f.a.slug });
+          .send({
+            grant_type: TOKEN_EXCHANGE,
+            subject_token: await fresh.sign("idp|member", { kid: `unknown-${i}`, key: other.privateKey }),
+            subject_token_type: JWT_TYPE,
+            tenant: f.a.slug,
+          });
         expect(res.body.error).toBe("invalid_grant");
       }
       // The first unknown kid fetched the set; the next two, within the cool-down, did not.
@@ -200,10 +207,14 @@ describe("token exchange", () => {
     ["no grant_type", "invalid_request", {}],
     ["an unknown grant_type", "unsupported_grant_type", { grant_type: "password" }],
     ["no subject_token", "invalid_request", { grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE, tenant: "tenant-a" }],
-    ["a non-JWT subject_token_type", "invalid_request", { grant_type: TOKEN_EXCHANGE, subject_token: "x", subject_token_type: "urn:ietf:params:oauth:token-type:saml2", tenant: "tenant-a" }],
+    [
+      "a non-JWT subject_token_type",
+      "invalid_request",
+      { grant_type: TOKEN_EXCHANGE, subject_token: "x", subject_token_type: "urn:ietf:params:oauth:token-type:saml2", tenant: "tenant-a" },
+    ],
     ["no tenant", "invalid_request", { grant_type: TOKEN_EXCHANGE, subject_token: "x", subject_token_type: JWT_TYPE }],
   ])("%s: %s", async (_name, error, params) => {
-    const res = await token(params as Record<string, string>);
+    const res = await token(params);
     expect(res.status).toBe(400);
     expect(res.body.error).toBe(error);
     expect(typeof res.body.error_description).toBe("string");
@@ -238,14 +249,25 @@ describe("client credentials (API keys)", () => {
     expect(res.body).not.toHaveProperty("refresh_token");
     expect(decodeJwt(res.body.access_token)).toMatchObject({ sub: key.keyId, api_key_id: key.id, tenant_id: f.a.id, scope: "user:read" });
     const gql = (tokenValue: string, query: string) =>
-      request(srv.app).post("/graphql").set("Authorization", `Bearer ${tokenValue}`).send({ query }).then((r) => r.body);
+      request(srv.app)
+        .post("/graphql")
+        .set("Authorization", `Bearer ${tokenValue}`)
+        .send({ query })
+        .then((r) => r.body);
     const seen = await gql(res.body.access_token, "{ users { totalCount } organizations { totalCount } currentUser { email } }");
     const users = (await db.owner.query("select count(*)::int as n from authhub.users where tenant_id = $1", [f.a.id])).rows[0].n;
     expect(seen.data).toEqual({ users: { totalCount: users }, organizations: { totalCount: 0 }, currentUser: null });
-    const decide = await request(srv.app).post("/v1/authorize").set("Authorization", `Bearer ${res.body.access_token}`).send({ checks: [{ permission: "user:read" }, { permission: "user:write" }] });
+    const decide = await request(srv.app)
+      .post("/v1/authorize")
+      .set("Authorization", `Bearer ${res.body.access_token}`)
+      .send({ checks: [{ permission: "user:read" }, { permission: "user:write" }] });
     expect(decide.body).toEqual({ results: [{ allowed: true }, { allowed: false }] });
     // HTTP Basic works as well.
-    const basic = await request(srv.app).post("/auth/token").set("Authorization", `Basic ${Buffer.from(`${key.keyId}:${key.secret}`).toString("base64")}`).type("form").send({ grant_type: "client_credentials" });
+    const basic = await request(srv.app)
+      .post("/auth/token")
+      .set("Authorization", `Basic ${Buffer.from(`${key.keyId}:${key.secret}`).toString("base64")}`)
+      .type("form")
+      .send({ grant_type: "client_credentials" });
     expect(basic.status).toBe(200);
     // Revoking the key ends its tokens at once.
     await db.owner.query("select authhub.revoke_api_key($1)", [key.id]);
@@ -427,10 +449,9 @@ describe("signing keys", () => {
       await fresh.close();
     }
     // Rotations are audited (global events) without the private part.
-    const { rows } = await db.owner.query(
-      "select tenant_id, operation, new from authhub.audit_events where table_name = 'signing_keys' and row_key ->> 'kid' = $1",
-      [serverKey.kid],
-    );
+    const { rows } = await db.owner.query("select tenant_id, operation, new from authhub.audit_events where table_name = 'signing_keys' and row_key ->> 'kid' = $1", [
+      serverKey.kid,
+    ]);
     expect(rows).toHaveLength(1);
     expect(rows[0].tenant_id).toBe("00000000-0000-0000-0000-000000000000");
     expect(rows[0].new).not.toHaveProperty("private_key_encrypted");
@@ -485,7 +506,8 @@ describe("abuse limits", () => {
       const left = 60_000 - (Date.now() % 60_000);
       if (left < 5_000) await new Promise((r) => setTimeout(r, left + 100));
       const send = (params: Record<string, string>) => request(limited.app).post("/auth/token").type("form").send(params);
-      let current = (await send({ grant_type: TOKEN_EXCHANGE, subject_token: await idp.sign("idp|tenant-admin"), subject_token_type: JWT_TYPE, tenant: f.a.slug })).body.refresh_token as string;
+      let current = (await send({ grant_type: TOKEN_EXCHANGE, subject_token: await idp.sign("idp|tenant-admin"), subject_token_type: JWT_TYPE, tenant: f.a.slug })).body
+        .refresh_token as string;
       const statuses: number[] = [];
       for (let i = 0; i < 5; i++) {
         const res = await send({ grant_type: "refresh_token", refresh_token: current });

@@ -59,8 +59,7 @@ test("another tenant's organization answers false, never an error that reveals i
 
 test("authority is live: a removed membership answers false on the next call with the same token", async () => {
   const token = await srv.mint(cast(f, f.a).orgAdmin);
-  const call = () =>
-    request(srv.app).post("/v1/authorize").set("Authorization", `Bearer ${token}`).send({ permission: "org:write", organizationId: f.a.orgs.child });
+  const call = () => request(srv.app).post("/v1/authorize").set("Authorization", `Bearer ${token}`).send({ permission: "org:write", organizationId: f.a.orgs.child });
   expect((await call()).body).toEqual({ allowed: true });
   await db.owner.query("update authhub.memberships set level = 'USER' where organization_id = $1 and user_id = $2", [f.a.orgs.child, f.a.users.orgAdmin]);
   try {
@@ -96,10 +95,7 @@ test("without a valid token the answer is 401", async () => {
 
 test("GraphQL currentPermissions lists the caller's permissions per scope", async () => {
   const token = await srv.mint(cast(f, f.a).orgAdmin);
-  const res = await request(srv.app)
-    .post("/graphql")
-    .set("Authorization", `Bearer ${token}`)
-    .send({ query: "{ currentPermissions { permission organizationId } }" });
+  const res = await request(srv.app).post("/graphql").set("Authorization", `Bearer ${token}`).send({ query: "{ currentPermissions { permission organizationId } }" });
   const grants = res.body.data.currentPermissions as { permission: string; organizationId: string | null }[];
   expect(grants).toContainEqual({ permission: "org:write", organizationId: f.a.orgs.child });
   expect(grants).toContainEqual({ permission: "org:write", organizationId: f.a.orgs.grandchild });
@@ -111,6 +107,9 @@ test("GraphQL currentPermissions lists the caller's permissions per scope", asyn
   expect(member.body.data.currentPermissions).toEqual([]);
 });
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the data of whatever query a test sends, walked freely and checked by expect()
+type GraphQLBody = { data?: Record<string, any>; errors?: { extensions: { code: string } }[] };
+
 describe("role management through GraphQL", () => {
   const gql = async (who: Identity, query: string, variables: Record<string, unknown> = {}) =>
     (
@@ -118,14 +117,18 @@ describe("role management through GraphQL", () => {
         .post("/graphql")
         .set("Authorization", `Bearer ${await srv.mint(who)}`)
         .send({ query, variables })
-    ).body as { data?: Record<string, any>; errors?: { extensions: { code: string } }[] };
+    ).body as GraphQLBody;
 
   test("a tenant admin creates a role, maps a permission and assigns it; the holder's rights follow", async () => {
     const admin = cast(f, f.a).tenantAdmin;
     const created = await gql(admin, `mutation { createRole(input: { role: { key: "auditor", name: "Auditor" } }) { role { rowId level } } }`);
     const roleId = created.data!.createRole.role.rowId;
     expect(created.data!.createRole.role.level).toBe("ORG_ADMIN");
-    const mapped = await gql(admin, `mutation($r: UUID!) { createRolePermission(input: { rolePermission: { roleId: $r, permissionKey: "audit:read" } }) { rolePermission { permissionKey } } }`, { r: roleId });
+    const mapped = await gql(
+      admin,
+      `mutation($r: UUID!) { createRolePermission(input: { rolePermission: { roleId: $r, permissionKey: "audit:read" } }) { rolePermission { permissionKey } } }`,
+      { r: roleId },
+    );
     expect(mapped.errors).toBeUndefined();
     const assigned = await gql(
       admin,

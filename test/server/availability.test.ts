@@ -40,8 +40,8 @@ beforeAll(async () => {
   });
   server = await startServer(env);
   await cliJson(["bootstrap", "--tenant", "acme", "--admin-email", "admin@acme.test"], env);
-  token = (await cliJson(["token", "--tenant", "acme", "--email", "admin@acme.test", "--ttl", "3600"], env)).token;
-  key = (await cliJson(["apikey", "create", "--tenant", "acme", "--scopes", "user:read,user:write", "--rate", "1000000"], env)) as typeof key;
+  token = (await cliJson<{ token: string }>(["token", "--tenant", "acme", "--email", "admin@acme.test", "--ttl", "3600"], env)).token;
+  key = await cliJson<typeof key>(["apikey", "create", "--tenant", "acme", "--scopes", "user:read,user:write", "--rate", "1000000"], env);
   root = new pg.Pool({ connectionString: embeddedRootUrl(dataDir), max: 2 });
   root.on("error", () => undefined);
   root.on("connect", (c) => c.on("error", () => undefined));
@@ -75,7 +75,11 @@ async function workerRuns(ms = 15_000): Promise<boolean> {
 test("40 concurrent signed requests with one key and 10 GraphQL requests on a pool of 5: all answered, nothing wedged", async () => {
   const started = Date.now();
   const answers = await Promise.all([
-    ...Array.from({ length: 40 }, () => signed("GET", "/open/v1/users?limit=5").send().then((r) => r.status)),
+    ...Array.from({ length: 40 }, () =>
+      signed("GET", "/open/v1/users?limit=5")
+        .send()
+        .then((r) => r.status),
+    ),
     ...Array.from({ length: 10 }, () => graphql("{ users(first: 5) { totalCount } }").then((r) => r.status)),
   ]);
   expect(answers.filter((s) => s !== 200)).toEqual([]);
@@ -89,7 +93,7 @@ test("40 concurrent signed requests with one key and 10 GraphQL requests on a po
 test("a pinned pool: waits for a connection end in 503 with Retry-After, /readyz answers within two seconds, and everything recovers", async () => {
   const lock = await root.connect();
   await lock.query("begin; lock table authhub.users in access exclusive mode");
-  let settled: Response[] = [];
+  let settled: Response[];
   try {
     // Five requests take the five connections and wait on the lock; three more wait for a connection.
     const blocked = Array.from({ length: 8 }, () => graphql("{ users { totalCount } }"));
@@ -202,6 +206,9 @@ test("SIGTERM while a mutation runs long: out within the grace (2 s) and a littl
   expect(embeddedRunning(dataDir)).toBe(false);
   expect(code).not.toBeNull();
   await slow;
-  const order = server.lines().map((l) => String(l.msg)).filter((m) => m.startsWith("shutdown: "));
+  const order = server
+    .lines()
+    .map((l) => String(l.msg))
+    .filter((m) => m.startsWith("shutdown: "));
   expect(order.at(-2)).toBe("shutdown: database stopped");
 });

@@ -100,10 +100,7 @@ describe("token", () => {
     const { token, roles, expires_at: expiresAt } = JSON.parse(r.stdout);
     expect(roles).toEqual(["TENANT_ADMIN"]);
     expect(new Date(expiresAt).getTime() - Date.now()).toBeLessThanOrEqual(900_000);
-    const res = await request(srv.app)
-      .post("/graphql")
-      .set("Authorization", `Bearer ${token}`)
-      .send({ query: `{ currentUser { email level } currentTenant { slug } }` });
+    const res = await request(srv.app).post("/graphql").set("Authorization", `Bearer ${token}`).send({ query: `{ currentUser { email level } currentTenant { slug } }` });
     expect(res.body.data).toEqual({ currentUser: { email: "admin@acme.test", level: "TENANT_ADMIN" }, currentTenant: { slug: "acme" } });
   });
 
@@ -112,14 +109,8 @@ describe("token", () => {
       "select u.id, u.tenant_id from authhub.users u join authhub.tenants t on t.id = u.tenant_id where t.slug = 'acme'",
     );
     const admin = rows[0]!;
-    const org = await db.owner.query<{ id: string }>(
-      "insert into authhub.organizations (tenant_id, slug, name) values ($1, 'sales', 'Sales') returning id",
-      [admin.tenant_id],
-    );
-    const user = await db.owner.query<{ id: string }>(
-      "insert into authhub.users (tenant_id, email) values ($1, 'lead@acme.test') returning id",
-      [admin.tenant_id],
-    );
+    const org = await db.owner.query<{ id: string }>("insert into authhub.organizations (tenant_id, slug, name) values ($1, 'sales', 'Sales') returning id", [admin.tenant_id]);
+    const user = await db.owner.query<{ id: string }>("insert into authhub.users (tenant_id, email) values ($1, 'lead@acme.test') returning id", [admin.tenant_id]);
     await db.owner.query("insert into authhub.memberships (tenant_id, organization_id, user_id, level) values ($1, $2, $3, 'ORG_ADMIN')", [
       admin.tenant_id,
       org.rows[0]!.id,
@@ -146,7 +137,12 @@ describe("apikey", () => {
     const created = await cli("apikey", "create", "--tenant", "acme", "--scopes", "user:read,org:read", "--rate", "120", "--name", "CRM", "--json");
     expect(created.code).toBe(0);
     const key = JSON.parse(created.stdout);
-    expect(key).toMatchObject({ key_id: expect.stringMatching(/^ak_[0-9A-Za-z]{22}$/), secret: expect.stringMatching(/^sk_[0-9A-Za-z]{43}$/), scopes: ["org:read", "user:read"], rate_limit_per_minute: 120 });
+    expect(key).toMatchObject({
+      key_id: expect.stringMatching(/^ak_[0-9A-Za-z]{22}$/),
+      secret: expect.stringMatching(/^sk_[0-9A-Za-z]{43}$/),
+      scopes: ["org:read", "user:read"],
+      rate_limit_per_minute: 120,
+    });
     const listed = await cli("apikey", "list", "--tenant", "acme", "--json");
     expect(JSON.parse(listed.stdout).keys).toEqual([expect.objectContaining({ key_id: key.key_id, name: "CRM", revoked_at: null })]);
     expect(listed.stdout).not.toContain(key.secret);

@@ -2,7 +2,8 @@
  * Configuration is read once and refused early with a message naming the
  * variable (server/config.ts): here the Auth API's settings.
  */
-import { ConfigError, readConfig } from "../../server/config.js";
+import { ConfigError } from "../../db/configError.js";
+import { readConfig } from "../../server/config.js";
 
 const read = (env: Record<string, string>) => readConfig({ NODE_ENV: "test", ...env });
 

@@ -32,7 +32,8 @@ afterAll(async () => {
 interface Answer {
   status: number;
   headers: Record<string, string>;
-  body: { data?: Record<string, any> | null; errors?: { message: string; extensions?: Record<string, any> }[] };
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the data of whatever query a test sends, walked freely and checked by expect()
+  body: { data?: Record<string, any> | null; errors?: { message: string; extensions?: Record<string, unknown> }[] };
   text: string;
 }
 
@@ -40,7 +41,7 @@ async function gql(server: TestServer, who: Identity | null, query: string, vari
   const req = request(server.app).post("/graphql").set("Content-Type", "application/json").set("Accept", "application/json");
   if (who) req.set("Authorization", `Bearer ${await server.mint(who)}`);
   const res = await req.send({ query, variables });
-  return { status: res.status, headers: res.headers as Record<string, string>, body: res.body, text: res.text };
+  return { status: res.status, headers: res.headers, body: res.body, text: res.text };
 }
 const codes = (r: Answer) => (r.body.errors ?? []).map((e) => e.extensions?.code);
 const displayNames = async () => (await db.owner.query("select display_name from authhub.users where id = $1", [f.a.users.member])).rows[0].display_name;
@@ -79,7 +80,11 @@ describe("the shape of an operation", () => {
   });
 
   test("too many root fields are refused", async () => {
-    const r = await gql(srv, cast(f, f.a).tenantAdmin, `{ currentUser { email } users { totalCount } organizations { totalCount } roles { totalCount } permissions { totalCount } currentTenant { slug } currentPermissions { permission } }`);
+    const r = await gql(
+      srv,
+      cast(f, f.a).tenantAdmin,
+      `{ currentUser { email } users { totalCount } organizations { totalCount } roles { totalCount } permissions { totalCount } currentTenant { slug } currentPermissions { permission } }`,
+    );
     expect(codes(r)).toEqual(["query_too_large"]);
   });
 
@@ -196,9 +201,14 @@ describe("answers that used to be internal", () => {
     const anonymous = await gql(srv, null, "query($s: String!) { tenantBranding(slug: $s) { displayName } }", { s: "a\u0000b" });
     expect(codes(anonymous)).toEqual(["invalid_input"]);
     const before = await displayNames();
-    const signedIn = await gql(srv, cast(f, f.a).tenantAdmin, `mutation($n: DisplayText!) { updateUser(input: { tenantId: "${f.a.id}", rowId: "${f.a.users.member}", patch: { displayName: $n } }) { user { rowId } } }`, {
-      n: "a\u0000b",
-    });
+    const signedIn = await gql(
+      srv,
+      cast(f, f.a).tenantAdmin,
+      `mutation($n: DisplayText!) { updateUser(input: { tenantId: "${f.a.id}", rowId: "${f.a.users.member}", patch: { displayName: $n } }) { user { rowId } } }`,
+      {
+        n: "a\u0000b",
+      },
+    );
     expect(codes(signedIn)).toEqual(["invalid_input"]);
     expect(await displayNames()).toBe(before);
   });

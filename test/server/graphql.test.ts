@@ -25,7 +25,8 @@ afterAll(async () => {
 
 interface GraphQLResponse {
   status: number;
-  body: { data?: Record<string, any> | null; errors?: { message: string; extensions?: Record<string, any> }[] };
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the data of whatever query a test sends, walked freely and checked by expect()
+  body: { data?: Record<string, any> | null; errors?: { message: string; extensions?: Record<string, unknown> }[] };
   text: string;
 }
 
@@ -58,10 +59,10 @@ describe("reads", () => {
     const users = r.body.data!.users;
     expect(users.totalCount).toBe(6);
     expect(users.aggregates.distinctCount).toEqual({ email: "6", level: "3" });
-    const member = users.nodes.find((u: any) => u.email === "member@tenant-a.test");
+    const member = users.nodes.find((u: { email: string }) => u.email === "member@tenant-a.test");
     expect(member.memberships.nodes).toEqual([{ level: "USER", organization: { slug: "grandchild", parent: { slug: "child" } } }]);
-    expect(users.nodes.every((u: any) => u.email.endsWith("@tenant-a.test"))).toBe(true);
-    const groups = Object.fromEntries(r.body.data!.byLevel.groupedAggregates.map((g: any) => [g.keys[0], g.distinctCount.email]));
+    expect(users.nodes.every((u: { email: string }) => u.email.endsWith("@tenant-a.test"))).toBe(true);
+    const groups = Object.fromEntries(r.body.data!.byLevel.groupedAggregates.map((g: { keys: string[]; distinctCount: { email: string } }) => [g.keys[0], g.distinctCount.email]));
     expect(groups).toEqual({ USER: "4", TENANT_ADMIN: "1", SUPER_ADMIN: "1" });
   });
 
@@ -114,11 +115,9 @@ describe("mutations", () => {
   });
 
   test("creating a row in another tenant is forbidden and changes nothing", async () => {
-    const r = await gql(
-      cast(f, f.a).tenantAdmin,
-      `mutation($t: UUID!) { createUser(input: { user: { tenantId: $t, email: "spy@tenant-b.test" } }) { user { rowId } } }`,
-      { t: f.b.id },
-    );
+    const r = await gql(cast(f, f.a).tenantAdmin, `mutation($t: UUID!) { createUser(input: { user: { tenantId: $t, email: "spy@tenant-b.test" } }) { user { rowId } } }`, {
+      t: f.b.id,
+    });
     expect(codes(r)).toEqual(["forbidden"]);
     expectNoLeak(r);
     const { rowCount } = await db.owner.query("select 1 from authhub.users where email = 'spy@tenant-b.test'");
@@ -153,11 +152,9 @@ describe("mutations", () => {
 
   test("another tenant's row cannot be updated through its node id: nothing is found, nothing changes", async () => {
     const b = await gql(cast(f, f.b).tenantAdmin, `{ users(condition: { email: "member@tenant-b.test" }) { nodes { id } } }`);
-    const r = await gql(
-      cast(f, f.a).tenantAdmin,
-      `mutation($id: ID!) { updateUserById(input: { id: $id, patch: { displayName: "Hijacked" } }) { user { displayName } } }`,
-      { id: b.body.data!.users.nodes[0].id },
-    );
+    const r = await gql(cast(f, f.a).tenantAdmin, `mutation($id: ID!) { updateUserById(input: { id: $id, patch: { displayName: "Hijacked" } }) { user { displayName } } }`, {
+      id: b.body.data!.users.nodes[0].id,
+    });
     // PostGraphile V5 answers an update that matched no visible row with a null record.
     expect(r.body).toEqual({ data: { updateUserById: { user: null } } });
     const { rows } = await db.owner.query("select display_name from authhub.users where id = $1", [f.b.users.member]);
@@ -193,11 +190,10 @@ describe("mutations", () => {
 
   test("a plain user whose token claims TENANT_ADMIN cannot promote itself through GraphQL", async () => {
     const forged = { ...cast(f, f.a).member, level: "TENANT_ADMIN" as const };
-    const r = await gql(
-      forged,
-      `mutation($t: UUID!, $id: UUID!) { updateUser(input: { tenantId: $t, rowId: $id, patch: { level: SUPER_ADMIN } }) { user { level } } }`,
-      { t: f.a.id, id: f.a.users.member },
-    );
+    const r = await gql(forged, `mutation($t: UUID!, $id: UUID!) { updateUser(input: { tenantId: $t, rowId: $id, patch: { level: SUPER_ADMIN } }) { user { level } } }`, {
+      t: f.a.id,
+      id: f.a.users.member,
+    });
     expect(codes(r)).toEqual(["forbidden"]);
     const { rows } = await db.owner.query("select level from authhub.users where id = $1", [f.a.users.member]);
     expect(rows[0].level).toBe("USER");
@@ -291,10 +287,7 @@ describe("operations", () => {
 
   test("/readyz answers 503 when the database's migrations are not the ones this code ships", async () => {
     const { rows } = await db.owner.query<{ hash: string }>("select hash from graphile_migrate.migrations order by filename desc limit 1");
-    await db.owner.query(
-      "insert into graphile_migrate.migrations (hash, previous_hash, filename, date) values ('sha1:from-the-future', $1, '999999.sql', now())",
-      [rows[0]!.hash],
-    );
+    await db.owner.query("insert into graphile_migrate.migrations (hash, previous_hash, filename, date) values ('sha1:from-the-future', $1, '999999.sql', now())", [rows[0]!.hash]);
     try {
       const res = await request(srv.app).get("/readyz");
       expect(res.status).toBe(503);

@@ -12,7 +12,7 @@
  * through another address (a pooler in front of the test database).
  */
 import { jest } from "@jest/globals";
-import http from "node:http";
+import type http from "node:http";
 import type { AddressInfo } from "node:net";
 import pg from "pg";
 import { signRequest } from "../../client/index.js";
@@ -74,11 +74,17 @@ interface Side {
 }
 
 async function side(tenant: TenantFixture, other: TenantFixture): Promise<Side> {
-  const key = await issueApiKey(db.owner, srv.masterKey, { name: "Interleaving", tenantId: tenant.id, scopes: ["user:read", "user:write", "org:read"], rateLimitPerMinute: 1_000_000 });
+  const key = await issueApiKey(db.owner, srv.masterKey, {
+    name: "Interleaving",
+    tenantId: tenant.id,
+    scopes: ["user:read", "user:write", "org:read"],
+    rateLimitPerMinute: 1_000_000,
+  });
   const foreign = [other.id, ...Object.values(other.orgs), ...Object.values(other.users), `@${other.slug}.test`, `il-${other.slug}-`];
   return { tenant, other, token: await srv.mint(cast(f, tenant).tenantAdmin, { ttlSeconds: 3600 }), key: { keyId: key.keyId, secret: key.secret }, foreign };
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are read field by field, as a client would
 type Check = (status: number, body: any) => string | null;
 
 async function send(method: string, path: string, headers: Record<string, string>, body?: string) {
@@ -92,33 +98,50 @@ let counter = 0;
 async function oneRequest(s: Side): Promise<string | null> {
   const n = counter++;
   const gql = (query: string, token = s.token) => send("POST", "/graphql", { Authorization: `Bearer ${token}` }, JSON.stringify({ query }));
-  const signed = (method: string, path: string, body?: string) => send(method, path, signRequest({ keyId: s.key.keyId, secret: s.key.secret, method, url: path, body: body ?? null }), body);
+  const signed = (method: string, path: string, body?: string) =>
+    send(method, path, signRequest({ keyId: s.key.keyId, secret: s.key.secret, method, url: path, body: body ?? null }), body);
   const noErrors: Check = (status, body) => (status === 200 && !body?.errors ? null : `${status} ${JSON.stringify(body).slice(0, 300)}`);
-  const kinds: [string, () => Promise<{ status: number; text: string; body: any }>, Check][] = [
-    ["graphql read", () => gql("{ currentTenant { rowId slug } users(first: 20) { nodes { rowId tenantId email } } organizations(first: 20) { nodes { rowId tenantId slug parentId } } }"), noErrors],
+  const kinds: [string, () => Promise<{ status: number; text: string; body: unknown }>, Check][] = [
+    [
+      "graphql read",
+      () => gql("{ currentTenant { rowId slug } users(first: 20) { nodes { rowId tenantId email } } organizations(first: 20) { nodes { rowId tenantId slug parentId } } }"),
+      noErrors,
+    ],
     ["graphql audit", () => gql("{ auditEvents(first: 10, orderBy: OCCURRED_AT_DESC) { nodes { tenantId rowKey new } } }"), noErrors],
     [
       "graphql write",
-      () => gql(`mutation { updateUser(input: { tenantId: "${s.tenant.id}", rowId: "${s.tenant.users.member}", patch: { displayName: "Member ${n}" } }) { user { rowId tenantId displayName } } }`),
+      () =>
+        gql(
+          `mutation { updateUser(input: { tenantId: "${s.tenant.id}", rowId: "${s.tenant.users.member}", patch: { displayName: "Member ${n}" } }) { user { rowId tenantId displayName } } }`,
+        ),
       (status, body) => noErrors(status, body) ?? (body.data.updateUser?.user?.displayName === `Member ${n}` ? null : `write lost: ${JSON.stringify(body)}`),
     ],
     [
       "graphql create",
-      () => gql(`mutation { createOrganization(input: { organization: { slug: "il-${s.tenant.slug}-${n}", name: "Interleaved ${n}", parentId: "${s.tenant.orgs.sibling}" } }) { organization { rowId tenantId } } }`),
+      () =>
+        gql(
+          `mutation { createOrganization(input: { organization: { slug: "il-${s.tenant.slug}-${n}", name: "Interleaved ${n}", parentId: "${s.tenant.orgs.sibling}" } }) { organization { rowId tenantId } } }`,
+        ),
       (status, body) => noErrors(status, body) ?? (body.data.createOrganization.organization.tenantId === s.tenant.id ? null : "created elsewhere"),
     ],
     ["open api users", () => signed("GET", "/open/v1/users?limit=20"), (status) => (status === 200 ? null : `${status}`)],
     ["open api organizations", () => signed("GET", "/open/v1/organizations?limit=20"), (status) => (status === 200 ? null : `${status}`)],
-    [
-      "open api create",
-      () => signed("POST", "/open/v1/users", JSON.stringify({ email: `il-${n}@${s.tenant.slug}.test` })),
-      (status) => (status === 201 ? null : `${status}`),
-    ],
+    ["open api create", () => signed("POST", "/open/v1/users", JSON.stringify({ email: `il-${n}@${s.tenant.slug}.test` })), (status) => (status === 201 ? null : `${status}`)],
     [
       "authorize",
       () =>
-        send("POST", "/v1/authorize", { Authorization: `Bearer ${s.token}` }, JSON.stringify({ checks: [{ permission: "user:read" }, { permission: "org:read", organizationId: s.tenant.orgs.root }, { permission: "org:read", organizationId: s.other.orgs.root }] })),
-      (status, body) => (status === 200 && JSON.stringify(body) === JSON.stringify({ results: [{ allowed: true }, { allowed: true }, { allowed: false }] }) ? null : `${status} ${JSON.stringify(body)}`),
+        send(
+          "POST",
+          "/v1/authorize",
+          { Authorization: `Bearer ${s.token}` },
+          JSON.stringify({
+            checks: [{ permission: "user:read" }, { permission: "org:read", organizationId: s.tenant.orgs.root }, { permission: "org:read", organizationId: s.other.orgs.root }],
+          }),
+        ),
+      (status, body) =>
+        status === 200 && JSON.stringify(body) === JSON.stringify({ results: [{ allowed: true }, { allowed: true }, { allowed: false }] })
+          ? null
+          : `${status} ${JSON.stringify(body)}`,
     ],
     [
       "client credentials then graphql",
@@ -154,8 +177,12 @@ test(`two tenants, ${REQUESTS} requests at concurrency ${CONCURRENCY} over every
   expect(problems.slice(0, 10)).toEqual([]);
   expect(problems.length).toBe(0);
   // What the writes did stayed in their tenants (control: they did happen).
-  const orgs = await db.owner.query("select t.slug, count(*)::int as n from authhub.organizations o join authhub.tenants t on t.id = o.tenant_id where o.slug like 'il-' || t.slug || '-%' group by 1 order by 1");
+  const orgs = await db.owner.query(
+    "select t.slug, count(*)::int as n from authhub.organizations o join authhub.tenants t on t.id = o.tenant_id where o.slug like 'il-' || t.slug || '-%' group by 1 order by 1",
+  );
   expect(orgs.rows.map((r) => r.slug)).toEqual(["tenant-a", "tenant-b"]);
-  const crossed = await db.owner.query("select count(*)::int as n from authhub.organizations o join authhub.tenants t on t.id = o.tenant_id where o.slug like 'il-%' and o.slug not like 'il-' || t.slug || '-%'");
+  const crossed = await db.owner.query(
+    "select count(*)::int as n from authhub.organizations o join authhub.tenants t on t.id = o.tenant_id where o.slug like 'il-%' and o.slug not like 'il-' || t.slug || '-%'",
+  );
   expect(crossed.rows[0].n).toBe(0);
 });

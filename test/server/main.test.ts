@@ -33,14 +33,13 @@ test("boot, serve, use the CLI alongside, and shut down in order", async () => {
 
   // The CLI shares the running embedded database.
   const quiet = jest.spyOn(process.stdout, "write").mockImplementation(() => true);
-  let token = "";
+  let token: string;
   try {
     const cliEnv = env();
     expect(await runCli(["bootstrap", "--tenant", "acme", "--admin-email", "admin@acme.test"], cliEnv)).toBe(0);
-    const write = process.stdout.write as unknown as jest.Mock;
-    write.mockClear();
+    quiet.mockClear();
     expect(await runCli(["token", "--tenant", "acme", "--email", "admin@acme.test", "--json"], cliEnv)).toBe(0);
-    token = JSON.parse(String(write.mock.calls[0]![0])).token;
+    token = JSON.parse(String(quiet.mock.calls[0]![0])).token;
   } finally {
     quiet.mockRestore();
   }

@@ -46,7 +46,10 @@ const tools = ["bash", "curl", "openssl"].every((tool) => {
         err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
       ),
     );
-    const [list, created] = out.trim().split("\n").map((line) => JSON.parse(line));
+    const [list, created] = out
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
     expect(list.data).toHaveLength(2);
     expect(created).toMatchObject({ email: "curl-example@example.com", displayName: "From curl", level: "USER" });
   } finally {

@@ -45,9 +45,9 @@ function startServer(masterKey: string): Promise<string> {
   children.push(child);
   let out = "";
   let err = "";
-  child.stderr!.on("data", (d) => (err += d));
+  child.stderr.on("data", (d) => (err += d));
   return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (d) => {
+    child.stdout.on("data", (d) => {
       out += d;
       const ready = out
         .split("\n")

@@ -24,8 +24,7 @@ useFixtureServer((database, fixtures, server) => {
 });
 
 /** A key issued by the operator (the CLI's path) in tenant A unless said otherwise. */
-const key = (input: Partial<IssueInput> & { scopes: string[] }): Promise<IssuedKey> =>
-  issueApiKey(db.owner, srv.masterKey, { name: "Partner", tenantId: f.a.id, ...input });
+const key = (input: Partial<IssueInput> & { scopes: string[] }): Promise<IssuedKey> => issueApiKey(db.owner, srv.masterKey, { name: "Partner", tenantId: f.a.id, ...input });
 
 interface Call {
   method?: string;
@@ -66,30 +65,45 @@ describe("signatures", () => {
   });
 
   test.each([
-    ["a replayed nonce", async () => {
-      const nonce = "replay-0123456789abcdef";
-      expect((await call(k, { path: "/open/v1/me", nonce })).status).toBe(200);
-      return call(k, { path: "/open/v1/me", nonce });
-    }],
+    [
+      "a replayed nonce",
+      async () => {
+        const nonce = "replay-0123456789abcdef";
+        expect((await call(k, { path: "/open/v1/me", nonce })).status).toBe(200);
+        return call(k, { path: "/open/v1/me", nonce });
+      },
+    ],
     // Well outside the 300 s window (a test under load takes a moment between signing and checking).
     ["a timestamp 310 s old", () => call(k, { path: "/open/v1/me", timestamp: Math.floor(Date.now() / 1000) - 310 })],
     ["a timestamp 310 s ahead", () => call(k, { path: "/open/v1/me", timestamp: Math.floor(Date.now() / 1000) + 310 })],
-    ["one body byte changed", () => {
-      const headers = signRequest({ keyId: k.keyId, secret: k.secret, method: "POST", url: "/open/v1/users", body: '{"email":"ada@tenant-a.test"}' });
-      return request(srv.app).post("/open/v1/users").set(headers).set("Content-Type", "application/json").send('{"email":"adb@tenant-a.test"}');
-    }],
-    ["the method swapped", () => {
-      const headers = signRequest({ keyId: k.keyId, secret: k.secret, method: "GET", url: `/open/v1/users/${f.a.users.member}` });
-      return request(srv.app).delete(`/open/v1/users/${f.a.users.member}`).set(headers);
-    }],
-    ["the path swapped", () => {
-      const headers = signRequest({ keyId: k.keyId, secret: k.secret, method: "GET", url: `/open/v1/users/${f.a.users.member}` });
-      return request(srv.app).get(`/open/v1/users/${f.a.users.outsider}`).set(headers);
-    }],
-    ["the query swapped", () => {
-      const headers = signRequest({ keyId: k.keyId, secret: k.secret, method: "GET", url: "/open/v1/users?limit=1" });
-      return request(srv.app).get("/open/v1/users?limit=2").set(headers);
-    }],
+    [
+      "one body byte changed",
+      () => {
+        const headers = signRequest({ keyId: k.keyId, secret: k.secret, method: "POST", url: "/open/v1/users", body: '{"email":"ada@tenant-a.test"}' });
+        return request(srv.app).post("/open/v1/users").set(headers).set("Content-Type", "application/json").send('{"email":"adb@tenant-a.test"}');
+      },
+    ],
+    [
+      "the method swapped",
+      () => {
+        const headers = signRequest({ keyId: k.keyId, secret: k.secret, method: "GET", url: `/open/v1/users/${f.a.users.member}` });
+        return request(srv.app).delete(`/open/v1/users/${f.a.users.member}`).set(headers);
+      },
+    ],
+    [
+      "the path swapped",
+      () => {
+        const headers = signRequest({ keyId: k.keyId, secret: k.secret, method: "GET", url: `/open/v1/users/${f.a.users.member}` });
+        return request(srv.app).get(`/open/v1/users/${f.a.users.outsider}`).set(headers);
+      },
+    ],
+    [
+      "the query swapped",
+      () => {
+        const headers = signRequest({ keyId: k.keyId, secret: k.secret, method: "GET", url: "/open/v1/users?limit=1" });
+        return request(srv.app).get("/open/v1/users?limit=2").set(headers);
+      },
+    ],
     ["a wrong secret", () => call({ keyId: k.keyId, secret: `sk_${"x".repeat(43)}` }, { path: "/open/v1/me" })],
     ["an unknown key", () => call({ keyId: `ak_${"A".repeat(22)}`, secret: k.secret }, { path: "/open/v1/me" })],
     ["a missing signature", () => call(k, { path: "/open/v1/me", tamper: (h) => delete h["X-Signature"] })],
@@ -313,7 +327,10 @@ describe("the OpenAPI document", () => {
 
 describe("managing keys through GraphQL", () => {
   const gql = async (actor: Parameters<TestServer["mint"]>[0], query: string, variables: Record<string, unknown> = {}) =>
-    request(srv.app).post("/graphql").set("Authorization", `Bearer ${await srv.mint(actor)}`).send({ query, variables });
+    request(srv.app)
+      .post("/graphql")
+      .set("Authorization", `Bearer ${await srv.mint(actor)}`)
+      .send({ query, variables });
   const CREATE = `mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { keyId secret apiKey { rowId name scopes organizationId rateLimitPerMinute lastUsedAt requestCount } } }`;
 
   test("a tenant admin creates a key (the secret shown once), which then works; rotates it; revokes it", async () => {
@@ -322,7 +339,11 @@ describe("managing keys through GraphQL", () => {
     const res = await gql(admin, CREATE, { input: { name: "CRM sync", scopes: ["user:read"], rateLimitPerMinute: 600 } });
     expect(res.body.errors).toBeUndefined();
     const created = res.body.data.createApiKey;
-    expect(created).toMatchObject({ keyId: expect.stringMatching(/^ak_/), secret: expect.stringMatching(/^sk_/), apiKey: { name: "CRM sync", scopes: ["user:read"], rateLimitPerMinute: 600, requestCount: "0" } });
+    expect(created).toMatchObject({
+      keyId: expect.stringMatching(/^ak_/),
+      secret: expect.stringMatching(/^sk_/),
+      apiKey: { name: "CRM sync", scopes: ["user:read"], rateLimitPerMinute: 600, requestCount: "0" },
+    });
     expect((await call({ keyId: created.keyId, secret: created.secret }, { path: "/open/v1/me" })).status).toBe(200);
     // Uses are recorded about every 100 ms.
     let listed: Awaited<ReturnType<typeof gql>> | undefined;

@@ -5,6 +5,7 @@
  * deleted user, with permanent failures recorded. A Clerk role change becomes
  * effective for the user's next request once its job has run.
  */
+import type { AddressInfo } from "node:net";
 import { jest } from "@jest/globals";
 import { Logger, run, runOnce, type Task } from "graphile-worker";
 import pg from "pg";
@@ -27,7 +28,7 @@ let srv: TestServer;
 let endpoint: { id: string; path: string; secret: string };
 const ISSUER = "https://clerk.tenant-a.example";
 
-useFixtureServer(async (database, fixtures, server) => {
+useFixtureServer((database, fixtures, server) => {
   db = database;
   f = fixtures;
   srv = server;
@@ -50,7 +51,9 @@ function deliver(event: unknown, options: { id?: string; secret?: string; timest
     "svix-signature": signature,
     ...options.headers,
   };
-  let req = request(srv.app).post(options.path ?? endpoint.path).set("Content-Type", "application/json");
+  let req = request(srv.app)
+    .post(options.path ?? endpoint.path)
+    .set("Content-Type", "application/json");
   for (const [k, v] of Object.entries(headers)) if (v !== undefined) req = req.set(k, v);
   return req.send(body);
 }
@@ -105,8 +108,7 @@ const membershipEvent = (type: string, org: string, user: string, role: string, 
   timestamp: updatedAt,
   data: { id: `orgmem_${org}_${user}`, object: "organization_membership", role, organization: { id: org }, public_user_data: { user_id: user }, updated_at: updatedAt },
 });
-const delivery = async (svixId: string) =>
-  (await db.owner.query("select state, attempts, last_error from authhub.webhook_deliveries where svix_id = $1", [svixId])).rows[0];
+const delivery = async (svixId: string) => (await db.owner.query("select state, attempts, last_error from authhub.webhook_deliveries where svix_id = $1", [svixId])).rows[0];
 
 /** Runs fn with a test trigger (`before <event> on <table>`, for each row, running `body`), dropped after. */
 async function withTrigger<T>(event: string, table: string, body: string, fn: () => Promise<T>): Promise<T> {
@@ -147,7 +149,7 @@ async function drainOnce() {
         c.release();
       }
     };
-    return await drainEndpoint({ tenant_id: f.a.id, endpoint_id: endpoint.id }, { withPgClient } as never);
+    return await drainEndpoint({ tenant_id: f.a.id, endpoint_id: endpoint.id }, { withPgClient });
   } finally {
     await pool.end();
   }
@@ -164,7 +166,9 @@ describe("receiving", () => {
     const { rows } = await db.owner.query("select count(*)::int as n from authhub.webhook_deliveries where svix_id = 'msg_recv_1'");
     expect(rows[0].n).toBe(1);
     // Queued: the endpoint's drain (one job however many deliveries wait).
-    const jobs = await db.owner.query("select j.task_identifier, p.payload from graphile_worker.jobs j join graphile_worker._private_jobs p on p.id = j.id where j.key = $1", [`clerk:${endpoint.id}`]);
+    const jobs = await db.owner.query("select j.task_identifier, p.payload from graphile_worker.jobs j join graphile_worker._private_jobs p on p.id = j.id where j.key = $1", [
+      `clerk:${endpoint.id}`,
+    ]);
     expect(jobs.rows).toEqual([{ task_identifier: "clerk_event__apply", payload: { tenant_id: f.a.id, endpoint_id: endpoint.id } }]);
   });
 
@@ -250,13 +254,20 @@ describe("applying", () => {
     await deliver(orgEvent("organization.created", "org_sales", "sales", t), { id: "msg_sales" });
     await work();
     expect(await delivery("msg_cy_mem")).toMatchObject({ state: "done" });
-    const member = (await db.owner.query("select u.id, m.organization_id, m.level from authhub.memberships m join authhub.users u on u.id = m.user_id where u.external_id = 'user_cy'")).rows[0];
+    const member = (
+      await db.owner.query("select u.id, m.organization_id, m.level from authhub.memberships m join authhub.users u on u.id = m.user_id where u.external_id = 'user_cy'")
+    ).rows[0];
     expect(member.level).toBe("USER");
 
     // org:member → org:admin in Clerk: once the job has run, the user's next request acts as ORG_ADMIN there.
     const asCy = { userId: member.id, tenantId: f.a.id, level: "ORG_ADMIN" as const };
     const canWrite = async () =>
-      (await request(srv.app).post("/v1/authorize").set("Authorization", `Bearer ${await srv.mint(asCy)}`).send({ permission: "org:write", organizationId: member.organization_id })).body.allowed;
+      (
+        await request(srv.app)
+          .post("/v1/authorize")
+          .set("Authorization", `Bearer ${await srv.mint(asCy)}`)
+          .send({ permission: "org:write", organizationId: member.organization_id })
+      ).body.allowed;
     expect(await canWrite()).toBe(false);
     const started = performance.now();
     await deliver(membershipEvent("organizationMembership.updated", "org_sales", "user_cy", "org:admin", t + 1000), { id: "msg_cy_admin" });
@@ -304,7 +315,11 @@ describe("applying", () => {
         variables: { m: { "org:admin": "ORG_ADMIN", "org:viewer": "USER" } },
       });
     expect(created.body.errors).toBeUndefined();
-    expect(created.body.data.createWebhookEndpoint).toMatchObject({ path: expect.stringMatching(/^\/webhooks\/clerk\//), secret: expect.stringMatching(/^whsec_/), webhookEndpoint: { tenantId: f.b.id } });
+    expect(created.body.data.createWebhookEndpoint).toMatchObject({
+      path: expect.stringMatching(/^\/webhooks\/clerk\//),
+      secret: expect.stringMatching(/^whsec_/),
+      webhookEndpoint: { tenantId: f.b.id },
+    });
     const refused = await request(srv.app)
       .post("/graphql")
       .set("Authorization", `Bearer ${await srv.mint(cast(f, f.a).orgAdmin)}`)
@@ -313,7 +328,10 @@ describe("applying", () => {
     const badMapping = await request(srv.app)
       .post("/graphql")
       .set("Authorization", `Bearer ${await srv.mint(cast(f, f.b).tenantAdmin)}`)
-      .send({ query: `mutation($m: JSON) { createWebhookEndpoint(input: { name: "bad", issuer: "https://x.example", roleMapping: $m }) { path } }`, variables: { m: { "org:admin": "SUPER_ADMIN" } } });
+      .send({
+        query: `mutation($m: JSON) { createWebhookEndpoint(input: { name: "bad", issuer: "https://x.example", roleMapping: $m }) { path } }`,
+        variables: { m: { "org:admin": "SUPER_ADMIN" } },
+      });
     expect(badMapping.body.errors[0].extensions.code).toBe("invalid_input");
   });
 });
@@ -342,7 +360,17 @@ describe("crashes", () => {
     const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 1 });
     pool.on("error", () => undefined);
     try {
-      const helpers = { withPgClient: async (fn: (c: pg.PoolClient) => Promise<unknown>) => { const c = await pool.connect(); try { return await fn(c); } finally { c.release(); } }, logger: { warn: () => undefined } };
+      const helpers = {
+        withPgClient: async (fn: (c: pg.PoolClient) => Promise<unknown>) => {
+          const c = await pool.connect();
+          try {
+            return await fn(c);
+          } finally {
+            c.release();
+          }
+        },
+        logger: { warn: () => undefined },
+      };
       await clerk_event__apply({ tenant_id: f.a.id, endpoint_id: endpoint.id }, helpers as never);
     } finally {
       await pool.end();
@@ -361,7 +389,9 @@ describe("drains", () => {
     // A worker took the endpoint's drain and died: the job stays locked (graphile-worker's 4 h lock).
     await db.owner.query("update graphile_worker._private_jobs set locked_at = now(), locked_by = 'dead-worker', attempts = 1 where key = $1", [`clerk:${endpoint.id}`]);
     // The only job of the endpoint is the dead worker's.
-    expect((await db.owner.query("select key, locked_by from graphile_worker._private_jobs where key like '%' || $1", [endpoint.id])).rows).toEqual([{ key: `clerk:${endpoint.id}`, locked_by: "dead-worker" }]);
+    expect((await db.owner.query("select key, locked_by from graphile_worker._private_jobs where key like '%' || $1", [endpoint.id])).rows).toEqual([
+      { key: `clerk:${endpoint.id}`, locked_by: "dead-worker" },
+    ]);
     await work();
     expect(await delivery("msg_orphan")).toMatchObject({ state: "pending", attempts: 0 });
     // Not yet overdue: the sweep leaves it alone.
@@ -414,7 +444,12 @@ describe("drains", () => {
 
 describe("hand-off to the running drain", () => {
   const clerkJobs = async () =>
-    (await db.owner.query("select key, run_at > now() + interval '1 second' and run_at < now() + interval '3 seconds' as in_two_seconds from graphile_worker.jobs where key like '%' || $1 order by key", [endpoint.id])).rows;
+    (
+      await db.owner.query(
+        "select key, run_at > now() + interval '1 second' and run_at < now() + interval '3 seconds' as in_two_seconds from graphile_worker.jobs where key like '%' || $1 order by key",
+        [endpoint.id],
+      )
+    ).rows;
   /** A drain held open: the endpoint's drain lock taken, as a running drain holds it, in a transaction left open. */
   const openDrain = async () => {
     const client = await db.owner.connect();
@@ -441,7 +476,9 @@ describe("hand-off to the running drain", () => {
       // A second one is in flight (stored, not yet committed) when the drain has applied its batch.
       await accepting.query("begin");
       const body = JSON.stringify(userEvent("user.created", "user_hand2", "hand2@tenant-a.test", now()));
-      expect((await accepting.query("select authhub_private.accept_webhook($1, 'msg_hand2', 'user.created', 'user:user_hand2', $2) as stored", [endpoint.id, body])).rows[0].stored).toBe(true);
+      expect(
+        (await accepting.query("select authhub_private.accept_webhook($1, 'msg_hand2', 'user.created', 'user:user_hand2', $2) as stored", [endpoint.id, body])).rows[0].stored,
+      ).toBe(true);
       let finished = false;
       const draining = drain.query("select svix_id, outcome from authhub_private.clerk_drain($1, $2, 50)", [f.a.id, endpoint.id]).then((r) => {
         finished = true;
@@ -520,7 +557,10 @@ describe("hand-off to the running drain", () => {
       await untilSleeping();
       expect((await deliver(userEvent("user.created", "user_handed", "handed@tenant-a.test", now()), { id: "msg_handed" })).status).toBe(202);
       const drained = await draining;
-      expect(drained.map((d) => [d.svix_id, d.outcome])).toEqual([["msg_slow_2", "done"], ["msg_handed", "done"]]);
+      expect(drained.map((d) => [d.svix_id, d.outcome])).toEqual([
+        ["msg_slow_2", "done"],
+        ["msg_handed", "done"],
+      ]);
       expect(drained[1]!.started_ms).toBeGreaterThan(drained[0]!.started_ms + 900);
     });
     // Nothing left, so nothing queued.
@@ -539,13 +579,23 @@ describe("hand-off to the running drain", () => {
         "update authhub.webhook_deliveries set waiting_for = array['organization:' || split_part(entity, ':', 2)], attempts = case when svix_id = 'msg_wait_boom_12' then 11 else 1 end where svix_id like 'msg_wait_boom%'",
       );
       await withTrigger("update", "authhub.webhook_deliveries", putOff, work);
-      const rows = (await db.owner.query("select svix_id, state, attempts, waiting_for, last_error from authhub.webhook_deliveries where svix_id like 'msg_wait_boom%' order by svix_id")).rows;
+      const rows = (
+        await db.owner.query("select svix_id, state, attempts, waiting_for, last_error from authhub.webhook_deliveries where svix_id like 'msg_wait_boom%' order by svix_id")
+      ).rows;
       expect(rows).toEqual([
-        { svix_id: "msg_wait_boom_1", state: "pending", attempts: 2, waiting_for: ["organization:org_never_2"], last_error: "a temporary failure (SQLSTATE 40P01); tried again later" },
+        {
+          svix_id: "msg_wait_boom_1",
+          state: "pending",
+          attempts: 2,
+          waiting_for: ["organization:org_never_2"],
+          last_error: "a temporary failure (SQLSTATE 40P01); tried again later",
+        },
         { svix_id: "msg_wait_boom_12", state: "failed", attempts: 12, waiting_for: null, last_error: "a temporary failure (SQLSTATE 40P01), 12 times" },
       ]);
     } finally {
-      await db.owner.query("update authhub.webhook_deliveries set state = 'skipped', waiting_for = null, processed_at = now() where svix_id like 'msg_wait_boom%' and state = 'pending'");
+      await db.owner.query(
+        "update authhub.webhook_deliveries set state = 'skipped', waiting_for = null, processed_at = now() where svix_id like 'msg_wait_boom%' and state = 'pending'",
+      );
       // The look its backoff left behind.
       await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk-later:${endpoint.id}`]);
     }
@@ -554,7 +604,9 @@ describe("hand-off to the running drain", () => {
   test("a look later keeps the earliest time asked for: two seconds on replaces a backoff's hour, not the other way round", async () => {
     const queueIn = (seconds: number) => db.owner.query("select authhub_private.queue_clerk_drain($1, $2, now() + make_interval(secs => $3))", [f.a.id, endpoint.id, seconds]);
     const laterIn = async () =>
-      (await db.owner.query("select round(extract(epoch from run_at - now()))::int as s from graphile_worker.jobs where key = $1", [`clerk-later:${endpoint.id}`])).rows.map((r) => r.s);
+      (await db.owner.query("select round(extract(epoch from run_at - now()))::int as s from graphile_worker.jobs where key = $1", [`clerk-later:${endpoint.id}`])).rows.map(
+        (r) => r.s,
+      );
     // From a clean slate: no look left by an earlier test.
     await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk-later:${endpoint.id}`]);
     try {
@@ -576,7 +628,13 @@ describe("hand-off to the running drain", () => {
     pool.on("connect", (c) => c.on("error", () => undefined));
     // The worker as `npm start` runs it (concurrency 4), without the crontab (no sweep), counting its drains.
     let drains = 0;
-    const taskList = { ...tasks, clerk_event__apply: (async (payload, helpers) => { drains++; return tasks.clerk_event__apply!(payload, helpers); }) as Task };
+    const taskList = {
+      ...tasks,
+      clerk_event__apply: (async (payload, helpers) => {
+        drains++;
+        return tasks.clerk_event__apply!(payload, helpers);
+      }) as Task,
+    };
     const runner = await run({ pgPool: pool, taskList, concurrency: 4, noHandleSignals: true, pollInterval: 60_000, logger: new Logger(() => () => undefined) });
     const ids = Array.from({ length: 120 }, (_, i) => `msg_burst_${i}`);
     try {
@@ -619,7 +677,10 @@ describe("hand-off to the running drain", () => {
         expect((await deliver(membershipEvent("organizationMembership.created", "org_never", "user_slow_3", "org:member", t), { id: "msg_put_off" })).status).toBe(202);
         await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`clerk:${endpoint.id}`]);
         const drained = await drainOnce();
-        expect(drained.map((d) => [d.svix_id, d.outcome])).toEqual([["msg_slow_3", "done"], ["msg_put_off", "retry"]]);
+        expect(drained.map((d) => [d.svix_id, d.outcome])).toEqual([
+          ["msg_slow_3", "done"],
+          ["msg_put_off", "retry"],
+        ]);
       });
       const { rows } = await db.owner.query("select attempts, due_at > now() + interval '1 second' as later from authhub.webhook_deliveries where svix_id = 'msg_put_off'");
       expect(rows).toEqual([{ attempts: 1, later: true }]);
@@ -750,7 +811,7 @@ describe("reconciliation", () => {
     const server = http.createServer((req, res) => {
       seen.push(String(req.headers.authorization));
       const url = new URL(req.url!, "http://clerk");
-      const page = <T,>(xs: T[]) => xs.slice(Number(url.searchParams.get("offset") ?? 0), Number(url.searchParams.get("offset") ?? 0) + Number(url.searchParams.get("limit") ?? 10));
+      const page = <T>(xs: T[]) => xs.slice(Number(url.searchParams.get("offset") ?? 0), Number(url.searchParams.get("offset") ?? 0) + Number(url.searchParams.get("limit") ?? 10));
       res.setHeader("Content-Type", "application/json");
       const m = /^\/v1\/organizations\/([^/]+)\/memberships$/.exec(url.pathname);
       const mine = /^\/v1\/users\/([^/]+)\/organization_memberships$/.exec(url.pathname);
@@ -780,7 +841,7 @@ describe("reconciliation", () => {
       res.end("{}");
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    return { url: `http://127.0.0.1:${(server.address() as import("node:net").AddressInfo).port}`, seen, close: () => new Promise((r) => server.close(r)) };
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, close: () => new Promise((r) => server.close(r)) };
   }
 
   /** An endpoint with a Clerk secret key, and a sender of deliveries signed for it. */
@@ -823,14 +884,20 @@ describe("reconciliation", () => {
       await reconcileNow(clerk.url);
       expect(clerk.seen.length).toBeGreaterThan(0);
       expect(clerk.seen.every((a) => a === `Bearer ${rec.clerkKey}`)).toBe(true);
-      const users = (await db.owner.query("select external_id, email from authhub.users where external_id = any($1) order by external_id", [["user_kept", "user_gone", "user_stale", "user_new"]])).rows;
+      const users = (
+        await db.owner.query("select external_id, email from authhub.users where external_id = any($1) order by external_id", [
+          ["user_kept", "user_gone", "user_stale", "user_new"],
+        ])
+      ).rows;
       expect(users).toEqual([
         { external_id: "user_kept", email: "kept@tenant-a.test" },
         { external_id: "user_new", email: "new@tenant-a.test" },
         { external_id: "user_stale", email: "fresh@tenant-a.test" },
       ]);
       // Only what changed was queued: the unchanged user has no reconciliation delivery.
-      const queued = (await db.owner.query("select event_type, entity from authhub.webhook_deliveries where endpoint_id = $1 and svix_id like 'reconcile:%' order by entity", [rec.id])).rows;
+      const queued = (
+        await db.owner.query("select event_type, entity from authhub.webhook_deliveries where endpoint_id = $1 and svix_id like 'reconcile:%' order by entity", [rec.id])
+      ).rows;
       expect(queued.map((r) => r.entity)).toEqual(["user:user_gone", "user:user_new", "user:user_stale"]);
       // An inferred deletion is a deletion like any other: a late (stale) webhook cannot bring the user back.
       await send(userEvent("user.updated", "user_gone", "back@tenant-a.test", t + 10_000), "msg_r4");
@@ -881,7 +948,11 @@ describe("reconciliation", () => {
     await send(membershipEvent("organizationMembership.created", "org_rec", "user_m2", "org:member", t), "msg_m5");
     await work();
     const members = async () =>
-      (await db.owner.query("select u.external_id from authhub.memberships m join authhub.users u on u.id = m.user_id join authhub.organizations o on o.id = m.organization_id where o.external_id = 'org_rec' order by 1")).rows.map((r) => r.external_id);
+      (
+        await db.owner.query(
+          "select u.external_id from authhub.memberships m join authhub.users u on u.id = m.user_id join authhub.organizations o on o.id = m.organization_id where o.external_id = 'org_rec' order by 1",
+        )
+      ).rows.map((r) => r.external_id);
     expect(await members()).toEqual(["user_m1", "user_m2"]);
     const state = {
       users: ["user_m1", "user_m2"].map((u) => userEvent("user.updated", u, `${u.slice(5)}@tenant-a.test`, t).data),
@@ -917,8 +988,8 @@ describe("reconciliation", () => {
     expect((await db.owner.query("select 1 from authhub.webhook_deliveries where svix_id = 'msg with spaces'")).rowCount).toBe(0);
     // Control: the same event under a sender's id is taken.
     expect((await deliver(userEvent("user.created", "user_pre", "pre@tenant-a.test", now()), { id: "msg_pre_ok" })).status).toBe(202);
-    await expect(
-      db.owner.query("select authhub_private.accept_webhook($1, 'reconcile:zzz:1', 'user.created', 'user:user_pre', '{}')", [endpoint.id]),
-    ).rejects.toMatchObject({ code: "AH403" });
+    await expect(db.owner.query("select authhub_private.accept_webhook($1, 'reconcile:zzz:1', 'user.created', 'user:user_pre', '{}')", [endpoint.id])).rejects.toMatchObject({
+      code: "AH403",
+    });
   });
 });

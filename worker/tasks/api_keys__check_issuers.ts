@@ -9,8 +9,10 @@ import type { Task } from "graphile-worker";
 import { inJobTransaction } from "../jobTransaction.js";
 
 export const api_keys__check_issuers: Task = async (_payload, helpers) => {
-  const changed = await inJobTransaction(helpers, "api_keys__check_issuers", async (client) =>
-    (await client.query<{ n: number }>("select authhub_private.flag_keys_beyond_issuer_authority() as n")).rows[0]!.n,
+  const changed = await inJobTransaction(
+    helpers,
+    "api_keys__check_issuers",
+    async (client) => (await client.query<{ n: number }>("select authhub_private.flag_keys_beyond_issuer_authority() as n")).rows[0]!.n,
   );
   if (changed > 0) helpers.logger.info(`flagged or cleared ${changed} API key(s) against their issuer's authority`);
 };

@@ -16,7 +16,7 @@
  * like any other: users and organizations keep a tombstone.
  */
 import type { JobHelpers, Task } from "graphile-worker";
-import { entityOf } from "../../server/webhooks/clerk.js";
+import { entityOf } from "../../db/clerkEntity.js";
 import { workerContext } from "../context.js";
 import { inJobTransaction } from "../jobTransaction.js";
 
@@ -97,7 +97,7 @@ class Clerk {
       if (pageItems.length < PAGE) break;
     }
     if (countPath) await count();
-    const ids = new Set(items.map((o) => String(o.id ?? JSON.stringify([(o.organization as Obj)?.id, (o.public_user_data as Obj)?.user_id]))));
+    const ids = new Set(items.map((o) => (typeof o.id === "string" ? o.id : JSON.stringify([(o.organization as Obj)?.id, (o.public_user_data as Obj)?.user_id]))));
     const [total] = counts;
     return { items, whole: counts.size === 1 && ids.size === total && ids.size === items.length, found: true };
   }
@@ -133,8 +133,11 @@ async function reconcile(target: Target, helpers: JobHelpers) {
   const clerk = new Clerk(clerkApiUrl, masterKey.decrypt(target.clerk_secret_key_encrypted));
   const known = new Map(
     (
-      await inJobTransaction(helpers, "clerk__reconcile", async (client) =>
-        (await client.query<{ entity: string; version: string }>("select entity, version from authhub_private.clerk_known_entities($1)", [target.endpoint_id])).rows,
+      await inJobTransaction(
+        helpers,
+        "clerk__reconcile",
+        async (client) =>
+          (await client.query<{ entity: string; version: string }>("select entity, version from authhub_private.clerk_known_entities($1)", [target.endpoint_id])).rows,
       )
     ).map((r) => [r.entity, Number(r.version)]),
   );
@@ -194,19 +197,20 @@ async function reconcile(target: Target, helpers: JobHelpers) {
   // One statement: a drain of this endpoint that finishes meanwhile waits for this transaction (its look), so it stays short.
   const bodies = events.map((e) => ({ type: e.type, object: "event", timestamp: e.at, data: e.data }));
   await inJobTransaction(helpers, "clerk__reconcile", async (client) => {
-    await client.query("select authhub_private.accept_reconciled_delivery($1, e.id, e.type, e.entity, e.body) from unnest($2::text[], $3::text[], $4::text[], $5::text[]) as e(id, type, entity, body)", [
-      target.endpoint_id,
-      bodies.map((_, i) => `${run}:${i}`),
-      bodies.map((b) => b.type),
-      bodies.map((b) => entityOf(b).entity),
-      bodies.map((b) => JSON.stringify(b)),
-    ]);
+    await client.query(
+      "select authhub_private.accept_reconciled_delivery($1, e.id, e.type, e.entity, e.body) from unnest($2::text[], $3::text[], $4::text[], $5::text[]) as e(id, type, entity, body)",
+      [target.endpoint_id, bodies.map((_, i) => `${run}:${i}`), bodies.map((b) => b.type), bodies.map((b) => entityOf(b).entity), bodies.map((b) => JSON.stringify(b))],
+    );
   });
   helpers.logger.info(`reconciled endpoint ${target.endpoint_id}: ${events.length} change(s) queued`);
 }
 
 export const clerk__reconcile: Task = async (_payload, helpers) => {
-  const targets = await inJobTransaction(helpers, "clerk__reconcile", async (client) => (await client.query<Target>("select * from authhub_private.clerk_reconcile_targets()")).rows);
+  const targets = await inJobTransaction(
+    helpers,
+    "clerk__reconcile",
+    async (client) => (await client.query<Target>("select * from authhub_private.clerk_reconcile_targets()")).rows,
+  );
   const failures: string[] = [];
   for (const target of targets) {
     try {

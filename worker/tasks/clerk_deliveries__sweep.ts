@@ -7,6 +7,10 @@ import type { Task } from "graphile-worker";
 import { inJobTransaction } from "../jobTransaction.js";
 
 export const clerk_deliveries__sweep: Task = async (_payload, helpers) => {
-  const n = await inJobTransaction(helpers, "clerk_deliveries__sweep", async (client) => (await client.query<{ n: number }>("select authhub_private.sweep_clerk_deliveries() as n")).rows[0]!.n);
+  const n = await inJobTransaction(
+    helpers,
+    "clerk_deliveries__sweep",
+    async (client) => (await client.query<{ n: number }>("select authhub_private.sweep_clerk_deliveries() as n")).rows[0]!.n,
+  );
   if (n) helpers.logger.info(`re-queued the drains of ${n} endpoint(s) with overdue deliveries`);
 };
