@@ -154,6 +154,18 @@ test("nothing in AuthHub's schemas is granted to PUBLIC", async () => {
   expect(rows).toEqual([]);
 });
 
+test("every policy says who it is for and why (comment on policy), so the schema dump carries it", async () => {
+  const { rows } = await db.owner.query<{ name: string }>(
+    `select n.nspname || '.' || c.relname || ' ' || p.polname as name
+     from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
+     left join pg_description d on d.objoid = p.oid and d.classoid = 'pg_policy'::regclass
+     where n.nspname = any($1) and coalesce(length(d.description), 0) < 20
+     order by 1`,
+    [SCHEMAS],
+  );
+  expect(rows.map((r) => r.name)).toEqual([]);
+});
+
 test("every SECURITY DEFINER function pins its search_path", async () => {
   const { rows } = await db.owner.query<{ name: string; config: string[] | null }>(
     `select n.nspname || '.' || p.proname as name, p.proconfig as config

@@ -51,10 +51,12 @@ CREATE INDEX api_keys_organization ON authhub.api_keys USING btree (tenant_id, o
 
 -- Policies: 3
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub.api_keys AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- Holders of apikey:read see the tenant's keys (tenant-wide) or those of the organizations in their scope.
 CREATE POLICY select_permitted ON authhub.api_keys AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -64,6 +66,7 @@ CREATE POLICY select_permitted ON authhub.api_keys AS PERMISSIVE FOR SELECT TO a
     )
   );
 
+-- Holders of apikey:write may rename a key, change its limit or expiry, tenant-wide or in their scope; only users (a key never manages keys), and the key's scopes must stay within what the caller holds there.
 CREATE POLICY update_permitted ON authhub.api_keys AS PERMISSIVE FOR UPDATE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))

@@ -39,15 +39,19 @@ CREATE INDEX audit_events_transaction_brin ON authhub.audit_events USING brin (t
 
 -- Policies: 6
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY delete_owner ON authhub.audit_events AS PERMISSIVE FOR DELETE TO authhub_owner
   USING (true);
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY insert_owner ON authhub.audit_events AS PERMISSIVE FOR INSERT TO authhub_owner
   WITH CHECK (true);
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY select_owner ON authhub.audit_events AS PERMISSIVE FOR SELECT TO authhub_owner
   USING (true);
 
+-- Holders of audit:read: tenant-wide, or the events of organizations in their scope (deleted ones included, through the tombstones).
 CREATE POLICY select_permitted ON authhub.audit_events AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -57,9 +61,11 @@ CREATE POLICY select_permitted ON authhub.audit_events AS PERMISSIVE FOR SELECT 
     )
   );
 
+-- Super admins read every tenant's events (the role alone is not enough: the live level must be SUPER_ADMIN).
 CREATE POLICY select_super_admin ON authhub.audit_events AS PERMISSIVE FOR SELECT TO authhub_super_admin
   USING (( SELECT authhub_private.is_super_admin() AS is_super_admin));
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY update_owner ON authhub.audit_events AS PERMISSIVE FOR UPDATE TO authhub_owner
   USING (true);
 

@@ -20,10 +20,12 @@ CREATE INDEX level_permissions_permission_idx ON authhub.level_permissions USING
 
 -- Policies: 2
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub.level_permissions AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- Every signed-in caller reads which permissions each built-in level holds (a global catalogue).
 CREATE POLICY select_all ON authhub.level_permissions AS PERMISSIVE FOR SELECT TO authhub_user
   USING (true);
 

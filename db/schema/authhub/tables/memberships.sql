@@ -33,14 +33,17 @@ CREATE INDEX memberships_user_idx ON authhub.memberships USING btree (tenant_id,
 
 -- Policies: 7
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub.memberships AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- Super admins manage memberships in every tenant.
 CREATE POLICY all_super_admin ON authhub.memberships AS PERMISSIVE FOR ALL TO authhub_super_admin
   USING (( SELECT authhub_private.is_super_admin() AS is_super_admin))
   WITH CHECK (( SELECT authhub_private.is_super_admin() AS is_super_admin));
 
+-- Holders of membership:write remove members within their scope and level; removing an ORG_ADMIN membership takes a tenant admin or an org admin above it.
 CREATE POLICY delete_permitted ON authhub.memberships AS PERMISSIVE FOR DELETE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -56,6 +59,7 @@ CREATE POLICY delete_permitted ON authhub.memberships AS PERMISSIVE FOR DELETE T
     )
   );
 
+-- Holders of membership:write add members (tenant-wide, or to organizations in their scope, never someone above their own level); making an ORG_ADMIN takes a tenant admin, or an org admin of the organization naming someone else.
 CREATE POLICY insert_permitted ON authhub.memberships AS PERMISSIVE FOR INSERT TO authhub_user
   WITH CHECK (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -72,6 +76,7 @@ CREATE POLICY insert_permitted ON authhub.memberships AS PERMISSIVE FOR INSERT T
     )
   );
 
+-- Holders of membership:read: tenant-wide, or the memberships of organizations in their scope.
 CREATE POLICY select_permitted ON authhub.memberships AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -81,6 +86,7 @@ CREATE POLICY select_permitted ON authhub.memberships AS PERMISSIVE FOR SELECT T
     )
   );
 
+-- An active user sees its own memberships (which organizations it belongs to).
 CREATE POLICY select_self ON authhub.memberships AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -88,6 +94,7 @@ CREATE POLICY select_self ON authhub.memberships AS PERMISSIVE FOR SELECT TO aut
     AND ( SELECT authhub_private.is_active_user() AS is_active_user)
   );
 
+-- As insert_permitted: holders of membership:write change a membership's level within the same limits.
 CREATE POLICY update_permitted ON authhub.memberships AS PERMISSIVE FOR UPDATE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))

@@ -34,14 +34,17 @@ CREATE INDEX organizations_parent_idx ON authhub.organizations USING btree (tena
 
 -- Policies: 7
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub.organizations AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- Super admins manage organizations in every tenant.
 CREATE POLICY all_super_admin ON authhub.organizations AS PERMISSIVE FOR ALL TO authhub_super_admin
   USING (( SELECT authhub_private.is_super_admin() AS is_super_admin))
   WITH CHECK (( SELECT authhub_private.is_super_admin() AS is_super_admin));
 
+-- Holders of org:write delete organizations below their scope; one that holds authority (an ORG_ADMIN, a role assignment) only a tenant admin or its managing org admin.
 CREATE POLICY delete_permitted ON authhub.organizations AS PERMISSIVE FOR DELETE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -56,6 +59,7 @@ CREATE POLICY delete_permitted ON authhub.organizations AS PERMISSIVE FOR DELETE
     )
   );
 
+-- Holders of org:write create organizations: tenant-wide, or below an organization in their scope.
 CREATE POLICY insert_permitted ON authhub.organizations AS PERMISSIVE FOR INSERT TO authhub_user
   WITH CHECK (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -65,12 +69,14 @@ CREATE POLICY insert_permitted ON authhub.organizations AS PERMISSIVE FOR INSERT
     )
   );
 
+-- A user sees the organizations it is a member of.
 CREATE POLICY select_member ON authhub.organizations AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
     AND (id IN ( SELECT authhub_private.member_organization_ids() AS member_organization_ids))
   );
 
+-- Holders of org:read: tenant-wide, or the organizations in their scope and the children of those.
 CREATE POLICY select_permitted ON authhub.organizations AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -81,6 +87,7 @@ CREATE POLICY select_permitted ON authhub.organizations AS PERMISSIVE FOR SELECT
     )
   );
 
+-- Holders of org:write rename organizations in their scope; moving one (parent_id) takes a tenant admin.
 CREATE POLICY update_permitted ON authhub.organizations AS PERMISSIVE FOR UPDATE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))

@@ -22,10 +22,12 @@ ALTER TABLE authhub.permissions FORCE ROW LEVEL SECURITY;
 
 -- Policies: 2
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub.permissions AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- Every signed-in caller reads the permission catalogue.
 CREATE POLICY select_all ON authhub.permissions AS PERMISSIVE FOR SELECT TO authhub_user
   USING (true);
 

@@ -38,14 +38,17 @@ CREATE INDEX role_assignments_user_idx ON authhub.role_assignments USING btree (
 
 -- Policies: 6
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub.role_assignments AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- Super admins manage role assignments in every tenant.
 CREATE POLICY all_super_admin ON authhub.role_assignments AS PERMISSIVE FOR ALL TO authhub_super_admin
   USING (( SELECT authhub_private.is_super_admin() AS is_super_admin))
   WITH CHECK (( SELECT authhub_private.is_super_admin() AS is_super_admin));
 
+-- As insert_permitted, for removing an assignment (themselves included).
 CREATE POLICY delete_permitted ON authhub.role_assignments AS PERMISSIVE FOR DELETE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -57,6 +60,7 @@ CREATE POLICY delete_permitted ON authhub.role_assignments AS PERMISSIVE FOR DEL
     AND authhub_private.user_level(tenant_id, user_id) <= (( SELECT authhub_private.current_user_level() AS current_user_level))
   );
 
+-- Holders of role:write where the assignment applies assign roles they could grant (level and permissions within their own) to users not above them, never to themselves.
 CREATE POLICY insert_permitted ON authhub.role_assignments AS PERMISSIVE FOR INSERT TO authhub_user
   WITH CHECK (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -69,6 +73,7 @@ CREATE POLICY insert_permitted ON authhub.role_assignments AS PERMISSIVE FOR INS
     AND user_id <> (( SELECT authhub.current_user_id() AS current_user_id))
   );
 
+-- Holders of role:read: tenant-wide, or the assignments for organizations in their scope.
 CREATE POLICY select_permitted ON authhub.role_assignments AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -78,6 +83,7 @@ CREATE POLICY select_permitted ON authhub.role_assignments AS PERMISSIVE FOR SEL
     )
   );
 
+-- An active user sees its own role assignments.
 CREATE POLICY select_self ON authhub.role_assignments AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))

@@ -24,14 +24,17 @@ CREATE INDEX role_permissions_permission_idx ON authhub.role_permissions USING b
 
 -- Policies: 5
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub.role_permissions AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- Super admins manage role permissions in every tenant.
 CREATE POLICY all_super_admin ON authhub.role_permissions AS PERMISSIVE FOR ALL TO authhub_super_admin
   USING (( SELECT authhub_private.is_super_admin() AS is_super_admin))
   WITH CHECK (( SELECT authhub_private.is_super_admin() AS is_super_admin));
 
+-- Holders of role:write remove permissions from roles at or below their level.
 CREATE POLICY delete_permitted ON authhub.role_permissions AS PERMISSIVE FOR DELETE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -39,6 +42,7 @@ CREATE POLICY delete_permitted ON authhub.role_permissions AS PERMISSIVE FOR DEL
     AND authhub_private.role_level(role_id) <= (( SELECT authhub_private.current_user_level() AS current_user_level))
   );
 
+-- Holders of role:write add to roles at or below their level only permissions they hold tenant-wide.
 CREATE POLICY insert_permitted ON authhub.role_permissions AS PERMISSIVE FOR INSERT TO authhub_user
   WITH CHECK (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -47,6 +51,7 @@ CREATE POLICY insert_permitted ON authhub.role_permissions AS PERMISSIVE FOR INS
     AND authhub_private.role_level(role_id) <= (( SELECT authhub_private.current_user_level() AS current_user_level))
   );
 
+-- Holders of role:read anywhere read the permissions of the tenant's roles.
 CREATE POLICY select_permitted ON authhub.role_permissions AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))

@@ -30,14 +30,17 @@ ALTER TABLE authhub.roles FORCE ROW LEVEL SECURITY;
 
 -- Policies: 6
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub.roles AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- Super admins manage custom roles in every tenant.
 CREATE POLICY all_super_admin ON authhub.roles AS PERMISSIVE FOR ALL TO authhub_super_admin
   USING (( SELECT authhub_private.is_super_admin() AS is_super_admin))
   WITH CHECK (( SELECT authhub_private.is_super_admin() AS is_super_admin));
 
+-- Holders of role:write (tenant-wide) delete roles at or below their own level.
 CREATE POLICY delete_permitted ON authhub.roles AS PERMISSIVE FOR DELETE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -45,6 +48,7 @@ CREATE POLICY delete_permitted ON authhub.roles AS PERMISSIVE FOR DELETE TO auth
     AND level <= (( SELECT authhub_private.current_user_level() AS current_user_level))
   );
 
+-- Holders of role:write (tenant-wide) create roles at or below their own level.
 CREATE POLICY insert_permitted ON authhub.roles AS PERMISSIVE FOR INSERT TO authhub_user
   WITH CHECK (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -52,12 +56,14 @@ CREATE POLICY insert_permitted ON authhub.roles AS PERMISSIVE FOR INSERT TO auth
     AND level <= (( SELECT authhub_private.current_user_level() AS current_user_level))
   );
 
+-- Holders of role:read anywhere read the tenant's custom roles.
 CREATE POLICY select_permitted ON authhub.roles AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
     AND ( SELECT authhub_private.has_permission_anywhere('role:read'::text) AS has_permission_anywhere)
   );
 
+-- Holders of role:write (tenant-wide) change roles at or below their own level, and keep them there.
 CREATE POLICY update_permitted ON authhub.roles AS PERMISSIVE FOR UPDATE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))

@@ -42,20 +42,24 @@ ALTER TABLE authhub.tenants FORCE ROW LEVEL SECURITY;
 
 -- Policies: 6
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub.tenants AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- Super admins create, change and delete tenants.
 CREATE POLICY all_super_admin ON authhub.tenants AS PERMISSIVE FOR ALL TO authhub_super_admin
   USING (( SELECT authhub_private.is_super_admin() AS is_super_admin))
   WITH CHECK (( SELECT authhub_private.is_super_admin() AS is_super_admin));
 
+-- An active user reads its own tenant.
 CREATE POLICY select_member ON authhub.tenants AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
     AND ( SELECT authhub_private.is_active_user() AS is_active_user)
   );
 
+-- Holders of tenant:config change their tenant's branding and settings (the columns granted to authhub_user).
 CREATE POLICY update_config ON authhub.tenants AS PERMISSIVE FOR UPDATE TO authhub_user
   USING (
     id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -66,6 +70,7 @@ CREATE POLICY update_config ON authhub.tenants AS PERMISSIVE FOR UPDATE TO authh
     AND ( SELECT authhub_private.has_tenant_permission('tenant:config'::text) AS has_tenant_permission)
   );
 
+-- Restrictive: slug and status change only by a super admin (the column grants say the same; this holds if a grant is ever widened).
 CREATE POLICY update_guard ON authhub.tenants AS RESTRICTIVE FOR UPDATE TO authhub_user
   USING (true)
   WITH CHECK (
@@ -73,6 +78,7 @@ CREATE POLICY update_guard ON authhub.tenants AS RESTRICTIVE FOR UPDATE TO authh
     OR authhub_private.tenant_controls_unchanged(id, slug::text, status)
   );
 
+-- Restrictive: the audit retention changes only by a tenant admin.
 CREATE POLICY update_retention_guard ON authhub.tenants AS RESTRICTIVE FOR UPDATE TO authhub_user
   USING (true)
   WITH CHECK (

@@ -39,14 +39,17 @@ CREATE INDEX users_status_idx ON authhub.users USING btree (tenant_id, status);
 
 -- Policies: 10
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub.users AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- Super admins manage users in every tenant.
 CREATE POLICY all_super_admin ON authhub.users AS PERMISSIVE FOR ALL TO authhub_super_admin
   USING (( SELECT authhub_private.is_super_admin() AS is_super_admin))
   WITH CHECK (( SELECT authhub_private.is_super_admin() AS is_super_admin));
 
+-- Holders of user:write delete users at or below their level; users holding authority only a tenant admin.
 CREATE POLICY delete_permitted ON authhub.users AS PERMISSIVE FOR DELETE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -58,6 +61,7 @@ CREATE POLICY delete_permitted ON authhub.users AS PERMISSIVE FOR DELETE TO auth
     )
   );
 
+-- Holders of user:write (tenant-wide) create users at or below their own level.
 CREATE POLICY insert_permitted ON authhub.users AS PERMISSIVE FOR INSERT TO authhub_user
   WITH CHECK (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -65,6 +69,7 @@ CREATE POLICY insert_permitted ON authhub.users AS PERMISSIVE FOR INSERT TO auth
     AND level <= (( SELECT authhub_private.current_user_level() AS current_user_level))
   );
 
+-- Holders of user:read: tenant-wide, or the members of organizations in their scope.
 CREATE POLICY select_permitted ON authhub.users AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -74,6 +79,7 @@ CREATE POLICY select_permitted ON authhub.users AS PERMISSIVE FOR SELECT TO auth
     )
   );
 
+-- An active user reads itself.
 CREATE POLICY select_self ON authhub.users AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -81,6 +87,7 @@ CREATE POLICY select_self ON authhub.users AS PERMISSIVE FOR SELECT TO authhub_u
     AND ( SELECT authhub_private.is_active_user() AS is_active_user)
   );
 
+-- Restrictive: level, status, e-mail and external identity change only by someone allowed to (user:write at or above the level; authority holders by a tenant admin); SUPER_ADMIN only by a super admin.
 CREATE POLICY update_guard ON authhub.users AS RESTRICTIVE FOR UPDATE TO authhub_user
   USING (true)
   WITH CHECK (
@@ -98,6 +105,7 @@ CREATE POLICY update_guard ON authhub.users AS RESTRICTIVE FOR UPDATE TO authhub
       )
   );
 
+-- Restrictive: which identity provider a user signs in through changes only by a tenant admin.
 CREATE POLICY update_issuer_guard ON authhub.users AS RESTRICTIVE FOR UPDATE TO authhub_user
   USING (true)
   WITH CHECK (
@@ -105,6 +113,7 @@ CREATE POLICY update_issuer_guard ON authhub.users AS RESTRICTIVE FOR UPDATE TO 
     OR authhub_private.user_issuer_unchanged(tenant_id, id, external_issuer::text)
   );
 
+-- Holders of user:write change users at or below their level; users holding authority (a level, an ORG_ADMIN membership, a role) only a tenant admin.
 CREATE POLICY update_permitted ON authhub.users AS PERMISSIVE FOR UPDATE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
@@ -121,6 +130,7 @@ CREATE POLICY update_permitted ON authhub.users AS PERMISSIVE FOR UPDATE TO auth
     AND level <= (( SELECT authhub_private.current_user_level() AS current_user_level))
   );
 
+-- An active user changes its own row (update_guard keeps its level, status and identity as they are).
 CREATE POLICY update_self ON authhub.users AS PERMISSIVE FOR UPDATE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))

@@ -47,10 +47,12 @@ CREATE INDEX webhook_deliveries_waiting ON authhub.webhook_deliveries USING btre
 
 -- Policies: 2
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub.webhook_deliveries AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- Tenant admins read their tenant's webhook inbox (every delivery and its state).
 CREATE POLICY select_tenant_admin ON authhub.webhook_deliveries AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))

@@ -28,16 +28,19 @@ ALTER TABLE authhub.webhook_endpoints FORCE ROW LEVEL SECURITY;
 
 -- Policies: 3
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub.webhook_endpoints AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- Tenant admins read their tenant's webhook endpoints (never their secrets, kept elsewhere).
 CREATE POLICY select_tenant_admin ON authhub.webhook_endpoints AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
     AND ( SELECT authhub_private.is_tenant_admin() AS is_tenant_admin)
   );
 
+-- Tenant admins enable, disable, rename and re-map their tenant's endpoints.
 CREATE POLICY update_tenant_admin ON authhub.webhook_endpoints AS PERMISSIVE FOR UPDATE TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))

@@ -13,6 +13,10 @@ CREATE OR REPLACE FUNCTION authhub_private.clerk_apply(tenant_id uuid, endpoint_
 AS $function$
 #variable_conflict use_column
 declare
+  failed_state text;
+  failed_constraint text;
+  failed_column text;
+  failed_message text;
   d authhub.webhook_deliveries;
   ep authhub.webhook_endpoints;
   event jsonb;
@@ -164,7 +168,8 @@ begin
       -- The data breaks a rule (a slug taken, the last tenant admin…): permanent.
       when sqlstate '23505' or sqlstate '23514' or sqlstate '23502' or sqlstate '23503' or sqlstate '23001'
            or sqlstate '22000' or sqlstate '22P02' or sqlstate '22001' or sqlstate 'AH409' or sqlstate 'AH422' then
-        outcome := 'failed: ' || sqlerrm;
+        get stacked diagnostics failed_state = returned_sqlstate, failed_constraint = constraint_name, failed_column = column_name, failed_message = message_text;
+        outcome := 'failed: ' || authhub_private.public_reason(failed_state, failed_constraint, failed_column, failed_message);
     end;
   end if;
 

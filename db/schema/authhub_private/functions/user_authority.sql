@@ -3,68 +3,77 @@
 -- Migrations (migrations/committed/) are the history; this is the definition today.
 
 -- Properties: STABLE, SECURITY DEFINER, CALLED ON NULL INPUT, PARALLEL UNSAFE, NOT LEAKPROOF
--- Settings: search_path=pg_catalog, pg_temp
+-- Settings: plan_cache_mode=force_generic_plan; search_path=pg_catalog, pg_temp
 
 -- A user's live authority in a tenant, capped by the level it claims; null when the user or its tenant is not active.
 CREATE OR REPLACE FUNCTION authhub_private.user_authority(tenant_id uuid, user_id uuid, claimed authhub.role_level)
  RETURNS authhub_private.authority
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
-  with u as (
-    select least(u.level, coalesce(user_authority.claimed, 'USER')) as level, u.level as own_level
-    from authhub.users u
-    join authhub.tenants t on t.id = u.tenant_id
-    where u.tenant_id = user_authority.tenant_id and u.id = user_authority.user_id
-      and u.status = 'active' and t.status = 'active'
-  ),
-  m as (
-    select coalesce(array_agg(m.organization_id), '{}') as member_of,
-           coalesce(array_agg(m.organization_id) filter (where m.level = 'ORG_ADMIN'), '{}') as admin_of
-    from authhub.memberships m
-    where m.tenant_id = user_authority.tenant_id and m.user_id = user_authority.user_id
-  ),
-  a as (
-    select a.organization_id, rp.permission_key::text as permission, p.org_scopable
-    from authhub.role_assignments a
-    join authhub.role_permissions rp on rp.tenant_id = a.tenant_id and rp.role_id = a.role_id
-    join authhub.permissions p on p.key = rp.permission_key
-    where a.tenant_id = user_authority.tenant_id and a.user_id = user_authority.user_id
-  ),
-  claims_org_admin as (
-    select coalesce(user_authority.claimed, 'USER') >= 'ORG_ADMIN' as yes
-  )
-  select row(
-    u.level,
-    least(coalesce(user_authority.claimed, 'USER'),
-          case when u.own_level > 'USER' then u.own_level
-               when cardinality(m.admin_of) > 0 then 'ORG_ADMIN'
-               else 'USER' end),
-    array(
-      select lp.permission_key::text from authhub.level_permissions lp
-      where u.level >= 'TENANT_ADMIN' and lp.level = u.level
+declare
+  a authhub_private.authority;
+  own authhub.role_level;
+  claim authhub.role_level := coalesce(user_authority.claimed, 'USER');
+  admin_of uuid[];
+  has_roles boolean;
+begin
+  -- The common case in one statement: the user, its memberships, its level's permissions.
+  select u.level,
+         least(u.level, claim),
+         coalesce((select array_agg(m.organization_id) from authhub.memberships m
+                   where m.tenant_id = u.tenant_id and m.user_id = u.id), '{}'),
+         coalesce((select array_agg(m.organization_id) from authhub.memberships m
+                   where m.tenant_id = u.tenant_id and m.user_id = u.id and m.level = 'ORG_ADMIN'), '{}'),
+         case when least(u.level, claim) >= 'TENANT_ADMIN'
+              then coalesce((select array_agg(lp.permission_key::text) from authhub.level_permissions lp where lp.level = least(u.level, claim)), '{}')
+              else '{}' end,
+         exists (select 1 from authhub.role_assignments ra where ra.tenant_id = u.tenant_id and ra.user_id = u.id)
+    into own, a.level, a.member_of, admin_of, a.permissions, has_roles
+  from authhub.users u
+  join authhub.tenants t on t.id = u.tenant_id
+  where u.tenant_id = user_authority.tenant_id and u.id = user_authority.user_id
+    and u.status = 'active' and t.status = 'active';
+  if not found then
+    return null;
+  end if;
+  a.role_level := least(claim, case when own > 'USER' then own when cardinality(admin_of) > 0 then 'ORG_ADMIN' else 'USER' end);
+  -- ORG_ADMIN memberships count only for a caller claiming at least ORG_ADMIN.
+  a.managed := case when claim >= 'ORG_ADMIN' then admin_of else '{}' end;
+  a.org_scope := '{}';
+  if cardinality(a.managed) > 0 then
+    select coalesce(jsonb_object_agg(lp.permission_key, to_jsonb(a.managed)), '{}') into a.org_scope
+    from authhub.level_permissions lp where lp.level = 'ORG_ADMIN';
+  end if;
+  if has_roles then
+    a.permissions := array(
+      select unnest(a.permissions)
       union
-      select a.permission from a where a.organization_id is null
-    ),
-    coalesce((
-      select jsonb_object_agg(s.permission, s.seeds)
+      select rp.permission_key::text
+      from authhub.role_assignments ra
+      join authhub.role_permissions rp on rp.tenant_id = ra.tenant_id and rp.role_id = ra.role_id
+      where ra.tenant_id = user_authority.tenant_id and ra.user_id = user_authority.user_id and ra.organization_id is null);
+    select coalesce(jsonb_object_agg(x.permission, x.seeds), '{}') into a.org_scope
+    from (
+      select s.permission, jsonb_agg(distinct s.organization_id) as seeds
       from (
-        select x.permission, jsonb_agg(distinct x.organization_id) as seeds
-        from (
-          select lp.permission_key::text as permission, seed.id as organization_id
-          from authhub.level_permissions lp, unnest(m.admin_of) as seed(id), claims_org_admin c
-          where lp.level = 'ORG_ADMIN' and c.yes
-          union
-          select a.permission, a.organization_id from a where a.organization_id is not null and a.org_scopable
-        ) x
-        group by x.permission
+        select lp.permission_key::text as permission, seed.id as organization_id
+        from authhub.level_permissions lp, unnest(a.managed) as seed(id)
+        where lp.level = 'ORG_ADMIN'
+        union
+        select rp.permission_key::text, ra.organization_id
+        from authhub.role_assignments ra
+        join authhub.role_permissions rp on rp.tenant_id = ra.tenant_id and rp.role_id = ra.role_id
+        join authhub.permissions p on p.key = rp.permission_key and p.org_scopable
+        where ra.tenant_id = user_authority.tenant_id and ra.user_id = user_authority.user_id and ra.organization_id is not null
       ) s
-    ), '{}'),
-    case when (select yes from claims_org_admin) then m.admin_of else '{}' end,
-    m.member_of
-  )::authhub_private.authority
-  from u cross join m
+      group by s.permission
+    ) x;
+  end if;
+  return a;
+end;
 $function$;
 ALTER FUNCTION authhub_private.user_authority(tenant_id uuid, user_id uuid, claimed authhub.role_level) OWNER TO authhub_owner;
 

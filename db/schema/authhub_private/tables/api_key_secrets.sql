@@ -21,6 +21,7 @@ ALTER TABLE authhub_private.api_key_secrets FORCE ROW LEVEL SECURITY;
 
 -- Policies: 1
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub_private.api_key_secrets AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);

@@ -17,7 +17,7 @@ ALTER TABLE authhub_private.api_nonce_epoch FORCE ROW LEVEL SECURITY;
 
 -- Policies: 1
 
--- Only the owner: written through begin_api_request.
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub_private.api_nonce_epoch AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);

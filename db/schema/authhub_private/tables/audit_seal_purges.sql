@@ -18,9 +18,11 @@ ALTER TABLE authhub_private.audit_seal_purges FORCE ROW LEVEL SECURITY;
 
 -- Policies: 2
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY insert_owner ON authhub_private.audit_seal_purges AS PERMISSIVE FOR INSERT TO authhub_owner
   WITH CHECK (true);
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY select_owner ON authhub_private.audit_seal_purges AS PERMISSIVE FOR SELECT TO authhub_owner
   USING (true);
 

@@ -23,15 +23,19 @@ ALTER TABLE authhub_private.audit_seals FORCE ROW LEVEL SECURITY;
 
 -- Policies: 4
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY delete_owner ON authhub_private.audit_seals AS PERMISSIVE FOR DELETE TO authhub_owner
   USING (true);
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY insert_owner ON authhub_private.audit_seals AS PERMISSIVE FOR INSERT TO authhub_owner
   WITH CHECK (true);
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY select_owner ON authhub_private.audit_seals AS PERMISSIVE FOR SELECT TO authhub_owner
   USING (true);
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY update_owner ON authhub_private.audit_seals AS PERMISSIVE FOR UPDATE TO authhub_owner
   USING (true);
 

@@ -16,6 +16,7 @@ ALTER TABLE authhub_private.audit_secret_columns FORCE ROW LEVEL SECURITY;
 
 -- Policies: 1
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub_private.audit_secret_columns AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);

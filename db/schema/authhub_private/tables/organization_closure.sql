@@ -21,7 +21,7 @@ CREATE INDEX organization_closure_organization_idx ON authhub_private.organizati
 
 -- Policies: 1
 
--- Only the owner: request roles reach the closure through the definer helpers of the request authority.
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub_private.organization_closure AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);

@@ -20,6 +20,7 @@ CREATE INDEX organization_tombstones_parent ON authhub_private.organization_tomb
 
 -- Policies: 1
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub_private.organization_tombstones AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);

@@ -16,10 +16,12 @@ ALTER TABLE authhub_private.rate_limits FORCE ROW LEVEL SECURITY;
 
 -- Policies: 2
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub_private.rate_limits AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
 
+-- The server's login role counts requests here (rate-limiter-flexible), before any request role is chosen.
 CREATE POLICY counting ON authhub_private.rate_limits AS PERMISSIVE FOR ALL TO authhub_authenticator
   USING (true)
   WITH CHECK (true);

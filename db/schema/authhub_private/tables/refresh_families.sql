@@ -33,6 +33,7 @@ CREATE INDEX refresh_families_user ON authhub_private.refresh_families USING btr
 
 -- Policies: 1
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub_private.refresh_families AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);

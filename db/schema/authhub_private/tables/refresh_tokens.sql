@@ -28,6 +28,7 @@ CREATE INDEX refresh_tokens_family ON authhub_private.refresh_tokens USING btree
 
 -- Policies: 1
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub_private.refresh_tokens AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);

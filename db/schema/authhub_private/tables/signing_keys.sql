@@ -33,6 +33,7 @@ CREATE UNIQUE INDEX signing_keys_single_active ON authhub_private.signing_keys U
 
 -- Policies: 1
 
+-- The owner (authhub_owner: migrations, the CLI, the worker's connection before it switches to authhub_worker). No request runs as the owner.
 CREATE POLICY all_owner ON authhub_private.signing_keys AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
