@@ -96,10 +96,12 @@ export default defineConfig(
           patterns: [
             { regex: "^(postgraphile|grafserv|grafast)(/|$)", message: "The worker does not load the GraphQL server." },
             // Only the process-level modules the worker shares with the server: everything
-            // else under server/ is a router, a GraphQL plugin or request handling.
+            // else under server/ is a router, a GraphQL plugin or request handling. (metrics:
+            // the process's counters and their loopback exposition, no request handling.)
             {
-              regex: `${into("server")}(?!(env|config|logger|shutdown|auth/masterKey)\\.js$)`,
-              message: "The worker may use server/{env,config,logger,shutdown,auth/masterKey} only: move what it needs out of HTTP modules (to db/ or a module without express).",
+              regex: `${into("server")}(?!(env|config|logger|shutdown|metrics|auth/masterKey)\\.js$)`,
+              message:
+                "The worker may use server/{env,config,logger,shutdown,metrics,auth/masterKey} only: move what it needs out of HTTP modules (to db/ or a module without express).",
             },
             { regex: into("bench|test"), message: "Production code does not import benchmarks or tests." },
           ],

@@ -11,7 +11,7 @@ import { grafserv } from "postgraphile/grafserv/express/v4";
 import { latestCommittedHash } from "../db/migrate.js";
 import { makePool } from "../db/pools.js";
 import { authApiRouter, OAuthError } from "./auth/authApi.js";
-import { authenticate } from "./auth/authenticate.js";
+import { authenticate, secretsEqual } from "./auth/authenticate.js";
 import type { MasterKey } from "./auth/masterKey.js";
 import { authorizeBodyParser, authorizeHandler } from "./authorize.js";
 import { TokenVerifier } from "./auth/verify.js";
@@ -20,6 +20,7 @@ import { AppError, toAppError, UNAVAILABLE_RETRY_AFTER } from "./errors.js";
 import { graphqlRateLimit } from "./graphql/operations.js";
 import { makePreset } from "./graphql/preset.js";
 import type { Logger } from "./logger.js";
+import { countRequests, metricsText, readFiguresFrom, watchPool } from "./metrics.js";
 import { requestState } from "./requestState.js";
 import { openApiRouter } from "./openapi/router.js";
 import { clerkWebhookRouter } from "./webhooks/clerk.js";
@@ -41,6 +42,30 @@ export interface App {
   server: http.Server;
   /** Releases what makeApp created (not the pool it was given); a function, passed around as a shutdown step. */
   release: () => Promise<void>;
+}
+
+/**
+ * GET /metrics on the public port, only with AUTHHUB_METRICS_TOKEN as a bearer
+ * token (compared in constant time); without a token it is not served here
+ * (AUTHHUB_METRICS_PORT serves it on loopback, server/main.ts).
+ */
+function installMetrics(app: express.Express, deps: AppDeps) {
+  readFiguresFrom(deps.authPool);
+  watchPool("authenticator", deps.authPool);
+  app.use(countRequests);
+  const token = deps.config.metrics.token;
+  if (token === null) return;
+  app.get("/metrics", async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      const given = /^Bearer (.+)$/.exec(req.get("authorization") ?? "")?.[1] ?? "";
+      if (!secretsEqual(given, token)) throw new AppError("unauthenticated", "The metrics token is not valid.");
+      const { contentType, body } = await metricsText();
+      res.setHeader("Content-Type", contentType);
+      res.send(body);
+    } catch (err) {
+      next(err);
+    }
+  });
 }
 
 function installRequestContext(app: express.Express, logger: Logger, trustProxy: Config["trustProxy"]) {
@@ -209,6 +234,7 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   const app = express();
   const server = http.createServer(app);
   installRequestContext(app, deps.logger, deps.config.trustProxy);
+  installMetrics(app, deps);
   const releaseHealth = installHealth(app, deps.authPool, deps.logger);
   const verifier = makeVerifier(deps);
   const authenticateRequest = authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret });

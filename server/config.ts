@@ -71,6 +71,8 @@ export interface Config {
   database: DatabaseLimits;
   /** How long a graceful shutdown lets in-flight requests run before cancelling them (ms). */
   shutdownGraceMs: number;
+  /** GET /metrics: on the public port behind a bearer token, and/or on a loopback port of its own; neither: not served. */
+  metrics: { token: string | null; port: number | null };
 }
 
 /** The bounds every request transaction runs under (db/claims.ts applies them with its settings). */
@@ -207,6 +209,12 @@ function trustedIssuers(env: Source): TrustedIssuer[] {
   });
 }
 
+function metricsToken(env: Source): string | null {
+  const token = str(env, "AUTHHUB_METRICS_TOKEN");
+  if (token !== null && token.length < 16) throw new ConfigError("AUTHHUB_METRICS_TOKEN", "must be at least 16 characters (it guards operational figures)");
+  return token;
+}
+
 export function readConfig(env: Source = process.env): Config {
   const nodeEnv = oneOf(env, "NODE_ENV", ["development", "test", "production"] as const, "development");
   const port = int(env, "PORT", 4000, 0, 65535);
@@ -281,5 +289,6 @@ export function readConfig(env: Source = process.env): Config {
       pooler: oneOf(env, "AUTHHUB_DB_POOLER", ["none", "transaction"] as const, "none"),
     },
     shutdownGraceMs: int(env, "AUTHHUB_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
+    metrics: { token: metricsToken(env), port: str(env, "AUTHHUB_METRICS_PORT") === null ? null : int(env, "AUTHHUB_METRICS_PORT", 0, 1, 65535) },
   };
 }

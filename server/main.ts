@@ -20,6 +20,7 @@ import { loadMasterKey } from "./auth/masterKey.js";
 import { ensureActiveSigningKey } from "./auth/signingKeys.js";
 import { readConfig } from "./config.js";
 import { makeLogger } from "./logger.js";
+import { countJobs, serveMetrics, watchPool } from "./metrics.js";
 import { onShutdownSignal, survivePassingDatabaseErrors, type ShutdownStep } from "./shutdown.js";
 
 /** One server per embedded data directory: a second would fight over the cluster. */
@@ -77,6 +78,9 @@ async function main() {
   }
   const { server, release } = await makeApp({ config, authPool, logger, masterKey });
   const worker = config.runWorker ? await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl }) : null;
+  watchPool("owner", ownerPool);
+  if (worker) countJobs(worker.events);
+  const metricsServer = config.metrics.port !== null ? await serveMetrics(config.metrics.port) : null;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.port, config.host, () => resolve());
@@ -109,6 +113,7 @@ async function main() {
   steps.push(
     ["http server", () => closeHttpServer(server, grace), grace + 2_000],
     ["graphql", release, 5_000],
+    ...(metricsServer ? ([["metrics", () => new Promise((resolve) => metricsServer.close(resolve)), 2_000]] as ShutdownStep[]) : []),
     ...(worker ? ([["worker", () => worker.stop(), Math.max(grace, 1_000)]] as ShutdownStep[]) : []),
     ["authenticator pool", () => closePool(authPool, 1_000), 5_000],
     ["owner pool", () => closePool(ownerPool, 1_000), 5_000],

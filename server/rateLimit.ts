@@ -19,6 +19,7 @@
  * `remaining` is then approximate by the tokens other servers hold.
  */
 import type pg from "pg";
+import { rateLimited } from "./metrics.js";
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
 
 export interface RateLimitDecision {
@@ -95,6 +96,7 @@ export class RateLimits {
           return take(1);
         }
         this.local.delete(id);
+        rateLimited.inc({ limit: kind });
         return { allowed: false, limit, remaining: 0, resetSeconds: Math.max(1, Math.ceil(err.msBeforeNext / 1000)) };
       }
     };
@@ -112,7 +114,10 @@ export class RateLimits {
     try {
       return decide(await this.limiter(kind, limit, durationSeconds).consume(key), true);
     } catch (err) {
-      if (err instanceof RateLimiterRes) return decide(err, false);
+      if (err instanceof RateLimiterRes) {
+        rateLimited.inc({ limit: kind });
+        return decide(err, false);
+      }
       throw err;
     }
   }

@@ -8,7 +8,8 @@ import { closePool, isConnectionError, makePool } from "../db/pools.js";
 import { loadMasterKey } from "../server/auth/masterKey.js";
 import { readConfig } from "../server/config.js";
 import { makeLogger } from "../server/logger.js";
-import { onShutdownSignal, survivePassingDatabaseErrors } from "../server/shutdown.js";
+import { countJobs, serveMetrics, watchPool } from "../server/metrics.js";
+import { onShutdownSignal, survivePassingDatabaseErrors, type ShutdownStep } from "../server/shutdown.js";
 import { startWorker } from "./runner.js";
 
 const config = readConfig();
@@ -24,7 +25,12 @@ const ownerPool = makePool(db.ownerUrl, {
 // The same master key as the servers (it opens the Clerk keys reconciliation uses).
 const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (msg) => logger.warn(msg), config.masterKeyPrevious);
 const worker = await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl });
+// A worker on its own exposes its jobs' counts and its pool on AUTHHUB_METRICS_PORT (loopback), if set.
+watchPool("owner", ownerPool);
+countJobs(worker.events);
+const metricsServer = config.metrics.port !== null ? await serveMetrics(config.metrics.port) : null;
 onShutdownSignal(logger, [
+  ...(metricsServer ? ([["metrics", () => new Promise((resolve) => metricsServer.close(resolve)), 2_000]] as ShutdownStep[]) : []),
   ["worker", () => worker.stop(), Math.max(config.shutdownGraceMs, 1_000)],
   ["owner pool", () => closePool(ownerPool, 1_000), 5_000],
   ["database", () => db.stop(), 60_000],

@@ -14,6 +14,8 @@ import { crontab, tasks } from "./tasks/index.js";
 export interface WorkerHandle {
   /** Waits for running jobs to finish (graceful), then releases the runner. */
   stop(): Promise<void>;
+  /** graphile-worker's events (job:success, job:error, job:failed…), for metrics. */
+  events: Runner["events"];
 }
 
 export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger; masterKey: MasterKey; clerkApiUrl: string; concurrency?: number }): Promise<WorkerHandle> {
@@ -39,6 +41,7 @@ export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger;
   });
   log.info("worker started", { tasks: Object.keys(tasks) });
   return {
+    events: runner.events,
     async stop() {
       await runner.stop();
     },

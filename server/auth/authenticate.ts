@@ -11,6 +11,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { NextFunction, Request, Response } from "express";
 import { highestLevel, UUID_RE, type Identity } from "../../db/claims.js";
 import { AppError } from "../errors.js";
+import { authentications } from "../metrics.js";
 import { requestState } from "../requestState.js";
 import type { TokenVerifier } from "./verify.js";
 
@@ -38,8 +39,8 @@ function gatewayIdentity(req: Request): Identity {
 
 export function authenticate(options: { verifier: TokenVerifier; gatewaySecret: string | null }) {
   return async (req: Request, _res: Response, next: NextFunction) => {
+    const state = requestState(req);
     try {
-      const state = requestState(req);
       const gatewayToken = req.get("x-gateway-token");
       if (options.gatewaySecret !== null && gatewayToken !== undefined) {
         if (!secretsEqual(gatewayToken, options.gatewaySecret)) {
@@ -47,6 +48,7 @@ export function authenticate(options: { verifier: TokenVerifier; gatewaySecret: 
         }
         state.identity = gatewayIdentity(req);
         state.via = "gateway";
+        authentications.inc({ method: "gateway", outcome: "ok" });
         return next();
       }
       const authorization = req.get("authorization");
@@ -57,9 +59,11 @@ export function authenticate(options: { verifier: TokenVerifier; gatewaySecret: 
         if ("apiKey" in caller) state.apiKey = caller.apiKey;
         else state.identity = caller;
         state.via = "bearer";
+        authentications.inc({ method: "bearer", outcome: "ok" });
       }
       next();
     } catch (err) {
+      authentications.inc({ method: req.get("x-gateway-token") !== undefined && options.gatewaySecret !== null ? "gateway" : "bearer", outcome: "refused" });
       next(err);
     }
   };

@@ -29,6 +29,7 @@ import { clientAddress } from "../auth/authApi.js";
 import type { Config } from "../config.js";
 import { AppError } from "../errors.js";
 import type { RateLimits } from "../rateLimit.js";
+import { graphqlOperations } from "../metrics.js";
 import { requestState, type RequestState } from "../requestState.js";
 
 export type GraphQLLimits = Config["graphql"];
@@ -174,6 +175,12 @@ function mayIntrospect(state: Pick<RequestState, "identity" | "apiKey"> | null, 
   return setting === "on" || (setting === "authenticated" && Boolean(state?.identity || state?.apiKey));
 }
 
+/** The type of the operation a request runs (for metrics). */
+function operationType(document: DocumentNode, operationName: string | null | undefined): string {
+  const ops = document.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
+  return (operationName ? ops.find((o) => o.name?.value === operationName) : ops[0])?.operation ?? "unknown";
+}
+
 function refusal(message: string, code: string, extra: Record<string, unknown> = {}) {
   return { errors: [new GraphQLError(message, { extensions: { code, ...extra } })] };
 }
@@ -200,12 +207,15 @@ export function OperationLimitsPlugin(limits: GraphQLLimits): GraphileConfig.Plu
           const ctx = args.requestContext as { expressv4?: { req: Request }; node?: { req: Request } } | undefined;
           const req = ctx?.expressv4?.req ?? ctx?.node?.req;
           const state = req ? requestState(req) : null;
+          const type = operationType(args.document, args.operationName);
           if (!mayIntrospect(state, limits.introspection) && validate(args.schema, args.document, [NoSchemaIntrospectionCustomRule]).length > 0) {
+            graphqlOperations.inc({ type, outcome: "refused" });
             return refusal("Introspection is not allowed for this caller.", "introspection_disabled");
           }
           const cost = estimateCost(args.document, args.operationName, args.variableValues ?? {}, limits.defaultPageSize);
           const ceiling = costCeiling(state, limits.maxCost);
           if (cost > ceiling) {
+            graphqlOperations.inc({ type, outcome: "refused" });
             return refusal(`The operation would cost about ${cost}; at most ${ceiling} is allowed for this caller. Ask for smaller pages or fewer fields.`, "query_too_costly", {
               cost,
               ceiling,
@@ -214,7 +224,9 @@ export function OperationLimitsPlugin(limits: GraphQLLimits): GraphileConfig.Plu
           // A request whose statements failed because the database could not be reached is
           // answered 503 with Retry-After (server/app.ts), not 200 with errors alone.
           return Promise.resolve(next()).then((result) => {
-            if (state && !isAsyncIterable(result) && result.errors?.some((e) => isConnectionError(e.originalError))) state.unavailable = true;
+            const errors = isAsyncIterable(result) ? undefined : result.errors;
+            if (state && errors?.some((e) => isConnectionError(e.originalError))) state.unavailable = true;
+            graphqlOperations.inc({ type, outcome: errors?.length ? "errors" : "ok" });
             return result;
           });
         },

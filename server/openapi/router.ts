@@ -24,6 +24,7 @@ import { unknownIdGuard } from "../lookups.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { AppError, toAppError, type FieldProblem } from "../errors.js";
 import type { RateLimitDecision, RateLimits } from "../rateLimit.js";
+import { authentications } from "../metrics.js";
 import { requestState } from "../requestState.js";
 import { openApiDocument } from "./document.js";
 import { ApiKeyStore, TIMESTAMP_WINDOW_SECONDS, unauthenticated, verifySignedRequest, type ApiKeyRecord } from "./keys.js";
@@ -140,6 +141,7 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
           : await verifySignedRequest({ method: req.method, originalUrl: req.originalUrl, header: (n) => req.get(n), rawBody }, store, lookUp(req));
         state.via = "api_key";
         state.apiKey = { apiKeyId: key.id, tenantId: key.tenantId, orgId: key.organizationId };
+        if (nonce) authentications.inc({ method: "api_key", outcome: "ok" });
         if (nonce) usage.count(key.tenantId, key.id);
         if (route.scope && !key.scopes.includes(route.scope)) {
           throw new AppError("insufficient_scope", `This key lacks the scope ${route.scope}.`);
@@ -192,6 +194,7 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         if (route.response.status === 204) res.status(204).end();
         else res.status(route.response.status).json(result);
       } catch (err) {
+        if (!state.apiKey && err instanceof AppError && err.code === "unauthenticated") authentications.inc({ method: "api_key", outcome: "refused" });
         if (client) await rollbackAndRelease(client, err);
         next(err instanceof AppError ? err : toAppError(err));
       }
