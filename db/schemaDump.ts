@@ -30,7 +30,7 @@ import {
 import { layoutCheck, layoutParenthesised } from "./sqlLayout.js";
 
 /** The schemas described; graphile_worker's and graphile_migrate's are their own. */
-export const DUMPED_SCHEMAS = ["authhub", "authhub_private"] as const;
+export const DUMPED_SCHEMAS = ["authhub", "authhub_private", "retail", "retail_private"] as const;
 
 /** Where the committed description lives. */
 export const SCHEMA_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "schema");

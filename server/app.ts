@@ -21,6 +21,7 @@ import { graphqlRateLimit } from "./graphql/operations.js";
 import { makePreset } from "./graphql/preset.js";
 import type { Logger } from "./logger.js";
 import { countRequests, metricsText, readFiguresFrom, watchPool } from "./metrics.js";
+import { catalogRouter } from "./catalog.js";
 import { requestState } from "./requestState.js";
 import { openApiRouter } from "./openapi/router.js";
 import { clerkWebhookRouter } from "./webhooks/clerk.js";
@@ -242,6 +243,15 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   app.use(authApiRouter({ config: deps.config, authPool: deps.authPool, masterKey: deps.masterKey, verifier, rateLimits }));
   app.use(
     openApiRouter({ authPool: deps.authPool, limits: transactionLimits(deps.config), masterKey: deps.masterKey, rateLimits, maxBodyBytes: deps.config.graphql.maxRequestBytes }),
+  );
+  app.use(
+    catalogRouter({
+      authPool: deps.authPool,
+      limits: transactionLimits(deps.config),
+      rateLimits,
+      perAddress: deps.config.catalog.rateLimitPerAddress,
+      maxAgeSeconds: deps.config.catalog.maxAgeSeconds,
+    }),
   );
   app.use(clerkWebhookRouter({ authPool: deps.authPool, masterKey: deps.masterKey, maxBodyBytes: deps.config.webhookMaxBytes }));
   installAuthorize(app, deps, authenticateRequest);

@@ -37,6 +37,8 @@ Commands:
   apikey revoke --key <ak_…>                revoke a key (it stops working within a second)
   webhook create --tenant <slug> --issuer <url> [--secret whsec_…] [--name <name>] [--clerk-key sk_…]
                                             a Clerk webhook endpoint; prints its id, URL path and secret
+  store create --tenant <slug> --code <code> --name <name> [--parent <org slug>] [--timezone <IANA>] [--currency <ISO 4217>]
+                                            a store: an organization (below --parent, e.g. a seller) and its settings
 
 Options:
   --json    print one JSON object on stdout
@@ -345,6 +347,31 @@ async function auditVerify({ owner, values, out }: Parameters<Command>[0]): Prom
   return 0;
 }
 
+/**
+ * `store create`: the operator makes a store through the same SQL as GraphQL's
+ * createStore (retail.create_store), in the tenant the command names (its
+ * claims setting, as a caller's would be).
+ */
+async function storeCreate({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  const tenantId = await tenantBySlug(owner, required(values, "tenant"));
+  let parentId: string | null = null;
+  if (typeof values.parent === "string") {
+    const { rows } = await owner.query<{ id: string }>("select id from authhub.organizations where tenant_id = $1 and slug = $2", [tenantId, values.parent]);
+    if (!rows[0]) throw new UsageError(`No organization ${values.parent} in that tenant.`);
+    parentId = rows[0].id;
+  }
+  const store = await asCliCommand(owner, "store-create", async (client) => {
+    await client.query("select set_config('jwt.claims.tenant_id', $1, true)", [tenantId]);
+    const { rows } = await client.query<{ id: string; code: string; name: string; timezone: string; currency: string }>(
+      "select id, code, name, timezone, currency from retail.create_store($1, $2, $3, $4, $5)",
+      [required(values, "code"), required(values, "name"), values.timezone ?? "UTC", values.currency ?? "USD", parentId],
+    );
+    return rows[0]!;
+  });
+  out.print(`Store ${store.code} (id ${store.id}): ${store.name}, ${store.timezone}, ${store.currency}.`, { ...store, tenant_id: tenantId, parent_id: parentId });
+  return 0;
+}
+
 const TWO_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise<number>> = {
   "audit verify": auditVerify,
   "keys rotate": keysRotate,
@@ -354,6 +381,7 @@ const TWO_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise
   "apikey rotate": apikeyRotate,
   "apikey revoke": apikeyRevoke,
   "webhook create": webhookCreate,
+  "store create": storeCreate,
 };
 
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -383,6 +411,10 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
         secret: { type: "string" },
         issuer: { type: "string" },
         "clerk-key": { type: "string" },
+        code: { type: "string" },
+        parent: { type: "string" },
+        timezone: { type: "string" },
+        currency: { type: "string" },
       },
     });
     json = values.json === true;

@@ -71,6 +71,8 @@ export interface Config {
   database: DatabaseLimits;
   /** How long a graceful shutdown lets in-flight requests run before cancelling them (ms). */
   shutdownGraceMs: number;
+  /** The public catalogue: requests per minute per client address, and how long answers may be cached (s). */
+  catalog: { rateLimitPerAddress: number; maxAgeSeconds: number };
   /** GET /metrics: on the public port behind a bearer token, and/or on a loopback port of its own; neither: not served. */
   metrics: { token: string | null; port: number | null };
 }
@@ -285,10 +287,14 @@ export function readConfig(env: Source = process.env): Config {
       poolSize: int(env, "AUTHHUB_DB_POOL_SIZE", 20, 2, 1000),
       acquireTimeoutMs: int(env, "AUTHHUB_DB_ACQUIRE_TIMEOUT_MS", 5_000, 100, 60_000),
       statementTimeoutMs: int(env, "AUTHHUB_STATEMENT_TIMEOUT_MS", 10_000, 100, 600_000),
-      idleInTransactionTimeoutMs: int(env, "AUTHHUB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 5_000, 100, 600_000),
+      idleInTransactionTimeoutMs: int(env, "AUTHHUB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10_000, 100, 600_000),
       pooler: oneOf(env, "AUTHHUB_DB_POOLER", ["none", "transaction"] as const, "none"),
     },
     shutdownGraceMs: int(env, "AUTHHUB_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
+    catalog: {
+      rateLimitPerAddress: int(env, "AUTHHUB_CATALOG_RATE_LIMIT_IP", 600, 1, 10_000_000),
+      maxAgeSeconds: int(env, "AUTHHUB_CATALOG_MAX_AGE", 60, 0, 86_400),
+    },
     metrics: { token: metricsToken(env), port: str(env, "AUTHHUB_METRICS_PORT") === null ? null : int(env, "AUTHHUB_METRICS_PORT", 0, 1, 65535) },
   };
 }

@@ -14,6 +14,7 @@ export type ErrorCode =
   | "not_found"
   | "invalid_input"
   | "conflict"
+  | "idempotency_mismatch"
   | "payload_too_large"
   | "query_too_deep"
   | "rate_limited"
@@ -28,6 +29,7 @@ const STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   invalid_input: 400,
   conflict: 409,
+  idempotency_mismatch: 422,
   payload_too_large: 413,
   query_too_deep: 400,
   rate_limited: 429,
@@ -93,6 +95,25 @@ const CHECKS: Record<string, FieldProblem> = {
   roles_level_allowed: { field: "level", message: "must be ORG_ADMIN or TENANT_ADMIN" },
   roles_description_length: { field: "description", message: "must be at most 1000 characters" },
   tenants_audit_retention_days_range: { field: "auditRetentionDays", message: "must be between 30 and 3650 days" },
+  // Retail (issue 16).
+  stores_timezone_known: { field: "timezone", message: "must be an IANA time zone such as Europe/Berlin" },
+  stores_status: { field: "status", message: "must be active or closed" },
+  sku_format: { field: "sku", message: "must be 1-64 letters, digits or . _ / - (starting with a letter or digit)" },
+  money_minor_range: { field: "priceMinor", message: "must be a whole number of minor units, at least 0" },
+  products_status: { field: "status", message: "must be draft, active or archived" },
+  products_attributes_object: { field: "attributes", message: "must be an object of at most 16 kB" },
+  products_source_version_range: { field: "sourceVersion", message: "must be at least 0" },
+  inventory_levels_on_hand_range: { field: "onHand", message: "must be a whole number between -1000000000 and 1000000000" },
+  inventory_levels_reserved_range: { field: "reserved", message: "must be a whole number between 0 and 1000000000" },
+  inventory_levels_source_version_range: { field: "sourceVersion", message: "must be at least 0" },
+  customers_source_version_range: { field: "sourceVersion", message: "must be at least 0" },
+  orders_number_format: { field: "number", message: "must be 1-64 letters, digits or . _ # / -" },
+  orders_status: { field: "status", message: "must be pending, paid, fulfilled, cancelled or refunded" },
+  orders_placed_at_range: { field: "placedAt", message: "must be between 2000 and 2100" },
+  orders_source_version_range: { field: "sourceVersion", message: "must be at least 0" },
+  order_lines_line_no_range: { field: "lineNo", message: "must be between 1 and 10000" },
+  order_lines_quantity_positive: { field: "quantity", message: "must be a whole number from 1 to 1000000" },
+  order_lines_discount_within: { field: "discountMinor", message: "must not exceed quantity × unit price" },
 };
 
 /** Unique keys → the field a duplicate was found in. */
@@ -105,6 +126,14 @@ const UNIQUE: Record<string, string> = {
   roles_key_key: "key",
   role_assignments_unique: "roleId",
   role_permissions_pkey: "permissionKey",
+  stores_code_key: "code",
+  products_external_id_key: "externalId",
+  variants_sku_key: "sku",
+  customers_external_id_key: "externalId",
+  orders_external_id_key: "externalId",
+  orders_number_key: "number",
+  order_lines_pkey: "lineNo",
+  inventory_levels_pkey: "sku",
 };
 
 /** Foreign keys → the field whose reference does not exist (or is another tenant's, which looks the same). */
@@ -120,6 +149,17 @@ const REFERENCES: Record<string, string> = {
   role_assignments_user_fkey: "userId",
   role_assignments_role_fkey: "roleId",
   role_assignments_organization_fkey: "organizationId",
+  stores_currency_fkey: "currency",
+  stores_organization_fkey: "id",
+  variants_currency_fkey: "currency",
+  orders_currency_fkey: "currency",
+  variants_product_fkey: "productId",
+  orders_customer_fkey: "customerId",
+  order_lines_order_fkey: "orderId",
+  products_store_fkey: "storeId",
+  inventory_levels_store_fkey: "storeId",
+  customers_store_fkey: "storeId",
+  orders_store_fkey: "storeId",
 };
 
 const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());

@@ -20,7 +20,7 @@ import { loadMasterKey } from "./auth/masterKey.js";
 import { ensureActiveSigningKey } from "./auth/signingKeys.js";
 import { readConfig } from "./config.js";
 import { makeLogger } from "./logger.js";
-import { countJobs, serveMetrics, watchPool } from "./metrics.js";
+import { collectProcessMetrics, countJobs, serveMetrics, watchPool } from "./metrics.js";
 import { onShutdownSignal, survivePassingDatabaseErrors, type ShutdownStep } from "./shutdown.js";
 
 /** One server per embedded data directory: a second would fight over the cluster. */
@@ -79,6 +79,7 @@ async function main() {
   const { server, release } = await makeApp({ config, authPool, logger, masterKey });
   const worker = config.runWorker ? await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl }) : null;
   watchPool("owner", ownerPool);
+  collectProcessMetrics();
   if (worker) countJobs(worker.events);
   const metricsServer = config.metrics.port !== null ? await serveMetrics(config.metrics.port) : null;
   await new Promise<void>((resolve, reject) => {

@@ -19,7 +19,14 @@ import type pg from "pg";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export const registry = new Registry();
-collectDefaultMetrics({ register: registry, prefix: "authhub_process_" });
+
+let collectingProcessMetrics = false;
+/** The process's own figures (CPU, memory, event loop): started by the entry points, not on import (tests import this module). */
+export function collectProcessMetrics(): void {
+  if (collectingProcessMetrics) return;
+  collectingProcessMetrics = true;
+  collectDefaultMetrics({ register: registry, prefix: "authhub_process_" });
+}
 
 export const httpRequests = new Histogram({
   name: "authhub_http_request_duration_seconds",

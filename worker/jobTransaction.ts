@@ -35,7 +35,7 @@ export async function inJobTransaction<T>(helpers: JobHelpers, task: string, fn:
  */
 export async function inBatches(helpers: JobHelpers, task: string, options: { fn: string; batch: number; maxTransactions: number; stopBelow?: number }): Promise<number> {
   const { fn, batch, maxTransactions, stopBelow = batch } = options;
-  if (!/^authhub_private\.[a-z_]+$/.test(fn)) throw new Error(`inBatches: not a housekeeping function: ${fn}`);
+  if (!/^(authhub_private|retail_private)\.[a-z_]+$/.test(fn)) throw new Error(`inBatches: not a housekeeping function: ${fn}`);
   let total = 0;
   for (let i = 0; i < maxTransactions; i++) {
     const n = await inJobTransaction(helpers, task, async (client) => (await client.query<{ n: number }>(`select ${fn}($1) as n`, [batch])).rows[0]!.n);

@@ -8,7 +8,7 @@ import { closePool, isConnectionError, makePool } from "../db/pools.js";
 import { loadMasterKey } from "../server/auth/masterKey.js";
 import { readConfig } from "../server/config.js";
 import { makeLogger } from "../server/logger.js";
-import { countJobs, serveMetrics, watchPool } from "../server/metrics.js";
+import { collectProcessMetrics, countJobs, serveMetrics, watchPool } from "../server/metrics.js";
 import { onShutdownSignal, survivePassingDatabaseErrors, type ShutdownStep } from "../server/shutdown.js";
 import { startWorker } from "./runner.js";
 
@@ -27,6 +27,7 @@ const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (m
 const worker = await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl });
 // A worker on its own exposes its jobs' counts and its pool on AUTHHUB_METRICS_PORT (loopback), if set.
 watchPool("owner", ownerPool);
+collectProcessMetrics();
 countJobs(worker.events);
 const metricsServer = config.metrics.port !== null ? await serveMetrics(config.metrics.port) : null;
 onShutdownSignal(logger, [

@@ -54,11 +54,11 @@ export function requestWithPgClient(pool: pg.Pool, options: { preparedStatements
   return withPgClient;
 }
 
-/** The `authhub` schema's service, its transactions begun by requestWithPgClient. */
+/** The `authhub` and `retail` schemas' service, its transactions begun by requestWithPgClient. */
 export function makeRequestPgService(pool: pg.Pool, options: { preparedStatements: boolean }): GraphileConfig.PgServiceConfiguration {
   const service = makePgService({
     pool,
-    schemas: ["authhub"],
+    schemas: ["authhub", "retail"],
     // The schema shows what the most powerful request role may do; each
     // request's own role (begin_request's) and RLS then decide what it gets.
     pgSettingsForIntrospection: { role: "authhub_super_admin" },

@@ -3,7 +3,8 @@
  * route table (resources.ts): every route, its parameters, body and answers,
  * the four signature headers as the security requirement, and the error shape.
  */
-import { PAGE_SIZE, routes, schemas } from "./resources.js";
+import { PAGE_SIZE } from "./resources.js";
+import { routes, schemas } from "./routes.js";
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const error = (description: string) => ({ description, content: { "application/json": { schema: ref("Error") } } });

@@ -38,6 +38,10 @@ export interface Route {
   body?: string;
   /** The answer: a component schema name, a list of one, or nothing (204). */
   response: { status: 200 | 201 | 204; schema?: string; list?: boolean };
+  /** Writes that need an `Idempotency-Key` header (a retry answers the first answer; server/openapi/router.ts). */
+  idempotent?: boolean;
+  /** A body limit of its own (bytes), for batches; otherwise the API's. */
+  maxBodyBytes?: number;
   handler(ctx: Ctx): Promise<unknown>;
 }
 
@@ -47,7 +51,7 @@ const nullable = (schema: JsonSchema): JsonSchema => ({ ...schema, type: [schema
 /** Text without control characters (which no column takes). */
 const text = (max: number): JsonSchema => ({ type: "string", minLength: 1, maxLength: max, pattern: "^[^\\u0000-\\u001f\\u007f]*$" });
 
-export const schemas: Record<string, JsonSchema> = {
+export const identitySchemas: Record<string, JsonSchema> = {
   User: {
     type: "object",
     required: ["id", "email", "displayName", "externalId", "externalIssuer", "level", "status", "createdAt", "updatedAt"],
@@ -167,7 +171,7 @@ export const schemas: Record<string, JsonSchema> = {
 };
 
 export const PAGE_SIZE = { default: 50, max: 100 };
-const pageQuery: Record<string, JsonSchema> = {
+export const pageQuery: Record<string, JsonSchema> = {
   limit: { type: "string", pattern: "^[0-9]{1,3}$", description: `Page size, 1-${PAGE_SIZE.max} (default ${PAGE_SIZE.default}).` },
   cursor: { type: "string", pattern: "^[A-Za-z0-9_-]{1,200}$", description: "`nextCursor` of the previous page." },
 };
@@ -259,7 +263,7 @@ function assignments(body: Record<string, unknown>, columns: Record<string, stri
 const idParam = { id: uuid };
 const membershipParams = { organizationId: uuid, userId: uuid };
 
-export const routes: Route[] = [
+export const identityRoutes: Route[] = [
   {
     method: "get",
     path: "/me",

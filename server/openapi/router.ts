@@ -13,6 +13,7 @@
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import express, { type NextFunction, type Request, type Response } from "express";
+import { createHash } from "node:crypto";
 import pg from "pg";
 
 const lit = (v: string) => pg.escapeLiteral(v);
@@ -28,7 +29,8 @@ import { authentications } from "../metrics.js";
 import { requestState } from "../requestState.js";
 import { openApiDocument } from "./document.js";
 import { ApiKeyStore, TIMESTAMP_WINDOW_SECONDS, unauthenticated, verifySignedRequest, type ApiKeyRecord } from "./keys.js";
-import { routes, schemas, type Ctx, type JsonSchema } from "./resources.js";
+import type { Ctx, JsonSchema } from "./resources.js";
+import { routes, schemas } from "./routes.js";
 import { ApiKeyUsage } from "./usage.js";
 
 export interface OpenApiOptions {
@@ -92,6 +94,26 @@ function objectValidator(properties: Record<string, JsonSchema> | undefined, req
   return ajv.compile({ type: "object", additionalProperties: false, required, properties: properties ?? {} });
 }
 
+interface Claim {
+  outcome: "new" | "replay" | "mismatch" | "in_flight";
+  status: number | null;
+  response: unknown;
+}
+
+const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,255}$/;
+
+/** The request's Idempotency-Key (1-255 visible ASCII characters, required) and what it must stay bound to: the method, target and body. */
+function idempotencyKeyOf(req: Request, rawBody: Buffer): { key: string; hash: string } {
+  const key = req.get("idempotency-key");
+  if (key === undefined || !IDEMPOTENCY_KEY_RE.test(key)) {
+    throw new AppError("invalid_input", "This request needs an Idempotency-Key header of 1-255 visible ASCII characters.", {
+      details: [{ field: "Idempotency-Key", message: "must be 1-255 visible ASCII characters" }],
+    });
+  }
+  const hash = createHash("sha256").update(`${req.method} ${req.originalUrl}\n`).update(rawBody).digest("hex");
+  return { key, hash };
+}
+
 function rateLimitHeaders(res: Response, decision: RateLimitDecision) {
   res.setHeader("RateLimit-Limit", String(decision.limit));
   res.setHeader("RateLimit-Remaining", String(decision.remaining));
@@ -125,8 +147,8 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
     return !tenant.allowed || tenant.remaining < own.remaining ? tenant : own;
   }
 
-  const raw = express.raw({ type: () => true, limit: options.maxBodyBytes });
   for (const route of routes) {
+    const raw = express.raw({ type: () => true, limit: route.maxBodyBytes ?? options.maxBodyBytes });
     const validateParams = objectValidator(route.params, Object.keys(route.params ?? {}));
     const validateQuery = objectValidator(route.query, []);
     const validateBody = route.body ? ajv.getSchema(route.body)! : null;
@@ -134,6 +156,7 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
     router[route.method](expressPath, raw, async (req: Request, res: Response, next: NextFunction) => {
       const state = requestState(req);
       let client: pg.PoolClient | undefined;
+      let claimed: string | null = null;
       try {
         const rawBody = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
         const { key, nonce, signedAt } = options.actAs
@@ -162,10 +185,17 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
           }
           if (!validateBody(body)) throw new AppError("invalid_input", "The body is not valid.", { details: problems(validateBody.errors) });
         }
+        // A write that must not apply twice names its Idempotency-Key; the key is
+        // claimed with the nonce, committed ahead of the request's transaction.
+        const idempotency = route.idempotent ? idempotencyKeyOf(req, rawBody) : null;
         // The nonce's record and the key's liveness, committed on their own ahead of the request's transaction.
-        const guard = nonce
+        const nonceGuard = nonce
           ? `select authhub_private.begin_api_request(${lit(key.id)}, ${lit(key.tenantId)}, ${lit(nonce)}, ${TIMESTAMP_WINDOW_SECONDS}, to_timestamp(${Math.trunc(signedAt)})) as accepted`
           : null;
+        const guard =
+          nonceGuard && idempotency
+            ? `${nonceGuard}, (select row_to_json(c) from authhub_private.claim_idempotency(${lit(key.tenantId)}, ${lit(key.id)}, ${lit(idempotency.key)}, ${lit(idempotency.hash)}) c) as claim`
+            : nonceGuard;
         // One result, or one per statement when the guard runs ahead of the transaction's start.
         const accepted = (results: Accepted | Accepted[]) => (Array.isArray(results) ? results[0] : results)!.rows[0]?.accepted === true;
         // Counted before any connection is taken: most counts are from memory, the rest take their own connection briefly.
@@ -174,7 +204,7 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
           rateLimitHeaders(res, limit);
           if (!limit.allowed) {
             // Still recorded, so a refused request cannot be replayed once the window frees up.
-            if (guard && !accepted(await options.authPool.query<{ accepted: boolean }>(guard))) throw unauthenticated();
+            if (nonceGuard && !accepted(await options.authPool.query<{ accepted: boolean }>(nonceGuard))) throw unauthenticated();
             res.setHeader("Retry-After", String(limit.resetSeconds));
             throw new AppError("rate_limited", "This key is over its rate limit; try again later.");
           }
@@ -182,12 +212,30 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         client = await options.authPool.connect();
         const begin = beginRequestStatement(pgSettingsForCaller(state, state.traceId, options.limits));
         if (guard) {
-          if (!accepted(await client.query<{ accepted: boolean }>(`${guard}; commit; ${begin}`))) throw unauthenticated();
+          const results = await client.query<{ accepted: boolean; claim?: Claim | null }>(`${guard}; commit; ${begin}`);
+          if (!accepted(results)) throw unauthenticated();
+          const claim = (Array.isArray(results) ? results[0] : results).rows[0]?.claim;
+          if (idempotency && claim && claim.outcome !== "new") {
+            // Nothing runs: the first answer again, or why not.
+            await client.query("rollback");
+            releaseClient(client);
+            client = undefined;
+            if (claim.outcome === "replay") {
+              res.setHeader("Idempotent-Replayed", "true");
+              res.status(claim.status ?? 200).json(claim.response);
+              return;
+            }
+            throw claim.outcome === "mismatch"
+              ? new AppError("idempotency_mismatch", "This Idempotency-Key was used with another request.")
+              : new AppError("conflict", "A request with this Idempotency-Key is still running; retry when it has answered.");
+          }
+          claimed = idempotency?.key ?? null;
         } else {
           await client.query(begin);
         }
         const ctx: Ctx = { client, key, params, query: query as Record<string, string | undefined>, body, rateLimit: limit };
         const result = await route.handler(ctx);
+        if (claimed) await client.query("select authhub_private.finish_idempotency($1, $2, $3::jsonb)", [claimed, route.response.status, JSON.stringify(result ?? null)]);
         await client.query("commit");
         releaseClient(client);
         client = undefined;
@@ -195,7 +243,16 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         else res.status(route.response.status).json(result);
       } catch (err) {
         if (!state.apiKey && err instanceof AppError && err.code === "unauthenticated") authentications.inc({ method: "api_key", outcome: "refused" });
-        if (client) await rollbackAndRelease(client, err);
+        if (client) {
+          // The claim goes back with the failure, so a retry need not wait for it to go stale.
+          if (claimed && state.apiKey) {
+            await client.query("rollback").catch(() => undefined);
+            await client
+              .query("select authhub_private.release_idempotency($1, $2, $3)", [state.apiKey.tenantId, state.apiKey.apiKeyId, claimed])
+              .catch(() => undefined);
+          }
+          await rollbackAndRelease(client, err);
+        }
         next(err instanceof AppError ? err : toAppError(err));
       }
     });

@@ -5,9 +5,11 @@
  * nothing granted to PUBLIC, pinned search_path on every definer function.
  */
 import pg from "pg";
+import { DUMPED_SCHEMAS } from "../../db/schemaDump.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 
-const SCHEMAS = ["authhub", "authhub_private"];
+// Every schema AuthHub owns (the schema dump's list), so a new one is covered without a change here.
+const SCHEMAS = [...DUMPED_SCHEMAS];
 const RUNTIME_ROLES = [
   "authhub_authenticator",
   "authhub_anonymous",

@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { beginRequestStatement, pgSettingsFor, pgSettingsForApiKey, type ApiKeyIdentity, type Identity } from "../../db/claims.js";
+import { makePool } from "../../db/pools.js";
 import { AUTHENTICATOR_ROLE, OWNER_ROLE, withCredentials } from "../../db/setup.js";
 
 export interface TestDatabase {
@@ -39,15 +40,14 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   }
   const ownerUrl = withCredentials(rootUrl, OWNER_ROLE, env("AUTHHUB_TEST_OWNER_PASSWORD") || null, name);
   const authUrl = withCredentials(rootUrl, AUTHENTICATOR_ROLE, env("AUTHHUB_TEST_AUTH_PASSWORD") || null, name);
-  const owner = new pg.Pool({ connectionString: ownerUrl, max: 3 });
-  const auth = new pg.Pool({ connectionString: authUrl, max: 5 });
+  // As the server's pools are made (db/pools.ts): a connection PostgreSQL ends (a
+  // restart, an idle-in-transaction timeout under load) fails its query, never the test file.
+  const owner = makePool(ownerUrl, { name: "test owner", max: 3, acquireTimeoutMs: 30_000 });
+  const auth = makePool(authUrl, { name: "test authenticator", max: 5, acquireTimeoutMs: 30_000 });
   // A database that has been running for a while: its nonce store's epoch
   // (refusing requests signed before a crash emptied it) is an hour old, so
   // requests signed up to the window's 300 s ago are judged by their nonce.
   await owner.query("update authhub_private.api_nonce_epoch set started_at = now() - interval '1 hour'");
-  // An idle connection closed by the server (a restart, an administrator) is
-  // replaced on next use; it must not crash the test file as an unhandled event.
-  for (const pool of [owner, auth]) pool.on("error", () => undefined);
   return {
     name,
     ownerUrl,

@@ -8,7 +8,7 @@ import { Validator } from "@seriousme/openapi-schema-validator";
 import request from "supertest";
 import { signRequest } from "../../client/index.js";
 import { issueApiKey, rotateApiKeySecret, type IssuedKey, type IssueInput } from "../../server/openapi/issue.js";
-import { routes } from "../../server/openapi/resources.js";
+import { routes } from "../../server/openapi/routes.js";
 import type { TestDatabase } from "../helpers/db.js";
 import type { Fixtures } from "../helpers/fixtures.js";
 import { useFixtureServer, type TestServer } from "../helpers/server.js";

@@ -11,6 +11,7 @@ import { clerk_event__apply } from "./clerk_event__apply.js";
 import { audit_events__purge } from "./audit_events__purge.js";
 import { audit_events__seal } from "./audit_events__seal.js";
 import { open_api__cleanup } from "./open_api__cleanup.js";
+import { retail_rollups__fold } from "./retail_rollups__fold.js";
 import { webhook_deliveries__purge } from "./webhook_deliveries__purge.js";
 
 export const tasks: TaskList = {
@@ -23,6 +24,7 @@ export const tasks: TaskList = {
   clerk_deliveries__sweep,
   webhook_deliveries__purge,
   clerk__reconcile,
+  retail_rollups__fold,
 };
 
 /** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes, the webhook inbox nightly, overdue webhook deliveries every minute, Clerk reconciliation hourly, keys against their issuers' authority every five minutes. */

@@ -51,13 +51,17 @@ CREATE POLICY insert_owner ON authhub.audit_events AS PERMISSIVE FOR INSERT TO a
 CREATE POLICY select_owner ON authhub.audit_events AS PERMISSIVE FOR SELECT TO authhub_owner
   USING (true);
 
--- Holders of audit:read: tenant-wide, or the events of organizations in their scope (deleted ones included, through the tombstones).
+-- Holders of audit:read: tenant-wide, or the events of organizations (stores) in their scope, deleted ones included; events of tables holding personal data (customers) only for tenant admins.
 CREATE POLICY select_permitted ON authhub.audit_events AS PERMISSIVE FOR SELECT TO authhub_user
   USING (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
     AND (
       ( SELECT authhub_private.has_tenant_permission('audit:read'::text) AS has_tenant_permission)
       OR (organization_id IN ( SELECT authhub_private.audit_organizations_with_permission('audit:read'::text) AS audit_organizations_with_permission))
+    )
+    AND (
+      ( SELECT authhub_private.is_tenant_admin() AS is_tenant_admin)
+      OR NOT (table_name = ANY (COALESCE(( SELECT authhub_private.personal_audit_tables() AS personal_audit_tables), '{}'::text[])))
     )
   );
 

@@ -108,13 +108,15 @@ CREATE POLICY update_permitted ON authhub.organizations AS PERMISSIVE FOR UPDATE
     )
   );
 
--- Triggers (each event fires them in name order): 8
+-- Triggers (each event fires them in name order): 9
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON authhub.organizations FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
 CREATE TRIGGER _200_prevent_cycle BEFORE UPDATE OF parent_id ON authhub.organizations FOR EACH ROW EXECUTE FUNCTION authhub_private.tg_organizations__prevent_cycle();
 
 CREATE TRIGGER _300_closure AFTER INSERT OR UPDATE OF parent_id ON authhub.organizations FOR EACH ROW EXECUTE FUNCTION authhub_private.tg_organizations__closure();
+
+CREATE TRIGGER _310_store_code AFTER UPDATE ON authhub.organizations REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION retail_private.tg_organizations__store_code();
 
 CREATE TRIGGER _900_audit_delete AFTER DELETE ON authhub.organizations REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'id', '', 'tenant_id', 'id');
 ALTER TABLE authhub.organizations ENABLE ALWAYS TRIGGER _900_audit_delete;

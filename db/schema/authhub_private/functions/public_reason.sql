@@ -36,4 +36,5 @@ AS $function$
 $function$;
 ALTER FUNCTION authhub_private.public_reason(sqlstate text, constraint_name text, column_name text, message text) OWNER TO authhub_owner;
 
--- Grants (the owner holds every privilege not revoked here): none
+-- Grants (the owner holds every privilege not revoked here): 1
+GRANT EXECUTE ON FUNCTION authhub_private.public_reason(sqlstate text, constraint_name text, column_name text, message text) TO authhub_user;
