@@ -8,6 +8,7 @@ import "./env.js";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import type { Identity, RoleLevel } from "../db/claims.js";
+import { ensureAdmin, ensureTenant } from "../db/bootstrap.js";
 import { prepareDatabase, type DatabaseHandle } from "../db/database.js";
 import { loadMasterKey } from "./auth/masterKey.js";
 import { loadActiveSigningKey, mintAccessToken, newSigningKeyMaterial } from "./auth/signingKeys.js";
@@ -72,44 +73,15 @@ const commands: Record<string, Command> = {
     const slug = required(values, "tenant");
     const email = required(values, "admin-email");
     const name = typeof values.name === "string" ? values.name : slug;
-    const level: RoleLevel = values["super-admin"] ? "SUPER_ADMIN" : "TENANT_ADMIN";
-    const client = await owner.connect();
-    try {
-      await client.query("begin");
-      // The audit log names the CLI as the actor of what follows.
-      await client.query("select set_config('authhub.actor', 'system:cli:bootstrap', true)");
-      const tenant = await client.query<{ id: string; slug: string; created: boolean }>(
-        `with inserted as (
-           insert into authhub.tenants (slug, name) values ($1, $2)
-           on conflict (slug) do nothing
-           returning id, slug, true as created
-         )
-         select * from inserted
-         union all
-         select id, slug, false from authhub.tenants where slug = $1 and not exists (select 1 from inserted)`,
-        [slug, name],
-      );
-      const t = tenant.rows[0]!;
-      // An existing user is promoted, never demoted.
-      const user = await client.query<{ id: string; email: string; level: RoleLevel }>(
-        `insert into authhub.users (tenant_id, email, level) values ($1, $2, $3)
-         on conflict (tenant_id, email) do update
-           set level = greatest(authhub.users.level, excluded.level), status = 'active'
-         returning id, email, level`,
-        [t.id, email, level],
-      );
-      await client.query("commit");
-      const u = user.rows[0]!;
-      out.print(
-        `${t.created ? "Created" : "Found"} tenant ${t.slug} (${t.id}); ${u.email} is ${u.level} (${u.id}).\n` + `Next: npx authhub token --tenant ${t.slug} --email ${u.email}`,
-        { tenant: { id: t.id, slug: t.slug, created: t.created }, user: u },
-      );
-    } catch (err) {
-      await client.query("rollback").catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    const level = values["super-admin"] ? "SUPER_ADMIN" : "TENANT_ADMIN";
+    const { t, u } = await asCliCommand(owner, "bootstrap", async (client) => {
+      const t = await ensureTenant(client, slug, name);
+      return { t, u: await ensureAdmin(client, t.id, email, level) };
+    });
+    out.print(
+      `${t.created ? "Created" : "Found"} tenant ${t.slug} (${t.id}); ${u.email} is ${u.level} (${u.id}).\n` + `Next: npx authhub token --tenant ${t.slug} --email ${u.email}`,
+      { tenant: { id: t.id, slug: t.slug, created: t.created }, user: { id: u.id, email: u.email, level: u.level } },
+    );
   },
 
   async token({ config, owner, values, out }) {
