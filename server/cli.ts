@@ -13,6 +13,8 @@ import { prepareDatabase, type DatabaseHandle } from "../db/database.js";
 import { loadMasterKey } from "./auth/masterKey.js";
 import { loadActiveSigningKey, mintAccessToken, newSigningKeyMaterial } from "./auth/signingKeys.js";
 import { issueApiKey, rotateApiKeySecret } from "./openapi/issue.js";
+import { seedDemo } from "./seed/demo.js";
+import { localBase, renderDemo, tryThis } from "./seed/tryThis.js";
 import { createWebhookEndpoint } from "./webhooks/endpoints.js";
 import { readConfig, type Config } from "./config.js";
 import { toAppError } from "./errors.js";
@@ -38,6 +40,9 @@ Commands:
   apikey revoke --key <ak_…>                revoke a key (it stops working within a second)
   webhook create --tenant <slug> --issuer <url> [--secret whsec_…] [--name <name>] [--clerk-key sk_…]
                                             a Clerk webhook endpoint; prints its id, URL path and secret
+  seed demo [--tenant <slug>]               a demo tenant (organizations, a user at every level, a custom
+                                            role, an API key, a webhook endpoint) and what to try with it;
+                                            idempotent (default tenant: demo; not in production)
 
 Options:
   --json    print one JSON object on stdout
@@ -297,6 +302,31 @@ async function webhookCreate({ config, owner, values, out }: Parameters<Command>
   return 0;
 }
 
+/**
+ * `seed demo`: the demo tenant, in one transaction (what a rerun finds is left as
+ * it is; see server/seed/demo.ts), then what to try with it. Secrets appear only
+ * in the run that made them.
+ */
+async function seedDemoCommand({ config, owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  // Demo users with known e-mails and a super admin have no place in a production database.
+  if (config.env === "production") throw new UsageError("seed demo is for development and test databases (NODE_ENV is production).");
+  const slug = typeof values.tenant === "string" ? values.tenant.trim() : "demo";
+  const seed = await asCliCommand(owner, "seed-demo", (client) => seedDemo(client, masterKeyFor(config), { tenant: slug }));
+  const t = tryThis(seed, localBase(config));
+  const { identity, apiKey, webhookEndpoint: hook } = seed;
+  out.print(renderDemo(seed, t), {
+    tenant: identity.tenant,
+    organizations: identity.organizations.map((o) => ({ id: o.id, slug: o.slug, parent: o.parent, store: o.store })),
+    users: identity.users.map((u) => ({ id: u.id, email: u.email, level: u.level, status: u.status, memberships: u.memberships })),
+    roles: identity.roles,
+    api_key: { id: apiKey.id, key_id: apiKey.keyId, scopes: apiKey.scopes, created: apiKey.created, ...(apiKey.secret ? { secret: apiKey.secret } : {}) },
+    webhook_endpoint: { id: hook.id, path: hook.path, issuer: hook.issuer, created: hook.created, ...(hook.secret ? { secret: hook.secret } : {}) },
+    changed: seed.changed,
+    try: t,
+  });
+  return 0;
+}
+
 /** `audit verify`: the first broken link, or how many seals hold. */
 async function auditVerify({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
   const tenantId = typeof values.tenant === "string" ? await tenantBySlug(owner, values.tenant) : null;
@@ -326,6 +356,7 @@ const TWO_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise
   "apikey rotate": apikeyRotate,
   "apikey revoke": apikeyRevoke,
   "webhook create": webhookCreate,
+  "seed demo": seedDemoCommand,
 };
 
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
