@@ -8,10 +8,13 @@ import "./env.js";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import type { Identity, RoleLevel } from "../db/claims.js";
+import { ensureAdmin, ensureTenant } from "../db/bootstrap.js";
 import { prepareDatabase, type DatabaseHandle } from "../db/database.js";
 import { loadMasterKey } from "./auth/masterKey.js";
 import { loadActiveSigningKey, mintAccessToken, newSigningKeyMaterial } from "./auth/signingKeys.js";
 import { issueApiKey, rotateApiKeySecret } from "./openapi/issue.js";
+import { seedDemo } from "./seed/demo.js";
+import { localBase, renderDemo, tryThis } from "./seed/tryThis.js";
 import { createWebhookEndpoint } from "./webhooks/endpoints.js";
 import { readConfig, type Config } from "./config.js";
 import { toAppError } from "./errors.js";
@@ -39,6 +42,9 @@ Commands:
                                             a Clerk webhook endpoint; prints its id, URL path and secret
   store create --tenant <slug> --code <code> --name <name> [--parent <org slug>] [--timezone <IANA>] [--currency <ISO 4217>]
                                             a store: an organization (below --parent, e.g. a seller) and its settings
+  seed demo [--tenant <slug>]               a demo tenant (organizations, a user at every level, a custom
+                                            role, an API key, a webhook endpoint) and what to try with it;
+                                            idempotent (default tenant: demo; not in production)
 
 Options:
   --json    print one JSON object on stdout
@@ -74,44 +80,15 @@ const commands: Record<string, Command> = {
     const slug = required(values, "tenant");
     const email = required(values, "admin-email");
     const name = typeof values.name === "string" ? values.name : slug;
-    const level: RoleLevel = values["super-admin"] ? "SUPER_ADMIN" : "TENANT_ADMIN";
-    const client = await owner.connect();
-    try {
-      await client.query("begin");
-      // The audit log names the CLI as the actor of what follows.
-      await client.query("select set_config('authhub.actor', 'system:cli:bootstrap', true)");
-      const tenant = await client.query<{ id: string; slug: string; created: boolean }>(
-        `with inserted as (
-           insert into authhub.tenants (slug, name) values ($1, $2)
-           on conflict (slug) do nothing
-           returning id, slug, true as created
-         )
-         select * from inserted
-         union all
-         select id, slug, false from authhub.tenants where slug = $1 and not exists (select 1 from inserted)`,
-        [slug, name],
-      );
-      const t = tenant.rows[0]!;
-      // An existing user is promoted, never demoted.
-      const user = await client.query<{ id: string; email: string; level: RoleLevel }>(
-        `insert into authhub.users (tenant_id, email, level) values ($1, $2, $3)
-         on conflict (tenant_id, email) do update
-           set level = greatest(authhub.users.level, excluded.level), status = 'active'
-         returning id, email, level`,
-        [t.id, email, level],
-      );
-      await client.query("commit");
-      const u = user.rows[0]!;
-      out.print(
-        `${t.created ? "Created" : "Found"} tenant ${t.slug} (${t.id}); ${u.email} is ${u.level} (${u.id}).\n` + `Next: npx authhub token --tenant ${t.slug} --email ${u.email}`,
-        { tenant: { id: t.id, slug: t.slug, created: t.created }, user: u },
-      );
-    } catch (err) {
-      await client.query("rollback").catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    const level = values["super-admin"] ? "SUPER_ADMIN" : "TENANT_ADMIN";
+    const { t, u } = await asCliCommand(owner, "bootstrap", async (client) => {
+      const t = await ensureTenant(client, slug, name);
+      return { t, u: await ensureAdmin(client, t.id, email, level) };
+    });
+    out.print(
+      `${t.created ? "Created" : "Found"} tenant ${t.slug} (${t.id}); ${u.email} is ${u.level} (${u.id}).\n` + `Next: npx authhub token --tenant ${t.slug} --email ${u.email}`,
+      { tenant: { id: t.id, slug: t.slug, created: t.created }, user: { id: u.id, email: u.email, level: u.level } },
+    );
   },
 
   async token({ config, owner, values, out }) {
@@ -327,6 +304,31 @@ async function webhookCreate({ config, owner, values, out }: Parameters<Command>
   return 0;
 }
 
+/**
+ * `seed demo`: the demo tenant, in one transaction (what a rerun finds is left as
+ * it is; see server/seed/demo.ts), then what to try with it. Secrets appear only
+ * in the run that made them.
+ */
+async function seedDemoCommand({ config, owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  // Demo users with known e-mails and a super admin have no place in a production database.
+  if (config.env === "production") throw new UsageError("seed demo is for development and test databases (NODE_ENV is production).");
+  const slug = typeof values.tenant === "string" ? values.tenant.trim() : "demo";
+  const seed = await asCliCommand(owner, "seed-demo", (client) => seedDemo(client, masterKeyFor(config), { tenant: slug }));
+  const t = tryThis(seed, localBase(config));
+  const { identity, apiKey, webhookEndpoint: hook } = seed;
+  out.print(renderDemo(seed, t), {
+    tenant: identity.tenant,
+    organizations: identity.organizations.map((o) => ({ id: o.id, slug: o.slug, parent: o.parent, store: o.store })),
+    users: identity.users.map((u) => ({ id: u.id, email: u.email, level: u.level, status: u.status, memberships: u.memberships })),
+    roles: identity.roles,
+    api_key: { id: apiKey.id, key_id: apiKey.keyId, scopes: apiKey.scopes, created: apiKey.created, ...(apiKey.secret ? { secret: apiKey.secret } : {}) },
+    webhook_endpoint: { id: hook.id, path: hook.path, issuer: hook.issuer, created: hook.created, ...(hook.secret ? { secret: hook.secret } : {}) },
+    changed: seed.changed,
+    try: t,
+  });
+  return 0;
+}
+
 /** `audit verify`: the first broken link, or how many seals hold. */
 async function auditVerify({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
   const tenantId = typeof values.tenant === "string" ? await tenantBySlug(owner, values.tenant) : null;
@@ -382,6 +384,7 @@ const TWO_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise
   "apikey revoke": apikeyRevoke,
   "webhook create": webhookCreate,
   "store create": storeCreate,
+  "seed demo": seedDemoCommand,
 };
 
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {

@@ -61,10 +61,18 @@ test("bootstrap creates a tenant and its admin, and is idempotent", async () => 
   expect(first.code).toBe(0);
   const created = JSON.parse(first.stdout);
   expect(created).toMatchObject({ tenant: { slug: "acme", created: true }, user: { email: "admin@acme.test", level: "TENANT_ADMIN" } });
+  const audited = async () =>
+    (await db.owner.query("select table_name, operation, actor from authhub.audit_events where tenant_id = $1 order by table_name", [created.tenant.id])).rows;
+  expect(await audited()).toEqual([
+    { table_name: "tenants", operation: "INSERT", actor: "system:cli:bootstrap" },
+    { table_name: "users", operation: "INSERT", actor: "system:cli:bootstrap" },
+  ]);
   const again = JSON.parse((await cli("bootstrap", "--tenant", "acme", "--admin-email", "admin@acme.test", "--json")).stdout);
   expect(again).toMatchObject({ tenant: { id: created.tenant.id, created: false }, user: { id: created.user.id } });
   const { rows } = await db.owner.query("select count(*)::int as n from authhub.users where tenant_id = $1", [created.tenant.id]);
   expect(rows[0].n).toBe(1);
+  // A rerun that changes nothing writes nothing (no touched rows in the audit log).
+  expect(await audited()).toHaveLength(2);
 });
 
 test("bootstrap --super-admin promotes, and never demotes", async () => {
