@@ -56,11 +56,30 @@ export function makeMaskError(config: Config, logger: Logger) {
   };
 }
 
+/**
+ * One namespace of names: the `retail` schema's tables and functions are
+ * `orders`, `createStore`, `dailyStoreTotals` (DESIGN §12), not `retailOrders`.
+ * PostGraphile prefixes every schema but the first; the two schemas share no
+ * name, so no prefix is needed (a clash would fail the schema build).
+ */
+const OneNamespacePlugin: GraphileConfig.Plugin = {
+  name: "AuthHubOneNamespacePlugin",
+  version: "1.0.0",
+  inflection: {
+    replace: {
+      _schemaPrefix() {
+        return "";
+      },
+    },
+  },
+};
+
 export function makePreset(config: Config, pool: pg.Pool, logger: Logger, masterKey: MasterKey): GraphileConfig.Preset {
   const development = config.env === "development";
   return {
     extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PgAggregatesPreset],
     plugins: [
+      OneNamespacePlugin,
       DepthLimitPlugin(config.graphql.maxDepth),
       OperationLimitsPlugin(config.graphql),
       PageSizePlugin({ max: config.graphql.maxPageSize, default: config.graphql.defaultPageSize }),

@@ -247,9 +247,7 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
           // The claim goes back with the failure, so a retry need not wait for it to go stale.
           if (claimed && state.apiKey) {
             await client.query("rollback").catch(() => undefined);
-            await client
-              .query("select authhub_private.release_idempotency($1, $2, $3)", [state.apiKey.tenantId, state.apiKey.apiKeyId, claimed])
-              .catch(() => undefined);
+            await client.query("select authhub_private.release_idempotency($1, $2, $3)", [state.apiKey.tenantId, state.apiKey.apiKeyId, claimed]).catch(() => undefined);
           }
           await rollbackAndRelease(client, err);
         }

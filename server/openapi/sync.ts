@@ -29,8 +29,7 @@ export const syncSchemas: Record<string, JsonSchema> = {
       rows: {
         type: "array",
         maxItems: MAX_SYNC_ROWS,
-        description:
-          "Rows of one entity: {externalId, version, deleted?, data, store?}. Each row is checked on its own; see DESIGN §13 for the data of each entity.",
+        description: "Rows of one entity: {externalId, version, deleted?, data, store?}. Each row is checked on its own; see DESIGN §13 for the data of each entity.",
         items: { type: "object" },
       },
     },
@@ -97,7 +96,11 @@ export const syncRoutes: Route[] = [
     summary: "Rows the sync rejected, newest first, with their reasons (kept 30 days).",
     tag: "Data Sync",
     scope: "sync:write",
-    query: { limit: pageQuery.limit!, cursor: { type: "string", pattern: "^[0-9]{1,19}$", description: "`nextCursor` of the previous page." }, entity: { type: "string", enum: [...SYNC_ENTITIES] } },
+    query: {
+      limit: pageQuery.limit!,
+      cursor: { type: "string", pattern: "^[0-9]{1,19}$", description: "`nextCursor` of the previous page." },
+      entity: { type: "string", enum: [...SYNC_ENTITIES] },
+    },
     response: { status: 200, schema: "SyncReject", list: true },
     async handler({ client, query }: Ctx) {
       const limit = query.limit === undefined ? PAGE_SIZE.default : Number(query.limit);

@@ -20,8 +20,10 @@ export const retail_rollups__fold: Task = async (payload, helpers) => {
   }
   let total = 0;
   for (let i = 0; i < 100; i++) {
-    const n = await inJobTransaction(helpers, "retail_rollups__fold", async (client) =>
-      (await client.query<{ n: number }>("select retail_private.fold_rollups($1, $2) as n", [tenantId, DAYS_PER_TRANSACTION])).rows[0]!.n,
+    const n = await inJobTransaction(
+      helpers,
+      "retail_rollups__fold",
+      async (client) => (await client.query<{ n: number }>("select retail_private.fold_rollups($1, $2) as n", [tenantId, DAYS_PER_TRANSACTION])).rows[0]!.n,
     );
     total += n;
     if (n < DAYS_PER_TRANSACTION) break;
