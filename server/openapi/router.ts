@@ -212,9 +212,10 @@ export function openApiRouter(options: OpenApiOptions): express.Router {
         client = await options.authPool.connect();
         const begin = beginRequestStatement(pgSettingsForCaller(state, state.traceId, options.limits));
         if (guard) {
-          const results = await client.query<{ accepted: boolean; claim?: Claim | null }>(`${guard}; commit; ${begin}`);
+          // A multi-statement query answers one result per statement: the guard's is the first.
+          const results = (await client.query(`${guard}; commit; ${begin}`)) as unknown as pg.QueryResult<{ accepted: boolean; claim?: Claim | null }>[];
           if (!accepted(results)) throw unauthenticated();
-          const claim = (Array.isArray(results) ? results[0] : results).rows[0]?.claim;
+          const claim = results[0]!.rows[0]?.claim;
           if (idempotency && claim && claim.outcome !== "new") {
             // Nothing runs: the first answer again, or why not.
             await client.query("rollback");
