@@ -177,6 +177,8 @@ export interface FunctionFacts {
 export interface DistributionFacts {
   tables: TableFacts[];
   functions: FunctionFacts[];
+  /** Every policy's USING and WITH CHECK expression, to tell which functions policies call. */
+  policyExpressions: string[];
 }
 
 /** The tables and functions of `schemas` as the distribution rules need them. */
@@ -229,7 +231,15 @@ export async function readDistributionFacts(client: pg.ClientBase, schemas: read
      order by 1`,
     [schemas],
   );
-  return { tables: tables.rows, functions: functions.rows };
+  const policies = await client.query<{ expression: string }>(
+    `select e.expression
+     from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace,
+          lateral (values (pg_get_expr(p.polqual, p.polrelid)), (pg_get_expr(p.polwithcheck, p.polrelid))) e(expression)
+     where n.nspname = any($1) and e.expression is not null
+     order by 1`,
+    [schemas],
+  );
+  return { tables: tables.rows, functions: functions.rows, policyExpressions: policies.rows.map((r) => r.expression) };
 }
 
 // ---------------------------------------------------------------- classification and rules

@@ -188,12 +188,12 @@ test("the rules are pure: synthetic facts give the findings Citus's own checks w
     columns: [{ name: "key", type: "text", notNull: true, identity: false }],
     keys: [{ name: "permissions_pkey", kind: "primary key", columns: ["key"], partial: false }],
   };
-  const report = checkDistribution({ tables: [anchor, child, parents, permissions], functions: [] });
+  const report = checkDistribution({ tables: [anchor, child, parents, permissions], functions: [], policyExpressions: [] });
   expect(report.findings.map((f) => `${f.table} ${f.object} ${f.rule}`).sort()).toEqual([
     // A distribution column of another type cannot be colocated.
     "x.children tenant_id column-type",
     "x.children update_fkey fk-action",
   ]);
   // Reference tables need a primary key too (the catalogue's probe has none); its key columns are free.
-  expect(checkDistribution({ tables: [{ ...permissions, keys: [] }], functions: [] }).findings.map((f) => f.rule)).toEqual(["no-primary-key"]);
+  expect(checkDistribution({ tables: [{ ...permissions, keys: [] }], functions: [], policyExpressions: [] }).findings.map((f) => f.rule)).toEqual(["no-primary-key"]);
 });
