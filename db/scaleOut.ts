@@ -221,13 +221,13 @@ export function whereItRuns(fn: FunctionFacts, facts: DistributionFacts, classif
   const source = fn.source.toLowerCase();
   const named = (kind: string) => classified.filter((c) => c.placement.kind === kind && source.includes(c.table.name.toLowerCase())).map((c) => c.table.name);
   const distributed = named("distributed");
-  const reads = distributed.length > 0 ? `; reads ${distributed.map(code).join(", ")}` : "";
+  const reads = distributed.length > 0 ? `; touches ${distributed.map(code).join(", ")}` : "";
   const triggerOf = facts.tables.filter((t) => t.triggers.some((tr) => tr.function === qualified)).map((t) => t.name);
   if (triggerOf.length > 0) return { runs: "shard (trigger)", why: `trigger on ${triggerOf.map(code).join(", ")}${reads}` };
   if (facts.policyExpressions.some((e) => calls(e, fn))) {
     return distributed.length > 0
       ? { runs: "shard (policy)", why: `called by policies${reads}: a nested distributed query inside a shard's query` }
-      : { runs: "shard (policy)", why: "called by policies; reads no distributed table" };
+      : { runs: "shard (policy)", why: "called by policies; touches no distributed table" };
   }
   const local = [...named("coordinator"), ...(source.includes("graphile_worker.") ? ["graphile_worker"] : [])];
   if (local.length > 0) return { runs: "coordinator", why: `uses ${local.map(code).join(", ")}, which only the coordinator has${reads}` };
