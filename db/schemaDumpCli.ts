@@ -7,46 +7,12 @@
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
-import pg from "pg";
-import { runMigrations } from "./migrate.js";
-import { startScratchCluster } from "./scratch.js";
+import { withFreshDatabase } from "./freshDatabase.js";
 import { dumpSchema, SCHEMA_DIR, type SchemaFiles } from "./schemaDump.js";
 import { describeDiff, diffSchemaFiles, isCurrent, readSchemaFiles, serverVersion, VIEW_BODIES_FROM_VERSION, withoutViewBodies, writeSchemaFiles } from "./schemaFiles.js";
-import { ensureRolesAndDatabase, OWNER_ROLE, withCredentials } from "./setup.js";
 
 async function dumpFreshDatabase(): Promise<{ files: SchemaFiles; version: number }> {
-  const cluster = await startScratchCluster(process.env.TEST_DATABASE_URL || null, "authhub-dump-");
-  const database = `authhub_dump_${process.pid}`;
-  const dropDatabase = async () => {
-    const root = new pg.Client({ connectionString: cluster.rootUrl });
-    await root.connect();
-    try {
-      await root.query(`drop database if exists ${pg.escapeIdentifier(database)} with (force)`);
-    } finally {
-      await root.end();
-    }
-  };
-  try {
-    await dropDatabase();
-    await ensureRolesAndDatabase({
-      rootUrl: cluster.rootUrl,
-      database,
-      ownerPassword: cluster.ownerPassword,
-      authenticatorPassword: cluster.authenticatorPassword,
-    });
-    const ownerUrl = withCredentials(cluster.rootUrl, OWNER_ROLE, cluster.ownerPassword, database);
-    await runMigrations(ownerUrl);
-    const client = new pg.Client({ connectionString: ownerUrl });
-    await client.connect();
-    try {
-      return { files: await dumpSchema(client), version: await serverVersion(client) };
-    } finally {
-      await client.end();
-    }
-  } finally {
-    await dropDatabase().catch(() => undefined);
-    await cluster.stop();
-  }
+  return withFreshDatabase("authhub-dump", async (client) => ({ files: await dumpSchema(client), version: await serverVersion(client) }));
 }
 
 async function main(): Promise<number> {
