@@ -69,6 +69,18 @@ export const PLACEMENTS: Readonly<Record<string, Placement>> = {
     kind: "coordinator",
     why: "rate-limiter-flexible's counters, written by the login role outside any request's transaction; keyed by hashed subjects and client addresses, not tenants; unlogged scratch state of the servers.",
   },
+  "authhub_private.audit_personal_columns": {
+    kind: "reference",
+    why: "Which columns hold personal data: global, a few rows, changed only by migrations, read by the audit read policy (personal_audit_tables) on every node.",
+  },
+  "retail.currencies": {
+    kind: "reference",
+    why: "ISO 4217 currencies: global, ~160 rows, changed only by migrations, referenced by stores, variants and orders on every node.",
+  },
+  "retail.field_ownership": {
+    kind: "reference",
+    why: "Which fields a store's system owns: global, a few dozen rows, changed only by migrations, read by the trigger that records hub edits of store-owned fields.",
+  },
   "authhub_private.signing_keys": {
     kind: "coordinator",
     why: "AuthHub's own token signing keys: a handful of global rows, read and rotated only through definer functions called by the server's login role and the CLI. Kept on the coordinator, the encrypted private keys stay on one node; a rotation is still audited (its trigger runs on the coordinator and writes audit_events under the all-zero tenant).",
@@ -109,15 +121,6 @@ export const PENDING_FIXES: Readonly<Record<string, { problem: string; migration
       "ON DELETE SET NULL (created_by): Citus refuses SET NULL and SET DEFAULT on delete for any foreign key that includes the distribution column, even when the column list nulls only created_by (it checks the action, not the list).",
     migration:
       "Recreate api_keys_created_by_fkey as foreign key (tenant_id, created_by) references authhub.users (tenant_id, id) with no action, and clear created_by where a user is deleted: authhub_private.tg_users__revoke_issued_keys(), already fired by the BEFORE DELETE trigger _400_revoke_issued_keys_on_delete, also runs update authhub.api_keys set created_by = null where tenant_id = old.tenant_id and created_by = old.id. NO ACTION is checked at the end of the statement, after the trigger; the audit log then shows that update.",
-  },
-  "authhub_private.organization_closure organization_closure_tenant_id_ancestor_id_fkey fk-action": {
-    problem: "ON UPDATE CASCADE: Citus refuses any ON UPDATE action but NO ACTION and RESTRICT on a foreign key that includes the distribution column.",
-    migration:
-      "Recreate the constraint with ON DELETE CASCADE only. Organization keys never change (no role may update organizations.id, and tenant_id is the distribution column), so the cascade never fires today.",
-  },
-  "authhub_private.organization_closure organization_closure_tenant_id_organization_id_fkey fk-action": {
-    problem: "ON UPDATE CASCADE, as for the ancestor's foreign key.",
-    migration: "Recreate the constraint with ON DELETE CASCADE only, in the same migration.",
   },
 };
 

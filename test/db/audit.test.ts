@@ -176,16 +176,18 @@ test("a worker job's changes name the job as the actor", async () => {
 });
 
 test("an update that changes a row's key still records both sides", async () => {
-  const org = (await db.owner.query<{ id: string }>("insert into authhub.organizations (tenant_id, slug, name) values ($1, 'rekeyed', 'Rekeyed') returning id", [f.a.id])).rows[0]!
-    .id;
-  const renamed = (await db.owner.query<{ id: string }>("update authhub.organizations set id = gen_random_uuid() where id = $1 returning id", [org])).rows[0]!.id;
+  // A role nothing refers to yet (organizations keep their ids: the closure and stores refer to them).
+  const role = (
+    await db.owner.query<{ id: string }>("insert into authhub.roles (tenant_id, key, name, level) values ($1, 'rekeyed', 'Rekeyed', 'ORG_ADMIN') returning id", [f.a.id])
+  ).rows[0]!.id;
+  const renamed = (await db.owner.query<{ id: string }>("update authhub.roles set id = gen_random_uuid() where id = $1 returning id", [role])).rows[0]!.id;
   const { rows } = await db.owner.query(
     `select row_key ->> 'id' as key, old ->> 'id' as old_id, new ->> 'id' as new_id from authhub.audit_events
-     where table_name = 'organizations' and operation = 'UPDATE' and row_key ->> 'id' in ($1, $2) order by row_key ->> 'id' = $1 desc`,
-    [org, renamed],
+     where table_name = 'roles' and operation = 'UPDATE' and row_key ->> 'id' in ($1, $2) order by row_key ->> 'id' = $1 desc`,
+    [role, renamed],
   );
   expect(rows).toEqual([
-    { key: org, old_id: org, new_id: null },
+    { key: role, old_id: role, new_id: null },
     { key: renamed, old_id: null, new_id: renamed },
   ]);
 });

@@ -8,8 +8,8 @@ CREATE TABLE authhub_private.organization_closure (
   ancestor_id uuid NOT NULL,
   organization_id uuid NOT NULL,
   CONSTRAINT organization_closure_pkey PRIMARY KEY (tenant_id, ancestor_id, organization_id),
-  CONSTRAINT organization_closure_tenant_id_ancestor_id_fkey FOREIGN KEY (tenant_id, ancestor_id) REFERENCES authhub.organizations(tenant_id, id) ON UPDATE CASCADE ON DELETE CASCADE,
-  CONSTRAINT organization_closure_tenant_id_organization_id_fkey FOREIGN KEY (tenant_id, organization_id) REFERENCES authhub.organizations(tenant_id, id) ON UPDATE CASCADE ON DELETE CASCADE
+  CONSTRAINT organization_closure_tenant_id_ancestor_id_fkey FOREIGN KEY (tenant_id, ancestor_id) REFERENCES authhub.organizations(tenant_id, id) ON DELETE CASCADE,
+  CONSTRAINT organization_closure_tenant_id_organization_id_fkey FOREIGN KEY (tenant_id, organization_id) REFERENCES authhub.organizations(tenant_id, id) ON DELETE CASCADE
 );
 ALTER TABLE authhub_private.organization_closure OWNER TO authhub_owner;
 ALTER TABLE authhub_private.organization_closure ENABLE ROW LEVEL SECURITY;

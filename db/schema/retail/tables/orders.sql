@@ -31,7 +31,7 @@ CREATE TABLE retail.orders (
   CONSTRAINT orders_external_id_key UNIQUE (tenant_id, store_id, external_id),
   CONSTRAINT orders_number_key UNIQUE (tenant_id, store_id, number),
   CONSTRAINT orders_currency_fkey FOREIGN KEY (currency) REFERENCES retail.currencies(code),
-  CONSTRAINT orders_customer_fkey FOREIGN KEY (tenant_id, store_id, customer_id) REFERENCES retail.customers(tenant_id, store_id, id) ON DELETE SET NULL (customer_id),
+  CONSTRAINT orders_customer_fkey FOREIGN KEY (tenant_id, store_id, customer_id) REFERENCES retail.customers(tenant_id, store_id, id),
   CONSTRAINT orders_store_fkey FOREIGN KEY (tenant_id, store_id) REFERENCES retail.stores(tenant_id, id) ON DELETE CASCADE,
   CONSTRAINT orders_number_format CHECK (number ~ '^[A-Za-z0-9][A-Za-z0-9._#/-]{0,63}$'::text),
   CONSTRAINT orders_placed_at_range CHECK (

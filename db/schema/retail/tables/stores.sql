@@ -23,7 +23,7 @@ CREATE TABLE retail.stores (
   CONSTRAINT stores_pkey PRIMARY KEY (tenant_id, id),
   CONSTRAINT stores_code_key UNIQUE (tenant_id, code),
   CONSTRAINT stores_currency_fkey FOREIGN KEY (currency) REFERENCES retail.currencies(code),
-  CONSTRAINT stores_organization_fkey FOREIGN KEY (tenant_id, id) REFERENCES authhub.organizations(tenant_id, id) ON UPDATE CASCADE ON DELETE CASCADE,
+  CONSTRAINT stores_organization_fkey FOREIGN KEY (tenant_id, id) REFERENCES authhub.organizations(tenant_id, id) ON DELETE CASCADE,
   CONSTRAINT stores_status CHECK (status = ANY (ARRAY['active'::text, 'closed'::text])),
   CONSTRAINT stores_timezone_known CHECK (retail_private.is_timezone(timezone))
 );
