@@ -13,7 +13,7 @@ import { prepareDatabase, type DatabaseHandle } from "../db/database.js";
 import { loadMasterKey } from "./auth/masterKey.js";
 import { loadActiveSigningKey, mintAccessToken, newSigningKeyMaterial } from "./auth/signingKeys.js";
 import { issueApiKey, rotateApiKeySecret } from "./openapi/issue.js";
-import { seedDemo } from "./seed/demo.js";
+import { DEMO_RETAIL, seedDemo } from "./seed/demo.js";
 import { localBase, renderDemo, tryThis } from "./seed/tryThis.js";
 import { createWebhookEndpoint } from "./webhooks/endpoints.js";
 import { readConfig, type Config } from "./config.js";
@@ -42,7 +42,8 @@ Commands:
                                             a Clerk webhook endpoint; prints its id, URL path and secret
   store create --tenant <slug> --code <code> --name <name> [--parent <org slug>] [--timezone <IANA>] [--currency <ISO 4217>]
                                             a store: an organization (below --parent, e.g. a seller) and its settings
-  seed demo [--tenant <slug>]               a demo tenant (organizations, a user at every level, a custom
+  seed demo [--tenant <slug>] [--stores N] [--orders M]
+                                            a demo tenant (organizations, a user at every level, a custom
                                             role, an API key, a webhook endpoint) and what to try with it;
                                             idempotent (default tenant: demo; not in production)
 
@@ -313,7 +314,14 @@ async function seedDemoCommand({ config, owner, values, out }: Parameters<Comman
   // Demo users with known e-mails and a super admin have no place in a production database.
   if (config.env === "production") throw new UsageError("seed demo is for development and test databases (NODE_ENV is production).");
   const slug = typeof values.tenant === "string" ? values.tenant.trim() : "demo";
-  const seed = await asCliCommand(owner, "seed-demo", (client) => seedDemo(client, masterKeyFor(config), { tenant: slug }));
+  const size = (name: string, fallback: number, max: number) => {
+    if (values[name] === undefined) return fallback;
+    const n = Number(values[name]);
+    if (!Number.isInteger(n) || n < 0 || n > max) throw new UsageError(`--${name} must be a whole number from 0 to ${max}`);
+    return n;
+  };
+  const retail = { stores: size("stores", DEMO_RETAIL.stores, 10_000), orders: size("orders", DEMO_RETAIL.orders, 10_000_000) };
+  const seed = await asCliCommand(owner, "seed-demo", (client) => seedDemo(client, masterKeyFor(config), { tenant: slug, retail }));
   const t = tryThis(seed, localBase(config));
   const { identity, apiKey, webhookEndpoint: hook } = seed;
   out.print(renderDemo(seed, t), {
@@ -418,6 +426,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
         parent: { type: "string" },
         timezone: { type: "string" },
         currency: { type: "string" },
+        stores: { type: "string" },
+        orders: { type: "string" },
       },
     });
     json = values.json === true;

@@ -21,6 +21,7 @@
  */
 import type pg from "pg";
 import { demoIdentityPlan, seedIdentity, type IdentityCounts, type SeededIdentity } from "../../db/seed/identity.js";
+import { seedRetail, type RetailSeedCounts, type RetailSeedOptions } from "../../db/seed/retail.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { issueApiKey } from "../openapi/issue.js";
 import { createWebhookEndpoint } from "../webhooks/endpoints.js";
@@ -34,7 +35,11 @@ export const DEMO_WEBHOOK_NAME = "Demo Clerk";
 export interface SeedDemoOptions {
   /** The tenant's slug (default `demo`). */
   tenant: string;
+  /** The retail data: stores, and orders over them (default 4 stores, 200 orders). */
+  retail?: RetailSeedOptions;
 }
+
+export const DEMO_RETAIL: RetailSeedOptions = { stores: 4, orders: 200 };
 
 export interface DemoApiKey {
   id: string;
@@ -58,8 +63,19 @@ export interface DemoSeed {
   identity: SeededIdentity;
   apiKey: DemoApiKey;
   webhookEndpoint: DemoWebhookEndpoint;
+  /** Retail rows this run added. */
+  retail: RetailSeedCounts;
   /** Rows this run created (or, for admins, promoted), per table: all zero on a rerun. */
-  changed: IdentityCounts & { api_keys: number; webhook_endpoints: number };
+  changed: IdentityCounts & {
+    api_keys: number;
+    webhook_endpoints: number;
+    stores: number;
+    products: number;
+    variants: number;
+    customers: number;
+    orders: number;
+    order_lines: number;
+  };
 }
 
 /** The demo key: the tenant's active key of that name, or a new one. */
@@ -93,12 +109,24 @@ async function ensureDemoWebhookEndpoint(client: Queryable, masterKey: MasterKey
 export async function seedDemo(client: Queryable, masterKey: MasterKey, options: SeedDemoOptions): Promise<DemoSeed> {
   const identity = await seedIdentity(client, demoIdentityPlan(options.tenant));
   const tenantId = identity.tenant.id;
+  const retail = await seedRetail(client, tenantId, options.retail ?? DEMO_RETAIL);
   const apiKey = await ensureDemoApiKey(client, masterKey, tenantId);
   const webhookEndpoint = await ensureDemoWebhookEndpoint(client, masterKey, tenantId, options.tenant);
   return {
     identity,
     apiKey,
     webhookEndpoint,
-    changed: { ...identity.changed, api_keys: apiKey.created ? 1 : 0, webhook_endpoints: webhookEndpoint.created ? 1 : 0 },
+    retail,
+    changed: {
+      ...identity.changed,
+      api_keys: apiKey.created ? 1 : 0,
+      webhook_endpoints: webhookEndpoint.created ? 1 : 0,
+      stores: retail.stores,
+      products: retail.products,
+      variants: retail.variants,
+      customers: retail.customers,
+      orders: retail.orders,
+      order_lines: retail.lines,
+    },
   };
 }
