@@ -1,5 +1,5 @@
 --! Previous: sha1:c1fc7a1b9f750bcbbb94da9c6049dde5ea5b194a
---! Hash: sha1:1328493f811ac28b20f5b0c90345256b74586c86
+--! Hash: sha1:6fd146f8df2ed28d9197bafe20574856aabeaf9b
 --! Message: Retail corrections: GraphQL names for the currency relations; order totals only from lines; product batches apply and SKUs follow the products' claims; required sync fields; local days follow a store's time zone; rejects recorded under the caller's own key and store
 
 --! split: 100-retail-graphql-names.sql
@@ -120,6 +120,11 @@ begin
   -- go (or a deleted product held) may be claimed by another product, and goes
   -- to it rather than away (see the variants below).
   if entity = 'products' then
+    -- A store's product batches take turns (in store order, so two never wait on
+    -- each other): the claims are read from what the store's products hold, and a
+    -- batch applied beside another would not see the SKU that one takes or lets go.
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('retail-products:' || tenant::text || ':' || x.store_id::text, 0))
+    from (select distinct w.store_id from unnest(work) w where w.status = 'applied' order by w.store_id) x;
     select coalesce(jsonb_agg(distinct jsonb_build_object('store_id', v.store_id, 'sku', v.sku)), '[]') into held_skus
     from unnest(work) w
     join retail.products p on p.tenant_id = tenant and p.store_id = w.store_id and p.external_id = w.external_id

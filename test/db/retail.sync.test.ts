@@ -9,6 +9,7 @@
  */
 import { jest } from "@jest/globals";
 import type pg from "pg";
+import { beginRequestStatement, pgSettingsForApiKey } from "../../db/claims.js";
 import { asActor, attemptQuery, rowsOf, type Actor, type TestDatabase } from "../helpers/db.js";
 import { useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
 import { retailCast, seedRetail, type RetailFixtures } from "./retail.fixtures.js";
@@ -181,6 +182,41 @@ describe("products", () => {
         expect(price).toEqual({ price_minor: "300" });
       });
     }
+  });
+
+  test("two product batches of a store at once: a SKU moving between them is not lost whichever commits first", async () => {
+    const store = await freshStore();
+    await syncCommitted(store.key, "products", [productRow("mv-1", 1, [{ sku: "MV-S" }]), productRow("mv-2", 1, [{ sku: "MV-T" }])]);
+    // The move's two rows arrive in two requests at once: mv-2 takes S, mv-1 lets it go.
+    const taker = await db.auth.connect();
+    const leaver = await db.auth.connect();
+    try {
+      const apiKey = { apiKeyId: store.keyId, tenantId: f.a.id, orgId: store.id };
+      for (const c of [taker, leaver]) await c.query(beginRequestStatement(pgSettingsForApiKey(apiKey, "test-trace-0001")));
+      const leaverPid = (await leaver.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]!.pid;
+      await sync(taker, "products", [productRow("mv-2", 2, [{ sku: "MV-S" }, { sku: "MV-T" }])]);
+      const leaving = sync(leaver, "products", [productRow("mv-1", 2, [])]);
+      // The taker commits only once the leaver waits for it (on a lock: the variant's row, or the store's product batches).
+      for (let i = 0; i < 600; i++) {
+        const { rows } = await db.owner.query<{ waiting: boolean }>("select exists (select 1 from pg_locks where pid = $1 and not granted) as waiting", [leaverPid]);
+        if (rows[0]!.waiting) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await taker.query("commit");
+      expect(statuses(await leaving)).toEqual(["applied"]);
+      await leaver.query("commit");
+    } finally {
+      taker.release();
+      leaver.release();
+    }
+    const { rows } = await db.owner.query(
+      "select v.sku, p.external_id as product from retail.variants v join retail.products p on p.tenant_id = v.tenant_id and p.store_id = v.store_id and p.id = v.product_id where v.store_id = $1 order by v.sku",
+      [store.id],
+    );
+    expect(rows).toEqual([
+      { sku: "MV-S", product: "mv-2" },
+      { sku: "MV-T", product: "mv-2" },
+    ]);
   });
 
   test("a deleted product's SKUs go, unless another live product lists them", async () => {

@@ -20,6 +20,11 @@ begin
   -- go (or a deleted product held) may be claimed by another product, and goes
   -- to it rather than away (see the variants below).
   if entity = 'products' then
+    -- A store's product batches take turns (in store order, so two never wait on
+    -- each other): the claims are read from what the store's products hold, and a
+    -- batch applied beside another would not see the SKU that one takes or lets go.
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('retail-products:' || tenant::text || ':' || x.store_id::text, 0))
+    from (select distinct w.store_id from unnest(work) w where w.status = 'applied' order by w.store_id) x;
     select coalesce(jsonb_agg(distinct jsonb_build_object('store_id', v.store_id, 'sku', v.sku)), '[]') into held_skus
     from unnest(work) w
     join retail.products p on p.tenant_id = tenant and p.store_id = w.store_id and p.external_id = w.external_id
