@@ -16,6 +16,7 @@ import { issueApiKey, rotateApiKeySecret } from "./openapi/issue.js";
 import { DEMO_RETAIL, seedDemo } from "./seed/demo.js";
 import { localBase, renderDemo, tryThis } from "./seed/tryThis.js";
 import { createWebhookEndpoint } from "./webhooks/endpoints.js";
+import { registerSource, SourceInputError } from "./sync/sources.js";
 import { readConfig, type Config } from "./config.js";
 import { toAppError } from "./errors.js";
 
@@ -42,6 +43,9 @@ Commands:
                                             a Clerk webhook endpoint; prints its id, URL path and secret
   store create --tenant <slug> --code <code> --name <name> [--parent <org slug>] [--timezone <IANA>] [--currency <ISO 4217>]
                                             a store: an organization (below --parent, e.g. a seller) and its settings
+  sync source add --tenant <slug> --store <code> --url postgres://… [--schema <name>] [--poll-interval <ms>] [--lookback <ms>]
+                                            pull a store's own PostgreSQL (one view per entity); the URL is
+                                            stored encrypted and never shown again
   seed demo [--tenant <slug>] [--stores N] [--orders M]
                                             a demo tenant (organizations, a user at every level, a custom
                                             role, an API key, a webhook endpoint) and what to try with it;
@@ -176,6 +180,7 @@ const ENCRYPTED_COLUMNS = [
   { table: "authhub_private.api_key_secrets", key: "fingerprint", column: "secret_encrypted" },
   { table: "authhub_private.webhook_secrets", key: "endpoint_id::text", column: "secret_encrypted" },
   { table: "authhub_private.webhook_secrets", key: "endpoint_id::text", column: "clerk_secret_key_encrypted" },
+  { table: "retail_private.sync_sources", key: "id::text", column: "url_encrypted" },
 ];
 
 /** `keys rewrap`: every stored secret not encrypted under the current master key is re-encrypted under it. */
@@ -382,6 +387,61 @@ async function storeCreate({ owner, values, out }: Parameters<Command>[0]): Prom
   return 0;
 }
 
+// --- sync source (pull connector, issue 17) ---
+
+/**
+ * `sync source add`: registers a store's PostgreSQL as its pull source (its
+ * own key bound to the store, the URL encrypted) and queues its first pull.
+ * The URL is never printed, and usage errors never repeat it.
+ */
+async function syncSourceAdd({ config, db, owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  const tenantId = await tenantBySlug(owner, required(values, "tenant"));
+  const whole = (name: string) => {
+    if (values[name] === undefined) return null;
+    const n = Number(values[name]);
+    if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${name} must be a whole number of milliseconds`);
+    return n;
+  };
+  const source = await asCliCommand(owner, "sync-source-add", async (client) => {
+    try {
+      return await registerSource(client, masterKeyFor(config), {
+        tenantId,
+        storeCode: required(values, "store"),
+        url: required(values, "url"),
+        schema: typeof values.schema === "string" ? values.schema : null,
+        pollIntervalMs: whole("poll-interval"),
+        lookbackMs: whole("lookback"),
+      });
+    } catch (err) {
+      if (err instanceof SourceInputError) throw new UsageError(err.message);
+      throw err;
+    }
+  });
+  const { makeWorkerUtils, Logger } = await import("graphile-worker");
+  const utils = await makeWorkerUtils({ connectionString: db.ownerUrl, logger: new Logger(() => () => undefined) });
+  try {
+    const queue = `sync-pull:${source.id}`;
+    await utils.addJob("sync_source__pull", { tenant_id: tenantId, source_id: source.id }, { queueName: queue, jobKey: queue, maxAttempts: 5 });
+  } finally {
+    await utils.release();
+  }
+  out.print(`Pull source ${source.id} for store ${source.storeCode} (schema ${source.schema}, every ${source.pollIntervalMs} ms); its first pull is queued.`, {
+    id: source.id,
+    tenant_id: tenantId,
+    store_id: source.storeId,
+    store: source.storeCode,
+    schema: source.schema,
+    api_key_id: source.apiKeyId,
+    poll_interval_ms: source.pollIntervalMs,
+    lookback_ms: source.lookbackMs,
+  });
+  return 0;
+}
+
+const THREE_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise<number>> = {
+  "sync source add": syncSourceAdd,
+};
+
 const TWO_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise<number>> = {
   "audit verify": auditVerify,
   "keys rotate": keysRotate,
@@ -428,6 +488,11 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
         currency: { type: "string" },
         stores: { type: "string" },
         orders: { type: "string" },
+        store: { type: "string" },
+        url: { type: "string" },
+        schema: { type: "string" },
+        "poll-interval": { type: "string" },
+        lookback: { type: "string" },
       },
     });
     json = values.json === true;
@@ -436,7 +501,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
       write(USAGE);
       return values.help ? 0 : 2;
     }
-    const twoWord = positionals.length === 2 ? TWO_WORD_COMMANDS[positionals.join(" ")] : undefined;
+    const twoWord = positionals.length === 2 ? TWO_WORD_COMMANDS[positionals.join(" ")] : positionals.length === 3 ? THREE_WORD_COMMANDS[positionals.join(" ")] : undefined;
     const command = positionals.length === 1 ? commands[name] : undefined;
     if (!twoWord && !command) throw new UsageError(`Unknown command: ${positionals.join(" ")}`);
     const config = readConfig(env);

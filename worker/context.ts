@@ -9,6 +9,8 @@ import type { MasterKey } from "../server/auth/masterKey.js";
 interface WorkerContext {
   masterKey: MasterKey;
   clerkApiUrl: string;
+  /** The authenticator's URL: the pull connector applies rows as its source's key, as a request would. */
+  authUrl?: string;
 }
 
 let context: WorkerContext | null = null;

@@ -12,6 +12,8 @@ import { audit_events__purge } from "./audit_events__purge.js";
 import { audit_events__seal } from "./audit_events__seal.js";
 import { open_api__cleanup } from "./open_api__cleanup.js";
 import { retail_rollups__fold } from "./retail_rollups__fold.js";
+import { sync_source__pull } from "./sync_source__pull.js";
+import { sync_sources__schedule } from "./sync_sources__schedule.js";
 import { webhook_deliveries__purge } from "./webhook_deliveries__purge.js";
 
 export const tasks: TaskList = {
@@ -25,6 +27,8 @@ export const tasks: TaskList = {
   webhook_deliveries__purge,
   clerk__reconcile,
   retail_rollups__fold,
+  sync_source__pull,
+  sync_sources__schedule,
 };
 
 /** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes, the webhook inbox nightly, overdue webhook deliveries every minute, Clerk reconciliation hourly, keys against their issuers' authority every five minutes. */
@@ -38,4 +42,6 @@ export const crontab = [
   "* * * * * clerk_deliveries__sweep ?max=1",
   // One queue: a slow run and the next hour's (or a retry) never overlap.
   "23 * * * * clerk__reconcile ?max=1&queue=clerk-reconcile",
+  // Pull sources whose job chain ended are restarted (issue 17).
+  "* * * * * sync_sources__schedule ?max=1",
 ].join("\n");

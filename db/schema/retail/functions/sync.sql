@@ -6,67 +6,18 @@
 -- Settings: search_path=pg_catalog, pg_temp
 
 -- @behavior -queryField -mutationField
--- The Data Sync API's write path: applies a batch of one entity's rows (products, inventory, customers, orders) as the caller, answering each row's outcome in order.
+-- The Data Sync API's write path: applies a batch of one entity's rows (products, inventory, customers, orders) as the caller, answering each row's outcome in order, and counts the outcomes into retail.sync_statuses.
 CREATE OR REPLACE FUNCTION retail.sync(entity text, rows jsonb)
  RETURNS jsonb
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
-  work retail_private.sync_row[];
-  one retail_private.sync_row[];
-  written text[];
-  w retail_private.sync_row;
-  failed_state text;
-  failed_constraint text;
-  failed_column text;
-  failed_message text;
+  results jsonb;
 begin
-  if entity is null or entity not in ('products', 'inventory', 'customers', 'orders') then
-    raise exception 'Unknown entity %: products, inventory, customers or orders.', coalesce(entity, 'null') using errcode = 'AH422', column = 'entity';
-  end if;
-  if jsonb_typeof(rows) is distinct from 'array' or jsonb_array_length(rows) > 1000 then
-    raise exception 'rows must be a list of at most 1000 rows.' using errcode = 'AH422', column = 'rows';
-  end if;
-  -- The store's own system writing: its edits of store-owned fields are not hub edits to tell it about.
-  perform pg_catalog.set_config('retail.sync_store', 'on', true);
-
-  work := retail_private.sync_parse(entity, rows);
-  work := retail_private.sync_classify(work, retail_private.sync_held(entity, work));
-  begin
-    written := retail_private.sync_apply(entity, work);
-  exception when others then
-    -- One row breaks a rule the validation could not see (an order number another
-    -- order has): apply row by row, each in a subtransaction, rejecting the failing ones.
-    written := '{}';
-    for w in select * from unnest(work) x where x.status = 'applied' order by x.ord loop
-      begin
-        one := array[w];
-        written := written || retail_private.sync_apply(entity, one);
-      exception when others then
-        get stacked diagnostics failed_state = returned_sqlstate, failed_constraint = constraint_name, failed_column = column_name, failed_message = message_text;
-        work := (select array_agg(case when x.ord = w.ord
-                                       then row(x.ord, x.external_id, x.version, x.deleted, x.data, x.store_id, x.match_key, x.problems, 'rejected',
-                                                jsonb_build_object('code', case when failed_state in ('23505', '40001', '40P01', 'AH409') then 'conflict' when failed_state in ('42501', 'AH403') then 'forbidden' else 'invalid_input' end,
-                                                                   'message', authhub_private.public_reason(failed_state, failed_constraint, failed_column, failed_message)),
-                                                x.raw)::retail_private.sync_row
-                                       else x end order by x.ord)
-                 from unnest(work) x);
-      end;
-    end loop;
-  end;
-  -- A candidate a concurrent newer sync beat was not written: it is stale.
-  work := (select array_agg(case when x.status = 'applied' and not ((x.store_id::text || ' ' || x.match_key) = any (written))
-                                 then row(x.ord, x.external_id, x.version, x.deleted, x.data, x.store_id, x.match_key, x.problems, 'stale', null, x.raw)::retail_private.sync_row
-                                 else x end order by x.ord)
-           from unnest(work) x);
-
-  insert into retail.sync_rejects (tenant_id, store_id, entity, external_id, version, error, row, api_key_id)
-  select authhub.current_tenant_id(), x.store_id, entity, left(x.external_id, 255), x.version, x.error, x.raw, authhub.current_api_key_id()
-  from unnest(work) x where x.status = 'rejected';
-
-  return (select coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object('externalId', x.raw -> 'externalId', 'status', x.status, 'error', x.error)) order by x.ord), '[]')
-          from unnest(work) x);
+  results := retail_private.sync_rows(entity, rows);
+  perform retail_private.sync_record(entity, rows, results);
+  return results;
 end;
 $function$;
 ALTER FUNCTION retail.sync(entity text, rows jsonb) OWNER TO authhub_owner;

@@ -15,8 +15,13 @@ CREATE TABLE retail.sync_rejects (
   "row" jsonb,
   api_key_id uuid,
   received_at timestamp with time zone NOT NULL DEFAULT now(),
+  -- push (the Data Sync API), pull (the connector) or bulk (a backfill).
+  source_kind text NOT NULL DEFAULT retail_private.sync_kind(),
   CONSTRAINT sync_rejects_pkey PRIMARY KEY (tenant_id, id),
-  CONSTRAINT sync_rejects_store_fkey FOREIGN KEY (tenant_id, store_id) REFERENCES retail.stores(tenant_id, id) ON DELETE CASCADE
+  CONSTRAINT sync_rejects_store_fkey FOREIGN KEY (tenant_id, store_id) REFERENCES retail.stores(tenant_id, id) ON DELETE CASCADE,
+  CONSTRAINT sync_rejects_source_kind CHECK (
+    source_kind = ANY (ARRAY['push'::text, 'pull'::text, 'bulk'::text])
+  )
 );
 ALTER TABLE retail.sync_rejects OWNER TO authhub_owner;
 ALTER TABLE retail.sync_rejects ENABLE ROW LEVEL SECURITY;
