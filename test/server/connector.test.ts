@@ -16,11 +16,13 @@ import pg from "pg";
 import { parseMasterKey, type MasterKey } from "../../server/auth/masterKey.js";
 import { runCli } from "../../server/cli.js";
 import { registerSource } from "../../server/sync/sources.js";
+import request from "supertest";
 import { configureWorker } from "../../worker/context.js";
 import { tasks } from "../../worker/tasks/index.js";
 import { nextDelayMs } from "../../worker/tasks/sync_source__pull.js";
 import type { TestDatabase } from "../helpers/db.js";
-import { useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
+import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
+import { startTestServer } from "../helpers/server.js";
 import { seedRetail, type RetailFixtures } from "../db/retail.fixtures.js";
 
 jest.setTimeout(180_000);
@@ -479,3 +481,46 @@ async function pullStatusFor(tenantId: string, storeId: string) {
     )
   ).rows[0];
 }
+
+describe("sync health over GraphQL", () => {
+  test("syncStatuses and the rejected rows show the pulls to the tenant's admins, and nothing of them to another tenant's", async () => {
+    const srv = await startTestServer(db);
+    try {
+      const gql = async (who: Parameters<typeof srv.mint>[0], query: string) =>
+        (
+          await request(srv.app)
+            .post("/graphql")
+            .set("Content-Type", "application/json")
+            .set("Authorization", `Bearer ${await srv.mint(who)}`)
+            .send({ query })
+        ).body as {
+          data?: {
+            syncStatuses: { nodes: { entity: string; sourceKind: string; appliedCount: string; rejectedCount: string; storeId: string }[] };
+            syncRejects: { nodes: { sourceKind: string; externalId: string }[] };
+          };
+          errors?: unknown[];
+        };
+      const query = `{ syncStatuses(condition: { sourceKind: "pull" }) { nodes { entity sourceKind appliedCount rejectedCount lastVersionApplied lastSuccessAt lag { seconds } lastError storeId } }
+                       syncRejects { nodes { sourceKind externalId error } } }`;
+      const a = await gql(cast(f, f.a).tenantAdmin, query);
+      expect(a.errors).toBeUndefined();
+      const berlinCustomers = a.data!.syncStatuses.nodes.find((n) => n.storeId === r.a.stores.berlin && n.entity === "customers");
+      expect(berlinCustomers).toMatchObject({ sourceKind: "pull", rejectedCount: "2" });
+      expect(
+        a
+          .data!.syncRejects.nodes.filter((n) => n.sourceKind === "pull")
+          .map((n) => n.externalId)
+          .sort(),
+      ).toEqual(["bad 2", "bad-1"]);
+      const b = await gql(cast(f, f.b).tenantAdmin, query);
+      expect(b.errors).toBeUndefined();
+      expect(b.data!.syncStatuses.nodes.every((n) => n.storeId !== r.a.stores.berlin)).toBe(true);
+      expect(b.data!.syncRejects.nodes.map((n) => n.externalId)).not.toContain("bad-1");
+      // A member sees no health at all.
+      const member = await gql(cast(f, f.a).member, query);
+      expect(member.data?.syncStatuses.nodes ?? []).toEqual([]);
+    } finally {
+      await srv.close();
+    }
+  });
+});

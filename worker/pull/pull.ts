@@ -260,7 +260,15 @@ async function reconcile(store: StoreDatabase, hub: Hub, source: Source, entity:
     const rows: Record<string, unknown>[] = [...deletions];
     for (let i = 0; i < changed.length; i += source.batch_size) rows.push(...(await store.byIds(entity, hasDeleted, changed.slice(i, i + source.batch_size))).map(toSyncRow));
     for (let i = 0; i < rows.length; i += source.batch_size) {
-      const results = await hub.tx((c) => Hub.sync(c, entity, rows.slice(i, i + source.batch_size)));
+      const chunk = rows.slice(i, i + source.batch_size);
+      // Only what the hub lacks: a row rejected before is not rejected again at every reconciliation.
+      const results = await hub.tx(async (c) =>
+        Hub.sync(
+          c,
+          entity,
+          (await Hub.pending(c, entity, chunk)).map((ord) => chunk[ord - 1]!),
+        ),
+      );
       counts.applied += results.filter((r) => r.status === "applied").length;
       counts.rejected += results.filter((r) => r.status === "rejected").length;
     }
