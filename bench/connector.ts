@@ -98,7 +98,7 @@ async function addSource(owner: pg.Pool, masterKey: MasterKey, tenantId: string,
     await client.query("commit");
     return (
       await owner.query<Source>(
-        "select tenant_id, id, store_id, url_encrypted, schema_name, api_key_id, poll_interval_ms, lookback_ms, batch_size, reconcile_every_ms, enabled, 0 as failures from retail_private.sync_sources where id = $1",
+        "select tenant_id, id, store_id, url_encrypted, schema_name, api_key_id, poll_interval_ms, lookback_ms, batch_size, reconcile_every_ms, read_timeout_ms, enabled, 0 as failures from retail_private.sync_sources where id = $1",
         [s.id],
       )
     ).rows[0]!;

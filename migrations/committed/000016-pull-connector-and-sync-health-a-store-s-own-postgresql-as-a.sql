@@ -1,5 +1,5 @@
 --! Previous: sha1:6fd146f8df2ed28d9197bafe20574856aabeaf9b
---! Hash: sha1:f75f0917061cd9b22bd3cbed7092cc5cabc53659
+--! Hash: sha1:8ae968834d64097e4ad473d94b64e4d9f3550396
 --! Message: Pull connector and sync health: a store's own PostgreSQL as a pull source (URL encrypted, its own store-bound key), keyset cursors and the pull's health, retail.sync counting outcomes per store, entity and source kind into sync_statuses
 
 --! split: 1-current.sql
@@ -33,6 +33,9 @@ create table retail_private.sync_sources (
                      constraint sync_sources_batch_size_range check (batch_size between 1 and 1000),
   reconcile_every_ms integer not null default 600000
                      constraint sync_sources_reconcile_range check (reconcile_every_ms between 1000 and 604800000),
+  -- A slow store fails its poll (and backs off) instead of holding the job.
+  read_timeout_ms    integer not null default 30000
+                     constraint sync_sources_read_timeout_range check (read_timeout_ms between 100 and 600000),
   enabled            boolean not null default true,
   created_at         timestamptz not null default now(),
   primary key (tenant_id, id),

@@ -406,6 +406,69 @@ describe("a store that is down", () => {
   });
 });
 
+describe("a slow store, and lost chains", () => {
+  test("a store slower than its read timeout fails its poll (57014) and backs off; the scheduler restarts a lost chain and keeps a pending run time", async () => {
+    const slow = await storeDatabase();
+    try {
+      await slow.pool.query(
+        "create or replace view shop.customers as select id as external_id, version, deleted, jsonb_build_object('email', email) as data, updated_at from shop.customer_rows, pg_sleep(3)",
+      );
+      await customer(slow.pool, "s-1");
+      const client = await db.owner.connect();
+      let src: string;
+      try {
+        await client.query("begin");
+        const code = `slow-${randomBytes(3).toString("hex")}`;
+        const org = (
+          await client.query<{ id: string }>("insert into authhub.organizations (tenant_id, slug, name, parent_id) values ($1, $2, $3, $4) returning id", [
+            f.a.id,
+            code,
+            code,
+            f.a.orgs.child,
+          ])
+        ).rows[0]!.id;
+        await client.query("insert into retail.stores (tenant_id, id, name, timezone, currency) values ($1, $2, $3, 'UTC', 'EUR')", [f.a.id, org, code]);
+        src = (await registerSource(client, masterKey, { tenantId: f.a.id, storeCode: code, url: slow.url, schema: "shop", pollIntervalMs: 600_000 })).id;
+        await client.query("update retail_private.sync_sources set read_timeout_ms = 500 where id = $1", [src]);
+        await client.query("commit");
+      } finally {
+        client.release();
+      }
+      await pull([src]);
+      const health = await db.owner.query("select failures, last_error from retail_private.sync_source_health where source_id = $1", [src]);
+      expect(health.rows[0]).toEqual({ failures: 1, last_error: expect.stringContaining("57014") });
+
+      // The chain's pending job is lost: the scheduler queues it again.
+      await db.owner.query("delete from graphile_worker._private_jobs where key = $1", [`sync-pull:${src}`]);
+      const pool = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
+      pool.on("error", () => undefined);
+      pool.on("connect", (c) => c.on("error", () => undefined));
+      const jobAt = async () => (await db.owner.query<{ run_at: Date }>("select run_at from graphile_worker.jobs where key = $1", [`sync-pull:${src}`])).rows[0]?.run_at ?? null;
+      try {
+        const utils = await makeWorkerUtils({ pgPool: pool, logger: new Logger(() => () => undefined) });
+        const schedule = async () => {
+          await utils.addJob("sync_sources__schedule", {});
+          // Only the scheduler is due; the pulls it queues run now, so stop the sources' pulls from running here.
+          await runOnce({ pgPool: pool, taskList: { sync_sources__schedule: tasks.sync_sources__schedule! }, noHandleSignals: true, logger: new Logger(() => () => undefined) });
+        };
+        await schedule();
+        expect(await jobAt()).not.toBeNull();
+        // A pending run in the future keeps its time.
+        await db.owner.query("update graphile_worker._private_jobs set run_at = now() + interval '1 hour' where key = $1", [`sync-pull:${src}`]);
+        const later = await jobAt();
+        await schedule();
+        expect(await jobAt()).toEqual(later);
+        await utils.release();
+      } finally {
+        await pool.end();
+      }
+      await db.owner.query("delete from retail_private.sync_sources where id = $1", [src]);
+    } finally {
+      await slow.pool.end();
+    }
+  });
+});
+
 describe("reconciliation", () => {
   test("finds rows a store without a deleted flag hard-deleted (count and hash per id range), and rows the pull missed", async () => {
     const store = await storeDatabase({ deletedColumn: false });

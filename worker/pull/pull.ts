@@ -18,7 +18,7 @@
  */
 import pg from "pg";
 import { beginRequestStatement, pgSettingsForApiKey } from "../../db/claims.js";
-import { ENTITIES, RECONCILABLE, StoreDatabase, toSyncRow, type Entity, type StoreRow, type StoreTimeouts } from "./store.js";
+import { ENTITIES, RECONCILABLE, StoreDatabase, toSyncRow, type Entity, type StoreRow } from "./store.js";
 
 export interface Source {
   tenant_id: string;
@@ -31,6 +31,7 @@ export interface Source {
   lookback_ms: number;
   batch_size: number;
   reconcile_every_ms: number;
+  read_timeout_ms: number;
   enabled: boolean;
   failures: number;
 }
@@ -156,7 +157,6 @@ export interface PullOptions {
   cursors: Cursor[];
   /** Stop reading forward after this long (the job is requeued at once to go on). */
   budgetMs: number;
-  timeouts?: StoreTimeouts;
   /** Reconcile now whatever reconciled_at says (tests, the operator). */
   forceReconcile?: boolean;
 }
@@ -165,7 +165,7 @@ export async function pullOnce(options: PullOptions): Promise<PullReport> {
   const { source } = options;
   const report: PullReport = { applied: 0, rejected: 0, more: false, reconciled: [] };
   const started = Date.now();
-  const store = await StoreDatabase.open(options.url, source.schema_name, options.timeouts);
+  const store = await StoreDatabase.open(options.url, source.schema_name, { connectMs: Math.min(10_000, source.read_timeout_ms), statementMs: source.read_timeout_ms });
   let hub: Hub | null = null;
   try {
     hub = await Hub.open(options.authUrl, source).catch((err: unknown) => {

@@ -67,7 +67,7 @@ export const sync_source__pull: Task = async (payload, helpers) => {
   const { source, cursors } = await inJobTransaction(helpers, "sync_source__pull", async (client) => {
     const s = await client.query<Source>(
       `select s.tenant_id, s.id, s.store_id, s.url_encrypted, s.schema_name, s.api_key_id, s.poll_interval_ms, s.lookback_ms, s.batch_size,
-              s.reconcile_every_ms, s.enabled, coalesce(h.failures, 0) as failures
+              s.reconcile_every_ms, s.read_timeout_ms, s.enabled, coalesce(h.failures, 0) as failures
        from retail_private.sync_sources s
        left join retail_private.sync_source_health h on h.tenant_id = s.tenant_id and h.source_id = s.id
        where s.tenant_id = $1 and s.id = $2`,

@@ -16,6 +16,7 @@ CREATE TABLE retail_private.sync_sources (
   lookback_ms integer NOT NULL DEFAULT 60000,
   batch_size integer NOT NULL DEFAULT 1000,
   reconcile_every_ms integer NOT NULL DEFAULT 600000,
+  read_timeout_ms integer NOT NULL DEFAULT 30000,
   enabled boolean NOT NULL DEFAULT true,
   created_at timestamp with time zone NOT NULL DEFAULT now(),
   CONSTRAINT sync_sources_pkey PRIMARY KEY (tenant_id, id),
@@ -26,6 +27,9 @@ CREATE TABLE retail_private.sync_sources (
   CONSTRAINT sync_sources_lookback_range CHECK (lookback_ms >= 0 AND lookback_ms <= 86400000),
   CONSTRAINT sync_sources_poll_interval_range CHECK (
     poll_interval_ms >= 100 AND poll_interval_ms <= 3600000
+  ),
+  CONSTRAINT sync_sources_read_timeout_range CHECK (
+    read_timeout_ms >= 100 AND read_timeout_ms <= 600000
   ),
   CONSTRAINT sync_sources_reconcile_range CHECK (
     reconcile_every_ms >= 1000 AND reconcile_every_ms <= 604800000
