@@ -24,6 +24,7 @@ import { countRequests, metricsText, readFiguresFrom, watchPool } from "./metric
 import { catalogRouter } from "./catalog.js";
 import { requestState } from "./requestState.js";
 import { openApiRouter } from "./openapi/router.js";
+import { syncBulkRouter } from "./openapi/bulk.js";
 import { clerkWebhookRouter } from "./webhooks/clerk.js";
 import { RateLimits } from "./rateLimit.js";
 import { newTraceId, traceIdFrom } from "./trace.js";
@@ -241,6 +242,8 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   const authenticateRequest = authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret });
   const rateLimits = new RateLimits(deps.authPool);
   app.use(authApiRouter({ config: deps.config, authPool: deps.authPool, masterKey: deps.masterKey, verifier, rateLimits }));
+  // Bulk sync loads stream their bodies (issue 17), ahead of the Open API router's buffered bodies.
+  app.use(syncBulkRouter({ authPool: deps.authPool, masterKey: deps.masterKey, rateLimits, limits: transactionLimits(deps.config), maxBytes: deps.config.syncBulkMaxBytes }));
   app.use(
     openApiRouter({ authPool: deps.authPool, limits: transactionLimits(deps.config), masterKey: deps.masterKey, rateLimits, maxBodyBytes: deps.config.graphql.maxRequestBytes }),
   );

@@ -41,6 +41,8 @@ export interface Config {
   trustProxy: false | number | string[];
   /** Largest webhook body accepted (413 above, before parsing). */
   webhookMaxBytes: number;
+  /** Largest NDJSON body of a bulk sync load (AUTHHUB_SYNC_BULK_MAX_BYTES). */
+  syncBulkMaxBytes: number;
   /** Clerk's Backend API, for reconciliation (the operator's setting, never a tenant's). */
   clerkApiUrl: string;
   /** POST /auth/token abuse limits, per minute. */
@@ -261,6 +263,7 @@ export function readConfig(env: Source = process.env): Config {
     sessionMaxAgeSeconds,
     trustProxy: trustProxy(env),
     webhookMaxBytes: int(env, "AUTHHUB_WEBHOOK_MAX_BYTES", 1_000_000, 10_000, 10_000_000),
+    syncBulkMaxBytes: int(env, "AUTHHUB_SYNC_BULK_MAX_BYTES", 100_000_000, 1_000, 10_000_000_000),
     clerkApiUrl: httpUrl(env, "AUTHHUB_CLERK_API_URL", "https://api.clerk.com"),
     tokenRateLimit: {
       perIp: int(env, "AUTHHUB_TOKEN_RATE_LIMIT_IP", 300, 1, 1_000_000),

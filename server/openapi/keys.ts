@@ -95,6 +95,8 @@ export interface SignedRequest {
   originalUrl: string;
   header(name: string): string | undefined;
   rawBody: Buffer;
+  /** The body's SHA-256 (hex) when it was hashed as it streamed by (bulk loads); else rawBody's. */
+  bodySha256?: string;
 }
 
 /** A stand-in secret, so an unknown key costs the same work as a wrong signature. */
@@ -133,7 +135,14 @@ export async function verifySignedRequest(
   const path = q === -1 ? req.originalUrl : req.originalUrl.slice(0, q);
   let canonical: string;
   try {
-    canonical = canonicalString({ method: req.method, path, query: q === -1 ? "" : req.originalUrl.slice(q + 1), timestamp, nonce, bodySha256: bodyHash(req.rawBody) });
+    canonical = canonicalString({
+      method: req.method,
+      path,
+      query: q === -1 ? "" : req.originalUrl.slice(q + 1),
+      timestamp,
+      nonce,
+      bodySha256: req.bodySha256 ?? bodyHash(req.rawBody),
+    });
   } catch {
     // A query that does not percent-decode.
     throw unauthenticated();

@@ -52,6 +52,23 @@ export const syncSchemas: Record<string, JsonSchema> = {
       },
     },
   },
+  SyncBulkJob: {
+    type: "object",
+    required: ["id", "entity", "state", "received", "applied", "unchanged", "stale", "rejected", "createdAt"],
+    properties: {
+      id: { type: "string", format: "uuid" },
+      entity: { type: "string" },
+      state: { type: "string", enum: ["receiving", "queued", "applying", "done", "failed"] },
+      received: { type: "integer" },
+      applied: { type: "integer" },
+      unchanged: { type: "integer" },
+      stale: { type: "integer" },
+      rejected: { type: "integer" },
+      error: { type: ["string", "null"] },
+      createdAt: { type: "string", format: "date-time" },
+      finishedAt: { type: ["string", "null"], format: "date-time" },
+    },
+  },
   SyncReject: {
     type: "object",
     required: ["id", "entity", "externalId", "version", "error", "receivedAt"],
@@ -72,6 +89,27 @@ export const syncSchemas: Record<string, JsonSchema> = {
 export const SYNC_MAX_BODY_BYTES = 10_000_000;
 
 export const syncRoutes: Route[] = [
+  {
+    // The load itself (POST /sync/{entity}/bulk, NDJSON, streamed) is served by server/openapi/bulk.ts.
+    method: "get",
+    path: "/sync/jobs/{jobId}",
+    operationId: "getSyncBulkJob",
+    summary: "A bulk load's progress: rows received, applied, unchanged, stale and rejected, and its state (issue 17). Rejected rows are listed by /sync/rejects.",
+    tag: "Data Sync",
+    scope: "sync:write",
+    params: { jobId: { type: "string", format: "uuid" } },
+    response: { status: 200, schema: "SyncBulkJob" },
+    async handler({ client, params }: Ctx) {
+      const { rows } = await client.query<Record<string, unknown>>(
+        `select id, entity, state, received::int as received, applied::int as applied, unchanged::int as unchanged, stale::int as stale, rejected::int as rejected,
+                error, created_at as "createdAt", finished_at as "finishedAt"
+         from retail_private.sync_bulk_jobs where id = $1`,
+        [params.jobId],
+      );
+      if (!rows[0]) throw new AppError("not_found", "No such bulk job.");
+      return rows[0];
+    },
+  },
   {
     method: "post",
     path: "/sync/{entity}",

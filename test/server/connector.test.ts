@@ -23,6 +23,8 @@ import { nextDelayMs } from "../../worker/tasks/sync_source__pull.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
 import { startTestServer } from "../helpers/server.js";
+import { signRequest } from "../../client/index.js";
+import { issueApiKey } from "../../server/openapi/issue.js";
 import { seedRetail, type RetailFixtures } from "../db/retail.fixtures.js";
 
 jest.setTimeout(180_000);
@@ -582,6 +584,100 @@ describe("sync health over GraphQL", () => {
       // A member sees no health at all.
       const member = await gql(cast(f, f.a).member, query);
       expect(member.data?.syncStatuses.nodes ?? []).toEqual([]);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe("bulk backfill", () => {
+  test("an NDJSON body is staged, answered 202 {jobId}, applied by the worker through the write path as the key, and its progress read back; one job per store at a time", async () => {
+    const srv = await startTestServer(db, { AUTHHUB_MASTER_KEY: keyText });
+    try {
+      const issued = await issueApiKey(db.owner, srv.masterKey, { name: "Bulk", scopes: ["sync:write"], organizationId: r.b.stores.potsdam, tenantId: f.b.id });
+      const key = { keyId: issued.keyId, secret: issued.secret };
+      const lines = [
+        ...Array.from({ length: 2500 }, (_, i) => JSON.stringify({ externalId: `b-${i}`, version: 2, data: { email: `b${i}@bulk.test` } })),
+        "{ not json",
+        JSON.stringify({ externalId: "b-bad", version: 1, data: { email: "nope" } }),
+        JSON.stringify({ externalId: "b-7", version: 1, data: { email: "older@bulk.test" } }),
+        JSON.stringify({ externalId: "b-gone", version: 3, deleted: true }),
+        "",
+      ];
+      const body = lines.join("\n");
+      const post = (raw: string, k = key, entity = "customers") =>
+        request(srv.app)
+          .post(`/open/v1/sync/${entity}/bulk`)
+          .set({ ...signRequest({ keyId: k.keyId, secret: k.secret, method: "POST", url: `/open/v1/sync/${entity}/bulk`, body: raw }), "Content-Type": "application/x-ndjson" })
+          .send(raw);
+      const get = (jobId: string) =>
+        request(srv.app)
+          .get(`/open/v1/sync/jobs/${jobId}`)
+          .set(signRequest({ keyId: key.keyId, secret: key.secret, method: "GET", url: `/open/v1/sync/jobs/${jobId}` }));
+
+      // A body whose signature does not hold starts nothing.
+      const forged = await request(srv.app)
+        .post("/open/v1/sync/customers/bulk")
+        .set({ ...signRequest({ keyId: key.keyId, secret: key.secret, method: "POST", url: "/open/v1/sync/customers/bulk", body: "{}" }), "Content-Type": "application/x-ndjson" })
+        .send(body);
+      expect(forged.status).toBe(401);
+      const first = await post(body);
+      expect(first.status).toBe(202);
+      const jobId = (first.body as { jobId: string }).jobId;
+      // One bulk job per store at a time.
+      const second = await post(JSON.stringify({ externalId: "x", version: 1, data: { email: "x@bulk.test" } }));
+      expect(second.status).toBe(409);
+      expect((second.body as { error: { code: string } }).error.code).toBe("conflict");
+      expect((await get(jobId)).body).toMatchObject({ id: jobId, state: "queued", received: 2504 });
+
+      await runOnce({ connectionString: db.ownerUrl, taskList: tasks, noHandleSignals: true, logger: new Logger(() => () => undefined) });
+      const done = await get(jobId);
+      expect(done.status).toBe(200);
+      expect(done.body).toMatchObject({ state: "done", received: 2504, applied: 2501, stale: 1, rejected: 2, error: null });
+      const hub = await db.owner.query<{ n: number; gone: number }>(
+        "select count(*) filter (where deleted_at is null)::int as n, count(*) filter (where external_id = 'b-gone')::int as gone from retail.customers where tenant_id = $1 and store_id = $2",
+        [f.b.id, r.b.stores.potsdam],
+      );
+      expect(hub.rows[0]!.n).toBeGreaterThanOrEqual(2500);
+      const status = await db.owner.query(
+        "select applied_count::int as applied, rejected_count::int as rejected from retail.sync_statuses where tenant_id = $1 and store_id = $2 and source_kind = 'bulk'",
+        [f.b.id, r.b.stores.potsdam],
+      );
+      expect(status.rows).toEqual([{ applied: 2501, rejected: 2 }]);
+      const rejects = await db.owner.query("select count(*)::int as n from retail.sync_rejects where tenant_id = $1 and store_id = $2 and source_kind = 'bulk'", [
+        f.b.id,
+        r.b.stores.potsdam,
+      ]);
+      expect(rejects.rows).toEqual([{ n: 2 }]);
+      expect((await db.owner.query("select count(*)::int as n from retail_private.sync_bulk_rows")).rows).toEqual([{ n: 0 }]);
+      // The store is free for the next load; another tenant's key cannot read this job.
+      expect((await post(JSON.stringify({ externalId: "b-next", version: 1, data: { email: "next@bulk.test" } }))).status).toBe(202);
+      const other = await issueApiKey(db.owner, srv.masterKey, { name: "Other", scopes: ["sync:write"], organizationId: r.a.stores.potsdam, tenantId: f.a.id });
+      const peek = await request(srv.app)
+        .get(`/open/v1/sync/jobs/${jobId}`)
+        .set(signRequest({ keyId: other.keyId, secret: other.secret, method: "GET", url: `/open/v1/sync/jobs/${jobId}` }));
+      expect(peek.status).toBe(404);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test("a body over AUTHHUB_SYNC_BULK_MAX_BYTES is refused with 413 and starts nothing", async () => {
+    const srv = await startTestServer(db, { AUTHHUB_MASTER_KEY: keyText, AUTHHUB_SYNC_BULK_MAX_BYTES: "2000" });
+    try {
+      const issued = await issueApiKey(db.owner, srv.masterKey, { name: "Bulk small", scopes: ["sync:write"], organizationId: r.b.stores.tokyo, tenantId: f.b.id });
+      const raw = Array.from({ length: 100 }, (_, i) => JSON.stringify({ externalId: `big-${i}`, version: 1, data: { email: `big${i}@bulk.test` } })).join("\n");
+      const res = await request(srv.app)
+        .post("/open/v1/sync/customers/bulk")
+        .set({
+          ...signRequest({ keyId: issued.keyId, secret: issued.secret, method: "POST", url: "/open/v1/sync/customers/bulk", body: raw }),
+          "Content-Type": "application/x-ndjson",
+        })
+        .send(raw);
+      expect(res.status).toBe(413);
+      expect((res.body as { error: { code: string } }).error.code).toBe("payload_too_large");
+      const jobs = await db.owner.query("select count(*)::int as n from retail_private.sync_bulk_jobs where tenant_id = $1 and store_id = $2", [f.b.id, r.b.stores.tokyo]);
+      expect(jobs.rows).toEqual([{ n: 0 }]);
     } finally {
       await srv.close();
     }

@@ -12,6 +12,7 @@ import { audit_events__purge } from "./audit_events__purge.js";
 import { audit_events__seal } from "./audit_events__seal.js";
 import { open_api__cleanup } from "./open_api__cleanup.js";
 import { retail_rollups__fold } from "./retail_rollups__fold.js";
+import { sync_bulk__apply } from "./sync_bulk__apply.js";
 import { sync_source__pull } from "./sync_source__pull.js";
 import { sync_sources__schedule } from "./sync_sources__schedule.js";
 import { webhook_deliveries__purge } from "./webhook_deliveries__purge.js";
@@ -27,6 +28,7 @@ export const tasks: TaskList = {
   webhook_deliveries__purge,
   clerk__reconcile,
   retail_rollups__fold,
+  sync_bulk__apply,
   sync_source__pull,
   sync_sources__schedule,
 };

@@ -1,6 +1,6 @@
 --! Previous: sha1:6fd146f8df2ed28d9197bafe20574856aabeaf9b
---! Hash: sha1:8ae968834d64097e4ad473d94b64e4d9f3550396
---! Message: Pull connector and sync health: a store's own PostgreSQL as a pull source (URL encrypted, its own store-bound key), keyset cursors and the pull's health, retail.sync counting outcomes per store, entity and source kind into sync_statuses
+--! Hash: sha1:a0e91be97567cdc6fb232cd52ecb33cb551df7d0
+--! Message: Pull connector, sync health and bulk backfill: a store's own PostgreSQL as a pull source (URL encrypted, its own store-bound key), keyset cursors and the pull's health, retail.sync counting outcomes per store, entity and source kind into sync_statuses, bulk jobs staged and applied as their key
 
 --! split: 1-current.sql
 -- Enter migration here
@@ -341,3 +341,186 @@ as $$
 $$;
 comment on function retail_private.sync_source_failed(uuid, uuid, text) is 'Counts a failed poll of a source (its backoff) and shows the error on the pull''s statuses. Definer: the worker does not write retail tables.';
 grant execute on function retail_private.sync_source_failed(uuid, uuid, text) to authhub_worker;
+
+--! split: 400-sync-bulk.sql
+-- Bulk backfill (DESIGN §13; issue 17.2): POST /open/v1/sync/{entity}/bulk
+-- streams an NDJSON body, which the server stages here, in the key's own
+-- transaction, before answering 202 {jobId}; the worker applies it through
+-- retail.sync as that key (source kind bulk), a batch at a time, each batch
+-- with its progress. One bulk job per store at a time (a unique index).
+create table retail_private.sync_bulk_jobs (
+  tenant_id   uuid not null,
+  id          uuid not null default gen_random_uuid(),
+  store_id    uuid not null,
+  entity      text not null
+              constraint sync_bulk_jobs_entity check (entity in ('products', 'inventory', 'customers', 'orders')),
+  api_key_id  uuid not null,
+  state       text not null default 'receiving'
+              constraint sync_bulk_jobs_state check (state in ('receiving', 'queued', 'applying', 'done', 'failed')),
+  received    bigint not null default 0,
+  applied     bigint not null default 0,
+  unchanged   bigint not null default 0,
+  stale       bigint not null default 0,
+  rejected    bigint not null default 0,
+  last_seq    bigint not null default 0,
+  error       text,
+  created_at  timestamptz not null default now(),
+  finished_at timestamptz,
+  primary key (tenant_id, id),
+  constraint sync_bulk_jobs_store_fkey foreign key (tenant_id, store_id) references retail.stores (tenant_id, id) on delete cascade,
+  constraint sync_bulk_jobs_api_key_fkey foreign key (tenant_id, api_key_id) references authhub.api_keys (tenant_id, id) on delete cascade
+);
+-- One running bulk job per store: a second is refused (conflict) until it ends.
+create unique index sync_bulk_jobs_one_per_store on retail_private.sync_bulk_jobs (tenant_id, store_id) where state in ('receiving', 'queued', 'applying');
+create index sync_bulk_jobs_api_key_idx on retail_private.sync_bulk_jobs (tenant_id, api_key_id);
+alter table retail_private.sync_bulk_jobs enable row level security;
+alter table retail_private.sync_bulk_jobs force row level security;
+create policy all_owner on retail_private.sync_bulk_jobs for all to authhub_owner using (true) with check (true);
+comment on policy all_owner on retail_private.sync_bulk_jobs is 'The owner.';
+create policy select_own_key on retail_private.sync_bulk_jobs for select to authhub_api_client using (
+  tenant_id = (select authhub.current_tenant_id()) and api_key_id = (select authhub.current_api_key_id()));
+comment on policy select_own_key on retail_private.sync_bulk_jobs is 'A key reads the bulk jobs it started (GET /open/v1/sync/jobs/{jobId}).';
+grant select on retail_private.sync_bulk_jobs to authhub_api_client;
+create policy select_worker on retail_private.sync_bulk_jobs for select to authhub_worker using (true);
+comment on policy select_worker on retail_private.sync_bulk_jobs is 'The apply job reads the job it runs for (its key, store, entity).';
+grant select on retail_private.sync_bulk_jobs to authhub_worker;
+comment on table retail_private.sync_bulk_jobs is 'Bulk backfills: their store, entity, key, state and counts (received, applied, unchanged, stale, rejected).';
+insert into authhub_private.audit_exemptions (table_name, reason) values
+  ('retail_private.sync_bulk_jobs', 'A backfill''s progress; what it applied is audited on the retail tables.');
+
+create table retail_private.sync_bulk_rows (
+  tenant_id uuid not null,
+  job_id    uuid not null,
+  seq       bigint not null,
+  row       jsonb not null,
+  primary key (tenant_id, job_id, seq),
+  constraint sync_bulk_rows_job_fkey foreign key (tenant_id, job_id) references retail_private.sync_bulk_jobs (tenant_id, id) on delete cascade
+);
+alter table retail_private.sync_bulk_rows enable row level security;
+alter table retail_private.sync_bulk_rows force row level security;
+create policy all_owner on retail_private.sync_bulk_rows for all to authhub_owner using (true) with check (true);
+comment on policy all_owner on retail_private.sync_bulk_rows is 'The owner; callers stage and read rows only through the sync_bulk_* functions.';
+comment on table retail_private.sync_bulk_rows is 'A bulk job''s rows, staged until applied (deleted batch by batch as they are).';
+insert into authhub_private.audit_exemptions (table_name, reason) values
+  ('retail_private.sync_bulk_rows', 'Staged input; what it changes is audited on the retail tables.');
+
+-- Starts a bulk job for the calling key's own store. Definer: the jobs are
+-- private; the store is the key's organization and must be one it may sync.
+create function retail_private.sync_bulk_begin(entity text) returns uuid
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  job uuid;
+  store uuid := authhub.current_org_id();
+begin
+  if entity is null or entity not in ('products', 'inventory', 'customers', 'orders') then
+    raise exception 'Unknown entity.' using errcode = 'AH422', column = 'entity';
+  end if;
+  if authhub.current_api_key_id() is null or store is null
+     or not exists (select 1 from retail.stores s where s.tenant_id = authhub.current_tenant_id() and s.id = store)
+     or not retail_private.holds('sync:write', store) then
+    raise exception 'A bulk load takes a key bound to a store, with sync:write.' using errcode = 'AH403';
+  end if;
+  begin
+    insert into retail_private.sync_bulk_jobs (tenant_id, store_id, entity, api_key_id)
+    values (authhub.current_tenant_id(), store, entity, authhub.current_api_key_id())
+    returning id into job;
+  exception when unique_violation then
+    raise exception 'This store has a bulk job running; start the next when it is done.' using errcode = 'AH409';
+  end;
+  return job;
+end;
+$$;
+comment on function retail_private.sync_bulk_begin(text) is 'Starts a bulk job for the calling key''s store (one at a time per store). Definer: the jobs are private.';
+grant execute on function retail_private.sync_bulk_begin(text) to authhub_api_client;
+
+-- Stages rows (a JSON array, in order from `first_seq`) of the caller's own receiving job.
+create function retail_private.sync_bulk_stage(job_id uuid, first_seq bigint, rows jsonb) returns void
+  language sql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  with job as (
+    update retail_private.sync_bulk_jobs j set received = j.received + jsonb_array_length(sync_bulk_stage.rows)
+    where j.tenant_id = authhub.current_tenant_id() and j.id = sync_bulk_stage.job_id
+      and j.api_key_id = authhub.current_api_key_id() and j.state = 'receiving'
+    returning j.tenant_id, j.id
+  )
+  insert into retail_private.sync_bulk_rows (tenant_id, job_id, seq, row)
+  select job.tenant_id, job.id, sync_bulk_stage.first_seq + e.i - 1, e.r
+  from job cross join jsonb_array_elements(sync_bulk_stage.rows) with ordinality e(r, i)
+$$;
+comment on function retail_private.sync_bulk_stage(uuid, bigint, jsonb) is 'Stages rows of the caller''s own receiving bulk job. Definer: staged rows are private.';
+grant execute on function retail_private.sync_bulk_stage(uuid, bigint, jsonb) to authhub_api_client;
+
+-- Closes the caller's own receiving job and queues its apply job.
+-- plpgsql: graphile-worker's schema is installed after the migrations.
+create function retail_private.sync_bulk_queue(job_id uuid) returns void
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  j retail_private.sync_bulk_jobs;
+begin
+  update retail_private.sync_bulk_jobs x set state = 'queued'
+  where x.tenant_id = authhub.current_tenant_id() and x.id = sync_bulk_queue.job_id
+    and x.api_key_id = authhub.current_api_key_id() and x.state = 'receiving'
+  returning x.* into j;
+  if j.id is null then
+    raise exception 'No such bulk job.' using errcode = 'AH404';
+  end if;
+  perform graphile_worker.add_job('sync_bulk__apply', json_build_object('tenant_id', j.tenant_id, 'job_id', j.id),
+    queue_name => 'sync-bulk:' || j.store_id, job_key => 'sync-bulk:' || j.id, max_attempts => 5);
+end;
+$$;
+comment on function retail_private.sync_bulk_queue(uuid) is 'Closes the caller''s own receiving bulk job and queues its apply job. Definer: jobs are private, and graphile_worker is the owner''s.';
+grant execute on function retail_private.sync_bulk_queue(uuid) to authhub_api_client;
+
+-- The next staged rows of the caller's own job (the apply job acts as the key).
+create function retail_private.sync_bulk_next(job_id uuid, batch integer) returns table (seq bigint, body jsonb)
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select r.seq, r.row as body from retail_private.sync_bulk_rows r
+  join retail_private.sync_bulk_jobs j on j.tenant_id = r.tenant_id and j.id = r.job_id
+  where j.tenant_id = authhub.current_tenant_id() and j.id = sync_bulk_next.job_id and j.api_key_id = authhub.current_api_key_id()
+  order by r.seq limit sync_bulk_next.batch
+$$;
+comment on function retail_private.sync_bulk_next(uuid, integer) is 'The next staged rows of the caller''s own bulk job, in order. Definer: staged rows are private.';
+grant execute on function retail_private.sync_bulk_next(uuid, integer) to authhub_api_client;
+
+-- Records a batch's outcomes and drops its staged rows, in the batch's own
+-- transaction (so a batch is applied with its progress or not at all).
+create function retail_private.sync_bulk_progress(job_id uuid, through_seq bigint, results jsonb) returns void
+  language sql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  with j as (
+    update retail_private.sync_bulk_jobs x set
+      state = 'applying',
+      last_seq = sync_bulk_progress.through_seq,
+      applied = x.applied + (select count(*) from jsonb_array_elements(sync_bulk_progress.results) r where r ->> 'status' = 'applied'),
+      unchanged = x.unchanged + (select count(*) from jsonb_array_elements(sync_bulk_progress.results) r where r ->> 'status' = 'unchanged'),
+      stale = x.stale + (select count(*) from jsonb_array_elements(sync_bulk_progress.results) r where r ->> 'status' = 'stale'),
+      rejected = x.rejected + (select count(*) from jsonb_array_elements(sync_bulk_progress.results) r where r ->> 'status' = 'rejected')
+    where x.tenant_id = authhub.current_tenant_id() and x.id = sync_bulk_progress.job_id and x.api_key_id = authhub.current_api_key_id()
+    returning x.tenant_id, x.id
+  )
+  delete from retail_private.sync_bulk_rows r using j
+  where r.tenant_id = j.tenant_id and r.job_id = j.id and r.seq <= sync_bulk_progress.through_seq
+$$;
+comment on function retail_private.sync_bulk_progress(uuid, bigint, jsonb) is 'Adds a batch''s outcomes to the caller''s own bulk job and drops its staged rows. Definer: jobs are private.';
+grant execute on function retail_private.sync_bulk_progress(uuid, bigint, jsonb) to authhub_api_client;
+
+-- Ends a job (the worker): done, or failed with a safe reason.
+create function retail_private.sync_bulk_finish(tenant_id uuid, job_id uuid, failure text) returns void
+  language sql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  update retail_private.sync_bulk_jobs j set state = case when sync_bulk_finish.failure is null then 'done' else 'failed' end,
+    error = left(sync_bulk_finish.failure, 500), finished_at = now()
+  where j.tenant_id = sync_bulk_finish.tenant_id and j.id = sync_bulk_finish.job_id and j.state in ('queued', 'applying');
+  delete from retail_private.sync_bulk_rows r where r.tenant_id = sync_bulk_finish.tenant_id and r.job_id = sync_bulk_finish.job_id and sync_bulk_finish.failure is not null;
+$$;
+comment on function retail_private.sync_bulk_finish(uuid, uuid, text) is 'Marks a bulk job done (or failed, dropping what it had not applied). Definer: the worker does not write jobs directly.';
+grant execute on function retail_private.sync_bulk_finish(uuid, uuid, text) to authhub_worker;
