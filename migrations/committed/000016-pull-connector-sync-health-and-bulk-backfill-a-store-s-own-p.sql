@@ -1,5 +1,5 @@
 --! Previous: sha1:6fd146f8df2ed28d9197bafe20574856aabeaf9b
---! Hash: sha1:a0e91be97567cdc6fb232cd52ecb33cb551df7d0
+--! Hash: sha1:66a29a5cb73a5dbb5420b7f17599511f35789e9c
 --! Message: Pull connector, sync health and bulk backfill: a store's own PostgreSQL as a pull source (URL encrypted, its own store-bound key), keyset cursors and the pull's health, retail.sync counting outcomes per store, entity and source kind into sync_statuses, bulk jobs staged and applied as their key
 
 --! split: 1-current.sql
@@ -98,10 +98,10 @@ create table retail_private.sync_source_health (
 alter table retail_private.sync_source_health enable row level security;
 alter table retail_private.sync_source_health force row level security;
 create policy all_owner on retail_private.sync_source_health for all to authhub_owner using (true) with check (true);
-comment on policy all_owner on retail_private.sync_source_health is 'The owner.';
+comment on policy all_owner on retail_private.sync_source_health is 'The owner (cascades when a source goes).';
 create policy all_worker on retail_private.sync_source_health for all to authhub_worker using (true) with check (true);
 comment on policy all_worker on retail_private.sync_source_health is 'The pull job records its failures (the backoff counts them) and its successes.';
-grant select, insert, update on retail_private.sync_source_health to authhub_worker;
+grant select, insert (tenant_id, source_id, failures, last_poll_at), update (failures, last_poll_at) on retail_private.sync_source_health to authhub_worker;
 comment on table retail_private.sync_source_health is 'A source''s consecutive failures (its backoff), its last error (a safe message, never the URL) and its last poll.';
 insert into authhub_private.audit_exemptions (table_name, reason) values
   ('retail_private.sync_source_health', 'A job''s failure counter, written every poll.');
@@ -376,7 +376,7 @@ create index sync_bulk_jobs_api_key_idx on retail_private.sync_bulk_jobs (tenant
 alter table retail_private.sync_bulk_jobs enable row level security;
 alter table retail_private.sync_bulk_jobs force row level security;
 create policy all_owner on retail_private.sync_bulk_jobs for all to authhub_owner using (true) with check (true);
-comment on policy all_owner on retail_private.sync_bulk_jobs is 'The owner.';
+comment on policy all_owner on retail_private.sync_bulk_jobs is 'The owner; callers start, stage and progress jobs through the sync_bulk_* functions.';
 create policy select_own_key on retail_private.sync_bulk_jobs for select to authhub_api_client using (
   tenant_id = (select authhub.current_tenant_id()) and api_key_id = (select authhub.current_api_key_id()));
 comment on policy select_own_key on retail_private.sync_bulk_jobs is 'A key reads the bulk jobs it started (GET /open/v1/sync/jobs/{jobId}).';

@@ -41,7 +41,7 @@ CREATE UNIQUE INDEX sync_bulk_jobs_one_per_store ON retail_private.sync_bulk_job
 
 -- Policies: 3
 
--- The owner.
+-- The owner; callers start, stage and progress jobs through the sync_bulk_* functions.
 CREATE POLICY all_owner ON retail_private.sync_bulk_jobs AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);

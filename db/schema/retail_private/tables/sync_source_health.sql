@@ -21,7 +21,7 @@ ALTER TABLE retail_private.sync_source_health FORCE ROW LEVEL SECURITY;
 
 -- Policies: 2
 
--- The owner.
+-- The owner (cascades when a source goes).
 CREATE POLICY all_owner ON retail_private.sync_source_health AS PERMISSIVE FOR ALL TO authhub_owner
   USING (true)
   WITH CHECK (true);
@@ -33,5 +33,6 @@ CREATE POLICY all_worker ON retail_private.sync_source_health AS PERMISSIVE FOR 
 
 -- Triggers (each event fires them in name order): none
 
--- Grants (the owner holds every privilege not revoked here): 1
-GRANT SELECT, INSERT, UPDATE ON retail_private.sync_source_health TO authhub_worker;
+-- Grants (the owner holds every privilege not revoked here): 2
+GRANT SELECT ON retail_private.sync_source_health TO authhub_worker;
+GRANT INSERT (tenant_id, source_id, failures, last_poll_at), UPDATE (failures, last_poll_at) ON retail_private.sync_source_health TO authhub_worker;
