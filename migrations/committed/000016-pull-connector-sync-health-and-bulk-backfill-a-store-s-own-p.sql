@@ -1,5 +1,5 @@
 --! Previous: sha1:6fd146f8df2ed28d9197bafe20574856aabeaf9b
---! Hash: sha1:66a29a5cb73a5dbb5420b7f17599511f35789e9c
+--! Hash: sha1:649845f86b7e27c275a1819843434cf2e7a00d24
 --! Message: Pull connector, sync health and bulk backfill: a store's own PostgreSQL as a pull source (URL encrypted, its own store-bound key), keyset cursors and the pull's health, retail.sync counting outcomes per store, entity and source kind into sync_statuses, bulk jobs staged and applied as their key
 
 --! split: 1-current.sql
@@ -341,6 +341,43 @@ as $$
 $$;
 comment on function retail_private.sync_source_failed(uuid, uuid, text) is 'Counts a failed poll of a source (its backoff) and shows the error on the pull''s statuses. Definer: the worker does not write retail tables.';
 grant execute on function retail_private.sync_source_failed(uuid, uuid, text) to authhub_worker;
+
+-- The cheap half of a lookback re-read: given only (externalId, version[,
+-- location]) of the rows behind the cursor, the ordinals (1-based) of those
+-- the caller's store (the key's own) does not hold at that version or newer,
+-- and has not already rejected at that version under this key. Only those
+-- are then read whole and applied, so a re-read of a busy window costs an
+-- index lookup per row, not a validation.
+create function retail_private.sync_unheld(entity text, keys jsonb) returns integer[]
+  language sql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  with k as (
+    select (e.i)::integer as i, e.v ->> 'externalId' as xid, e.v ->> 'version' as v, coalesce(e.v ->> 'location', 'default') as loc
+    from jsonb_array_elements(keys) with ordinality e(v, i)
+  ),
+  h as (
+    select k.*,
+           coalesce(
+             case sync_unheld.entity
+               when 'products' then (select p.source_version from retail.products p where p.tenant_id = authhub.current_tenant_id() and p.store_id = authhub.current_org_id() and p.external_id = k.xid)
+               when 'customers' then (select c.source_version from retail.customers c where c.tenant_id = authhub.current_tenant_id() and c.store_id = authhub.current_org_id() and c.external_id = k.xid)
+               when 'orders' then (select o.source_version from retail.orders o where o.tenant_id = authhub.current_tenant_id() and o.store_id = authhub.current_org_id() and o.external_id = k.xid)
+               when 'inventory' then (select l.source_version from retail.inventory_levels l where l.tenant_id = authhub.current_tenant_id() and l.store_id = authhub.current_org_id() and l.sku = k.xid and l.location = k.loc)
+             end,
+             retail_private.tombstone_version(authhub.current_org_id(), sync_unheld.entity, case when sync_unheld.entity = 'inventory' then k.xid || '@' || k.loc else k.xid end)) as held
+    from k
+  )
+  select coalesce(array_agg(h.i order by h.i), '{}') from h
+  where (h.held is null or h.v !~ '^[0-9]{1,18}$' or h.v::bigint > h.held)
+    and not exists (select 1 from retail.sync_rejects r
+                    where r.tenant_id = authhub.current_tenant_id() and r.entity = sync_unheld.entity
+                      and r.external_id is not distinct from left(h.xid, 255)
+                      and r.version::text is not distinct from h.v
+                      and r.api_key_id is not distinct from authhub.current_api_key_id())
+$$;
+comment on function retail_private.sync_unheld(text, jsonb) is 'Of (externalId, version) pairs re-read behind a pull''s cursor, those the key''s store does not hold yet and has not rejected at that version: what the pull must still read whole and apply.';
+grant execute on function retail_private.sync_unheld(text, jsonb) to authhub_user;
 
 --! split: 400-sync-bulk.sql
 -- Bulk backfill (DESIGN §13; issue 17.2): POST /open/v1/sync/{entity}/bulk

@@ -106,6 +106,11 @@ class Hub {
     return (await c.query<{ p: number[] }>("select retail_private.sync_pending($1, $2::jsonb) as p", [entity, JSON.stringify(rows)])).rows[0]!.p;
   }
 
+  static async unheld(c: pg.Client, entity: Entity, keys: Record<string, unknown>[]): Promise<number[]> {
+    if (keys.length === 0) return [];
+    return (await c.query<{ p: number[] }>("select retail_private.sync_unheld($1, $2::jsonb) as p", [entity, JSON.stringify(keys)])).rows[0]!.p;
+  }
+
   async advance(c: pg.Client, entity: Entity, last: StoreRow | null, lagMs: number | null): Promise<void> {
     await c.query("select retail_private.sync_source_advance($1, $2, $3::timestamptz, $4, $5::interval)", [
       this.source.id,
@@ -202,27 +207,38 @@ export async function pullOnce(options: PullOptions): Promise<PullReport> {
         }
       }
 
-      // 2. Lookback: what committed late behind the cursor.
+      // 2. Lookback: what committed late behind the cursor. Only the keys are
+      // re-read and compared; the rows the hub lacks are then read whole.
       if (after && source.lookback_ms > 0) {
         const from = new Date(ms(after.updatedAt) - source.lookback_ms).toISOString();
         let page: { updatedAt: string; externalId: string } = { updatedAt: from, externalId: "" };
         for (;;) {
-          const { rows } = await store.changes(entity, shape.deleted, page, source.batch_size, after);
-          if (rows.length === 0) break;
-          const syncRows = rows.map(toSyncRow);
-          const results = await hub.tx(async (c) => {
-            const pending = await Hub.pending(c, entity, syncRows);
-            return Hub.sync(
+          const keys = await store.keys(entity, page, after, source.batch_size);
+          if (keys.length === 0) break;
+          const unheld = await hub.tx((c) =>
+            Hub.unheld(
               c,
               entity,
-              pending.map((ord) => syncRows[ord - 1]!),
-            );
-          });
-          report.applied += results.filter((r) => r.status === "applied").length;
-          report.rejected += results.filter((r) => r.status === "rejected").length;
-          const last = rows[rows.length - 1]!;
+              keys.map((k) => ({ externalId: k.external_id, version: k.version, ...(k.location === null ? {} : { location: k.location }) })),
+            ),
+          );
+          if (unheld.length > 0) {
+            const ids = [...new Set(unheld.map((i) => keys[i - 1]!.external_id).filter((id): id is string => id !== null))];
+            const rows = (await store.byIds(entity, shape.deleted, ids)).map(toSyncRow);
+            const results = await hub.tx(async (c) => {
+              const pending = await Hub.pending(c, entity, rows);
+              return Hub.sync(
+                c,
+                entity,
+                pending.map((ord) => rows[ord - 1]!),
+              );
+            });
+            report.applied += results.filter((r) => r.status === "applied").length;
+            report.rejected += results.filter((r) => r.status === "rejected").length;
+          }
+          const last = keys[keys.length - 1]!;
           page = { updatedAt: last.updated_at, externalId: last.external_id ?? "" };
-          if (rows.length < source.batch_size) break;
+          if (keys.length < source.batch_size) break;
         }
       }
 

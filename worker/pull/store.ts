@@ -111,6 +111,30 @@ export class StoreDatabase {
     return { rows, storeNow };
   }
 
+  /**
+   * Only the keys (external_id, version, and for inventory the location) of
+   * the rows in a keyset range: what a lookback re-read compares with the hub.
+   */
+  async keys(
+    entity: Entity,
+    after: { updatedAt: string; externalId: string },
+    upTo: { updatedAt: string; externalId: string },
+    limit: number,
+  ): Promise<{ external_id: string | null; version: string | null; location: string | null; updated_at: string }[]> {
+    return (
+      await this.client.query(
+        `select external_id::text as external_id, version::text as version, ${entity === "inventory" ? "data ->> 'location'" : "null::text"} as location,
+                updated_at::timestamptz::text as updated_at
+         from ${this.view(entity)}
+         where updated_at is not null
+           and (updated_at, external_id::text collate "C") > ($2::timestamptz, $3::text collate "C")
+           and (updated_at, external_id::text collate "C") <= ($4::timestamptz, $5::text collate "C")
+         order by updated_at, external_id::text collate "C" limit $1`,
+        [limit, after.updatedAt, after.externalId, upTo.updatedAt, upTo.externalId],
+      )
+    ).rows as { external_id: string | null; version: string | null; location: string | null; updated_at: string }[];
+  }
+
   /** Rows by external id (the ranges reconciliation found different). */
   async byIds(entity: Entity, hasDeleted: boolean, ids: string[]): Promise<StoreRow[]> {
     if (ids.length === 0) return [];
