@@ -169,7 +169,11 @@ export async function measureConnector(options: ConnectorOptions): Promise<Conne
     }
     await auth.end();
 
-    // Lag at a steady rate, through the real worker.
+    // Lag at a steady rate, through the real worker. The hub's tables grew by
+    // rounds × rows just now: their statistics are taken first, as autovacuum
+    // would within its nap time (stale ones make the per-key lookups of the
+    // write path and the lookback scan the store's rows instead of the unique index).
+    await owner.query("analyze retail.customers");
     configureWorker({ masterKey: options.masterKey, clerkApiUrl: "http://127.0.0.1:9", authUrl: options.authUrl });
     const steadyStore = await createStoreDatabase(options.rootUrl);
     const steadyPool = new pg.Pool({ connectionString: steadyStore.url, max: 2 });
