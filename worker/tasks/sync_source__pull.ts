@@ -86,6 +86,7 @@ export const sync_source__pull: Task = async (payload, helpers) => {
   const { masterKey, authUrl } = workerContext();
   if (!authUrl) throw new Error("sync_source__pull: the worker has no authenticator URL (configureWorker)");
   let delay: number;
+  const started = Date.now();
   try {
     const report = await pullOnce({ authUrl, url: masterKey.decrypt(source.url_encrypted), source, cursors, budgetMs: BUDGET_MS, forceReconcile: payload.reconcile === true });
     await inJobTransaction(helpers, "sync_source__pull", (client) =>
@@ -96,7 +97,8 @@ export const sync_source__pull: Task = async (payload, helpers) => {
       ),
     );
     if (report.applied + report.rejected > 0) helpers.logger.debug(`pulled ${report.applied} row(s), ${report.rejected} rejected, for source ${source.id}`);
-    delay = report.more ? 0 : source.poll_interval_ms;
+    // The interval runs from this poll's start, so a slow apply does not add to the lag.
+    delay = report.more ? 0 : Math.max(0, source.poll_interval_ms - (Date.now() - started));
   } catch (err) {
     // Never the URL or a stack: what kind of failure, and its code.
     const message = safeStoreError(err);
