@@ -103,6 +103,18 @@ export class RateLimits {
     return take(batch);
   }
 
+  /**
+   * Whether `key` has used up `limit` in its current window, without counting
+   * anything: for limits that count only failures (hit() on failure), asked
+   * before the attempt.
+   */
+  async isOver(kind: string, key: string, limit: number, durationSeconds = 60): Promise<RateLimitDecision | null> {
+    const res = await this.limiter(kind, limit, durationSeconds).get(key);
+    if (!res || res.consumedPoints < limit) return null;
+    rateLimited.inc({ limit: kind });
+    return { allowed: false, limit, remaining: 0, resetSeconds: Math.max(1, Math.ceil(res.msBeforeNext / 1000)) };
+  }
+
   /** Counts one request for `key` against `limit` per `durationSeconds` (default a minute). */
   async hit(kind: string, key: string, limit: number, durationSeconds = 60): Promise<RateLimitDecision> {
     const decide = (res: RateLimiterRes, allowed: boolean): RateLimitDecision => ({
