@@ -145,3 +145,36 @@ test("a user-writable check answers with its field: an API key's rate limit out 
   ]);
   expect((await db.owner.query("select count(*)::int as n from authhub.api_keys where name = 'too fast'")).rows[0].n).toBe(0);
 });
+
+test("the database out of reach is 503 unavailable with Retry-After on the Auth API and the Open API, never internal", async () => {
+  const { makePool } = await import("../../db/pools.js");
+  const { startTestServer } = await import("../helpers/server.js");
+  const { signRequest } = await import("../../client/index.js");
+  // Nothing listens on port 1: every connection is refused.
+  const unreachable = makePool("postgres://authhub_authenticator@127.0.0.1:1/authhub", { name: "unreachable", max: 2, acquireTimeoutMs: 2_000 });
+  const down = await startTestServer(db, {}, unreachable);
+  try {
+    const answers = [
+      await request(down.app)
+        .post("/auth/token")
+        .type("form")
+        .send({ grant_type: "client_credentials", client_id: `ak_${"Q".repeat(22)}`, client_secret: `sk_${"z".repeat(43)}` }),
+      await request(down.app)
+        .post("/auth/token")
+        .type("form")
+        .send({ grant_type: "refresh_token", refresh_token: `rt_${"a".repeat(43)}` }),
+      await request(down.app).get("/.well-known/jwks.json"),
+      await request(down.app)
+        .get("/open/v1/me")
+        .set(signRequest({ keyId: `ak_${"Q".repeat(22)}`, secret: `sk_${"z".repeat(43)}`, method: "GET", url: "/open/v1/me" })),
+    ];
+    for (const res of answers) {
+      expect({ status: res.status, retryAfter: res.headers["retry-after"] }).toEqual({ status: 503, retryAfter: "2" });
+      expect(JSON.stringify(res.body)).toMatch(/unavailable/);
+      expect(res.text).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|internal/);
+    }
+  } finally {
+    await down.close();
+    await unreachable.end();
+  }
+});
