@@ -122,7 +122,12 @@ const commands: Record<string, Command> = {
     const key = await loadActiveSigningKey(owner, masterKey);
     const identity: Identity = { userId: row.user_id, tenantId: row.tenant_id, orgId: row.org_id, level };
     // The issuer the server uses: AUTHHUB_ISSUER, or the one the database remembers.
-    const { issuer } = await issuerInForce(owner, config);
+    const { issuer, source } = await issuerInForce(owner, config);
+    if (source === "default") {
+      process.stderr.write(
+        `warning: no server has started on this database yet; this token names the default issuer ${issuer}, which the first start keeps only if it listens there.\n`,
+      );
+    }
     const { token, expiresAt } = await mintAccessToken(key, identity, { issuer, ttlSeconds: ttl });
     out.print(token, { token, expires_at: expiresAt.toISOString(), roles: [level], tenant_id: row.tenant_id, user_id: row.user_id, org_id: row.org_id });
   },
