@@ -576,9 +576,16 @@ describe("abuse limits", () => {
       AUTHHUB_TOKEN_RATE_LIMIT_IP: "1000",
     });
     try {
+      const send = (params: Record<string, string>) => request(limited.app).post("/auth/token").type("form").send(params);
+      // A new server fetches the provider's JWKS at its first exchange; while this
+      // process is busy (another server's schema, a loaded machine) that fetch can
+      // outlast jose's 5 s timeout, so it is made here, before anything is counted.
+      for (let i = 0; i < 5; i++) {
+        const warm = await send({ grant_type: TOKEN_EXCHANGE, subject_token: await idp.sign("idp|member"), subject_token_type: JWT_TYPE, tenant: f.a.slug });
+        if (warm.body.error !== "invalid_grant") break;
+      }
       const left = 60_000 - (Date.now() % 60_000);
       if (left < 5_000) await new Promise((r) => setTimeout(r, left + 100));
-      const send = (params: Record<string, string>) => request(limited.app).post("/auth/token").type("form").send(params);
       let current = (await send({ grant_type: TOKEN_EXCHANGE, subject_token: await idp.sign("idp|tenant-admin"), subject_token_type: JWT_TYPE, tenant: f.a.slug })).body
         .refresh_token as string;
       const statuses: number[] = [];
