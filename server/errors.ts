@@ -106,6 +106,7 @@ const CHECKS: Record<string, FieldProblem> = {
   products_status: { field: "status", message: "must be draft, active or archived" },
   products_attributes_object: { field: "attributes", message: "must be an object of at most 16 kB" },
   products_source_version_range: { field: "sourceVersion", message: "must be at least 0" },
+  products_synced_variants_array: { field: "variants", message: "must be a list" },
   inventory_levels_on_hand_range: { field: "onHand", message: "must be a whole number between -1000000000 and 1000000000" },
   inventory_levels_reserved_range: { field: "reserved", message: "must be a whole number between 0 and 1000000000" },
   inventory_levels_source_version_range: { field: "sourceVersion", message: "must be at least 0" },
