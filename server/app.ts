@@ -239,7 +239,7 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   const releaseHealth = installHealth(app, deps.authPool, deps.logger);
   const verifier = makeVerifier(deps);
   const authenticateRequest = authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret });
-  const rateLimits = new RateLimits(deps.authPool);
+  const rateLimits = new RateLimits(deps.authPool, { preparedStatements: deps.config.database.pooler !== "transaction" });
   app.use(authApiRouter({ config: deps.config, authPool: deps.authPool, masterKey: deps.masterKey, verifier, rateLimits }));
   app.use(
     openApiRouter({ authPool: deps.authPool, limits: transactionLimits(deps.config), masterKey: deps.masterKey, rateLimits, maxBodyBytes: deps.config.graphql.maxRequestBytes }),

@@ -8,13 +8,12 @@
  * appears anywhere in it.
  *
  * INTERLEAVING_REQUESTS (default 1,200) and INTERLEAVING_CONCURRENCY (default
- * 48) size it; AUTHHUB_TEST_AUTH_URL, when set, sends the server's connections
- * through another address (a pooler in front of the test database).
+ * 48) size it. `npm run test:pooled` runs it again with the server's
+ * connections through PgBouncer in transaction mode (test/helpers/server.ts).
  */
 import { jest } from "@jest/globals";
 import type http from "node:http";
 import type { AddressInfo } from "node:net";
-import pg from "pg";
 import { signRequest } from "../../client/index.js";
 import { issueApiKey } from "../../server/openapi/issue.js";
 import type { TestDatabase } from "../helpers/db.js";
@@ -32,7 +31,6 @@ let f: Fixtures;
 let srv: TestServer;
 let httpServer: http.Server;
 let base: string;
-let pooledAuth: pg.Pool | null = null;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -45,16 +43,7 @@ beforeAll(async () => {
     AUTHHUB_TOKEN_RATE_LIMIT_IP: "1000000",
     AUTHHUB_TOKEN_RATE_LIMIT_SUBJECT: "1000000",
   };
-  const pooledUrl = process.env.AUTHHUB_TEST_AUTH_URL;
-  if (pooledUrl) {
-    const url = new URL(db.authUrl);
-    const through = new URL(pooledUrl);
-    url.host = through.host;
-    pooledAuth = new pg.Pool({ connectionString: url.toString(), max: 20 });
-    pooledAuth.on("error", () => undefined);
-    pooledAuth.on("connect", (c) => c.on("error", () => undefined));
-  }
-  srv = await startTestServer(db, { ...limits, ...(pooledUrl ? { AUTHHUB_DB_POOLER: "transaction" } : {}) }, pooledAuth ?? undefined);
+  srv = await startTestServer(db, limits);
   httpServer = srv.server.listen(0, "127.0.0.1");
   await new Promise((r) => httpServer.once("listening", r));
   base = `http://127.0.0.1:${(httpServer.address() as AddressInfo).port}`;
@@ -62,7 +51,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await new Promise((r) => httpServer.close(r));
   await srv.close();
-  await pooledAuth?.end();
   await db.close();
 });
 
