@@ -21,7 +21,11 @@ const hasPgBouncer = process.env.PGBOUNCER_BIN
   ? found(process.env.PGBOUNCER_BIN)
   : ["/usr/sbin", ...(process.env.PATH ?? "").split(path.delimiter)].some((dir) => dir && found(path.join(dir, "pgbouncer")));
 
-const throughThePooler = ["graphql", "openapi", "authApi", "authorize", "interleaving"].map((name) => `<rootDir>/test/server/${name}.test.ts`);
+// Every request surface: GraphQL (and its limits), the Open API and the Data
+// Sync API, the Auth API, the decision API, the catalogue, the webhook receiver.
+const throughThePooler = ["graphql", "graphql.limits", "openapi", "retail", "authApi", "authorize", "webhooks", "interleaving"].map(
+  (name) => `<rootDir>/test/server/${name}.test.ts`,
+);
 
 export default {
   ...base,

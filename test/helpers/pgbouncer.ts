@@ -42,6 +42,8 @@ export interface PgBouncerOptions {
   users: { name: string; password: string | null }[];
   /** Server connections per database and user (default 10). */
   poolSize?: number;
+  /** Users that may read the console's SHOW commands (database `pgbouncer`): which clients are connected through it. */
+  statsUsers?: string[];
 }
 
 const executable = (file: string) => {
@@ -129,6 +131,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
       "max_client_conn = 1000",
       // node-postgres sends no other startup parameter; this one is common in other clients.
       "ignore_startup_parameters = extra_float_digits",
+      `stats_users = ${(options.statsUsers ?? []).join(",")}`,
       "log_connections = 0",
       "log_disconnections = 0",
       "",

@@ -30,6 +30,7 @@ export default async function pooledSetup(): Promise<void> {
     // Fewer server connections than the test servers' pools hold clients:
     // connections are shared between transactions, as in production.
     poolSize: 8,
+    statsUsers: [AUTHENTICATOR_ROLE],
   });
   process.env.AUTHHUB_TEST_POOLER_URL = pooler.through(rootUrl);
   globalThis.__authhubTestPooler = pooler;
