@@ -188,12 +188,12 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
 /**
  * Under `npm run test:pooled`: a pool logged in as the test database's
  * authenticator through the suite's PgBouncer (AUTHHUB_TEST_POOLER_URL, set by
- * test/pooled/pooler.setup.ts), sized as the server's default. Null otherwise.
+ * test/pooled/pooler.setup.ts). Null otherwise.
  */
-export function pooledAuthPool(db: Pick<TestDatabase, "authUrl">, max = 20): pg.Pool | null {
+export function pooledAuthPool(db: Pick<TestDatabase, "authUrl">, options: { max: number; acquireTimeoutMs: number }): pg.Pool | null {
   const pooler = process.env.AUTHHUB_TEST_POOLER_URL;
   if (!pooler) return null;
   const url = new URL(db.authUrl);
   url.host = new URL(pooler).host;
-  return makePool(url.toString(), { name: "test authenticator (pooled)", max, acquireTimeoutMs: 30_000 });
+  return makePool(url.toString(), { name: "test authenticator (pooled)", ...options });
 }

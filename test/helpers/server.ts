@@ -35,8 +35,10 @@ const masterKeys = new WeakMap<TestDatabase, ReturnType<typeof parseMasterKey>>(
  * exercise the pooled deployment (test/pooled/pooler.setup.ts).
  */
 export async function startTestServer(db: TestDatabase, env: Record<string, string> = {}, authPool?: pg.Pool): Promise<TestServer> {
-  const pooled = authPool ? null : pooledAuthPool(db);
-  const config = readConfig({ NODE_ENV: "test", AUTHHUB_ISSUER: TEST_ISSUER, LOG_LEVEL: "silent", ...(pooled ? { AUTHHUB_DB_POOLER: "transaction" } : {}), ...env });
+  const throughPooler = !authPool && !!process.env.AUTHHUB_TEST_POOLER_URL;
+  const config = readConfig({ NODE_ENV: "test", AUTHHUB_ISSUER: TEST_ISSUER, LOG_LEVEL: "silent", ...(throughPooler ? { AUTHHUB_DB_POOLER: "transaction" } : {}), ...env });
+  // Sized and bounded as the server's own pool would be (server/main.ts), with at least the test pools' 30 s wait.
+  const pooled = throughPooler ? pooledAuthPool(db, { max: config.database.poolSize, acquireTimeoutMs: Math.max(config.database.acquireTimeoutMs, 30_000) }) : null;
   let masterKey = masterKeys.get(db);
   if (!masterKey) {
     masterKey = parseMasterKey(env.AUTHHUB_MASTER_KEY ?? randomBytes(32).toString("base64"));

@@ -90,6 +90,7 @@ async function oneRequest(s: Side): Promise<string | null> {
   const gql = (query: string, token = s.token) => send("POST", "/graphql", { Authorization: `Bearer ${token}` }, JSON.stringify({ query }));
   const signed = (method: string, path: string, body?: string) =>
     send(method, path, signRequest({ keyId: s.key.keyId, secret: s.key.secret, method, url: path, body: body ?? null }), body);
+  const expect200: Check = (status, body) => (status === 200 ? null : `${status} ${JSON.stringify(body)}`);
   const noErrors: Check = (status, body) => (status === 200 && !body?.errors ? null : `${status} ${JSON.stringify(body).slice(0, 300)}`);
   const kinds: [string, () => Promise<{ status: number; text: string; body: unknown }>, Check][] = [
     [
@@ -114,9 +115,13 @@ async function oneRequest(s: Side): Promise<string | null> {
         ),
       (status, body) => noErrors(status, body) ?? (body.data.createOrganization.organization.tenantId === s.tenant.id ? null : "created elsewhere"),
     ],
-    ["open api users", () => signed("GET", "/open/v1/users?limit=20"), (status) => (status === 200 ? null : `${status}`)],
-    ["open api organizations", () => signed("GET", "/open/v1/organizations?limit=20"), (status) => (status === 200 ? null : `${status}`)],
-    ["open api create", () => signed("POST", "/open/v1/users", JSON.stringify({ email: `il-${n}@${s.tenant.slug}.test` })), (status) => (status === 201 ? null : `${status}`)],
+    ["open api users", () => signed("GET", "/open/v1/users?limit=20"), expect200],
+    ["open api organizations", () => signed("GET", "/open/v1/organizations?limit=20"), expect200],
+    [
+      "open api create",
+      () => signed("POST", "/open/v1/users", JSON.stringify({ email: `il-${n}@${s.tenant.slug}.test` })),
+      (status, body) => (status === 201 ? null : `${status} ${JSON.stringify(body)}`),
+    ],
     [
       "authorize",
       () =>
@@ -159,7 +164,7 @@ test(`two tenants, ${REQUESTS} requests at concurrency ${CONCURRENCY} over every
     Array.from({ length: CONCURRENCY }, async () => {
       while (next < REQUESTS) {
         const i = next++;
-        const problem = await oneRequest(sides[i % 2]!).catch((err: Error) => `request failed: ${err.message}`);
+        const problem = await oneRequest(sides[i % 2]!).catch((err: Error) => `request failed: ${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ""}`);
         if (problem) problems.push(problem);
       }
     }),
