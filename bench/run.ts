@@ -59,6 +59,7 @@ import { makeLogger } from "../server/logger.js";
 import { measureAuditInserts, measureAuditQuery, prepareAuditTables } from "./audit.js";
 import { measureAuthApi } from "./auth.js";
 import { measureOpenApi } from "./openapi.js";
+import { measurePooler } from "./pooler.js";
 import { measureWebhooks } from "./webhooks.js";
 import { startLocalIdp } from "../test/helpers/idp.js";
 
@@ -524,6 +525,7 @@ async function main() {
         detail: `webhook p99 ${webhooks.burstHooksCommitP99.toFixed(1)} ms; raw p99 ${webhooks.burstRawP99.toFixed(1)} ms (a queue forms on both sides)`,
       },
     ];
+    rows.push(...(await measurePooler({ ownerUrl, authUrl, authPassword, masterKey, token, owner, tenantId: small.tenantId })));
     console.log("\nAuthHub benchmarks\n");
     console.table(rows.map((r) => ({ benchmark: r.benchmark, ratio: r.ratio.toFixed(3), target: r.target, pass: r.pass ? "yes" : "NO" })));
     for (const r of rows) console.log(`- ${r.benchmark}: ${r.detail}`);

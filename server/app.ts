@@ -240,7 +240,7 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   const releaseHealth = installHealth(app, deps.authPool, deps.logger);
   const verifier = makeVerifier(deps);
   const authenticateRequest = authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret });
-  const rateLimits = new RateLimits(deps.authPool);
+  const rateLimits = new RateLimits(deps.authPool, { preparedStatements: deps.config.database.pooler !== "transaction" });
   app.use(authApiRouter({ config: deps.config, authPool: deps.authPool, masterKey: deps.masterKey, verifier, rateLimits }));
   // API-key use is counted in memory and recorded in batches: release() records what is left (issue 13.7).
   const usage = new ApiKeyUsage(deps.authPool);

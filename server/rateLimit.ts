@@ -43,7 +43,26 @@ export class RateLimits {
   private readonly local = new Map<string, LocalTokens>();
   private cleaning = false;
 
-  constructor(private readonly pool: pg.Pool) {}
+  /**
+   * `preparedStatements: false` behind a transaction-mode pooler
+   * (AUTHHUB_DB_POOLER=transaction): rate-limiter-flexible names its
+   * statements, and a named statement lives on one server connection while the
+   * pooler hands each transaction any of them ("already exists", 42P05, or
+   * "does not exist", 26000). Its failures are not seen by callers: the
+   * per-process limiter takes over, and the limit no longer holds across
+   * instances. Here its statements go unnamed.
+   */
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly options: { preparedStatements: boolean } = { preparedStatements: true },
+  ) {}
+
+  /** What rate-limiter-flexible is given to query with. */
+  private storeClient(): Pick<pg.Pool, "query"> {
+    if (this.options.preparedStatements) return this.pool;
+    const pool = this.pool;
+    return { query: (q: pg.QueryConfig) => pool.query({ text: q.text, values: q.values }) } as Pick<pg.Pool, "query">;
+  }
 
   private limiter(kind: string, points: number, durationSeconds: number): RateLimiterAbstract {
     const id = `${kind}:${points}:${durationSeconds}`;
@@ -53,7 +72,7 @@ export class RateLimits {
       const clearExpiredByTimeout = !this.cleaning;
       this.cleaning = true;
       limiter = new RateLimiterPostgres({
-        storeClient: this.pool,
+        storeClient: this.storeClient(),
         storeType: "pool",
         schemaName: "authhub_private",
         tableName: "rate_limits",
