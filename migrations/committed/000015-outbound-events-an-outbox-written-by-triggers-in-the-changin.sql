@@ -1,5 +1,5 @@
 --! Previous: sha1:c1fc7a1b9f750bcbbb94da9c6049dde5ea5b194a
---! Hash: sha1:2e1ecb5441ef10f05479bb0f90025906e5716cab
+--! Hash: sha1:da3cb99d47df73ae6a80784eac438304522c3f38
 --! Message: Outbound events: an outbox written by triggers in the changing transaction, event endpoints with encrypted signing secrets, deliveries ordered per entity with leases, retries and disabling
 
 --! split: 1-current.sql
@@ -70,6 +70,7 @@ alter table authhub.event_endpoints enable row level security;
 alter table authhub.event_endpoints force row level security;
 comment on table authhub.event_endpoints is
   E'@behavior -insert\nWhere AuthHub sends events (Standard Webhooks): created with createEventEndpoint (the signing secret is shown once and kept encrypted).';
+comment on constraint event_endpoints_store_fkey on authhub.event_endpoints is E'@fieldName store\n@foreignFieldName eventEndpoints';
 comment on column authhub.event_endpoints.url is 'Where events are POSTed: https (plain http to loopback only outside production). Fixed once created.';
 comment on column authhub.event_endpoints.event_types is 'Patterns of the event types sent: <area>.<entity>.<created|updated|deleted>, * for a segment (a final * for the rest).';
 comment on column authhub.event_endpoints.store_id is 'A store''s system: it receives that store''s retail events only, and none that its own sync made.';
@@ -206,6 +207,8 @@ create policy all_owner on authhub.event_deliveries for all to authhub_owner usi
 comment on policy all_owner on authhub.event_deliveries is 'The owner: the outbox trigger and the worker''s definer functions.';
 grant select on authhub.event_deliveries to authhub_user;
 comment on table authhub.event_deliveries is E'@behavior -insert -update -delete\nThe delivery log: each event for each endpoint, its state, attempts and last outcome.';
+comment on constraint event_deliveries_endpoint_fkey on authhub.event_deliveries is E'@fieldName endpoint\n@foreignFieldName eventDeliveries';
+comment on constraint event_deliveries_event_fkey on authhub.event_deliveries is E'@fieldName event\n@foreignFieldName deliveries';
 comment on column authhub.event_deliveries.state is 'pending (to be sent, or retried at nextAttemptAt), delivered (2xx), failed (still refused after 3 days).';
 insert into authhub_private.audit_exemptions (table_name, reason) values
   ('authhub.event_deliveries', 'Delivery bookkeeping: the log is itself the record of what was sent.');

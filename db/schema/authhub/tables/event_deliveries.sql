@@ -22,7 +22,11 @@ CREATE TABLE authhub.event_deliveries (
   finished_at timestamp with time zone,
   created_at timestamp with time zone NOT NULL DEFAULT now(),
   CONSTRAINT event_deliveries_pkey PRIMARY KEY (tenant_id, endpoint_id, event_id),
+  -- @fieldName endpoint
+  -- @foreignFieldName eventDeliveries
   CONSTRAINT event_deliveries_endpoint_fkey FOREIGN KEY (tenant_id, endpoint_id) REFERENCES authhub.event_endpoints(tenant_id, id) ON DELETE CASCADE,
+  -- @fieldName event
+  -- @foreignFieldName deliveries
   CONSTRAINT event_deliveries_event_fkey FOREIGN KEY (tenant_id, event_id) REFERENCES authhub.events(tenant_id, id) ON DELETE CASCADE,
   CONSTRAINT event_deliveries_state CHECK (
     state = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text])

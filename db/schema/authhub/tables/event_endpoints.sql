@@ -24,6 +24,8 @@ CREATE TABLE authhub.event_endpoints (
   created_at timestamp with time zone NOT NULL DEFAULT now(),
   updated_at timestamp with time zone NOT NULL DEFAULT now(),
   CONSTRAINT event_endpoints_pkey PRIMARY KEY (tenant_id, id),
+  -- @fieldName store
+  -- @foreignFieldName eventEndpoints
   CONSTRAINT event_endpoints_store_fkey FOREIGN KEY (tenant_id, store_id) REFERENCES retail.stores(tenant_id, id) ON DELETE CASCADE,
   CONSTRAINT event_endpoints_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES authhub.tenants(id) ON DELETE CASCADE,
   CONSTRAINT event_endpoints_event_types CHECK (authhub_private.event_types_valid(event_types)),
