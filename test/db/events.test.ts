@@ -296,4 +296,17 @@ describe("the worker's side", () => {
     const names = await db.owner.query<{ name: string }>("select payload #>> '{data,displayName}' as name from authhub.events where id = $1", [after[0]!.event_id]);
     expect(names.rows.map((r) => r.name)).toEqual(["third"]);
   });
+
+  test("retention: finished deliveries go after 30 days, and an event with them once none is left", async () => {
+    const { rows: finished } = await db.owner.query<{ event_id: string }>("select event_id from authhub.event_deliveries where tenant_id = $1 and state <> 'pending'", [tenant]);
+    expect(finished.length).toBeGreaterThan(1);
+    const [old, ...recent] = finished.map((r) => r.event_id);
+    await db.owner.query("update authhub.event_deliveries set finished_at = now() - interval '31 days' where tenant_id = $1 and event_id = $2", [tenant, old]);
+    const purged = await worker(async (c) => (await c.query<{ n: number }>("select authhub_private.purge_event_deliveries(100) as n")).rows[0]!.n);
+    expect(purged).toBe(1);
+    expect((await db.owner.query("select 1 from authhub.events where tenant_id = $1 and id = $2", [tenant, old])).rowCount).toBe(0);
+    // The recent ones, and every pending one, stay.
+    expect((await db.owner.query("select 1 from authhub.event_deliveries where tenant_id = $1 and event_id = any($2)", [tenant, recent])).rowCount).toBe(recent.length);
+    expect((await db.owner.query("select 1 from authhub.events where tenant_id = $1 and id = any($2)", [tenant, recent])).rowCount).toBe(recent.length);
+  });
 });
