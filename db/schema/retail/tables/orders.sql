@@ -30,6 +30,8 @@ CREATE TABLE retail.orders (
   CONSTRAINT orders_pkey PRIMARY KEY (tenant_id, store_id, id),
   CONSTRAINT orders_external_id_key UNIQUE (tenant_id, store_id, external_id),
   CONSTRAINT orders_number_key UNIQUE (tenant_id, store_id, number),
+  -- @fieldName currencyInfo
+  -- The order's currency: its ISO 4217 code, minor units and name.
   CONSTRAINT orders_currency_fkey FOREIGN KEY (currency) REFERENCES retail.currencies(code),
   CONSTRAINT orders_customer_fkey FOREIGN KEY (tenant_id, store_id, customer_id) REFERENCES retail.customers(tenant_id, store_id, id),
   CONSTRAINT orders_store_fkey FOREIGN KEY (tenant_id, store_id) REFERENCES retail.stores(tenant_id, id) ON DELETE CASCADE,
@@ -156,6 +158,6 @@ CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.orders REFERENCING NEW 
 CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.orders REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'order', 'store_id', 'store_id', 'id');
 
 -- Grants (the owner holds every privilege not revoked here): 3
-GRANT INSERT (external_id, customer_external_id, subtotal_minor, discount_minor, tax_minor, total_minor, source_version, deleted_at), UPDATE (customer_external_id, subtotal_minor, discount_minor, tax_minor, total_minor, source_version, deleted_at) ON retail.orders TO authhub_api_client;
+GRANT INSERT (external_id, customer_external_id, source_version, deleted_at), UPDATE (customer_external_id, source_version, deleted_at) ON retail.orders TO authhub_api_client;
 GRANT SELECT, DELETE ON retail.orders TO authhub_user;
 GRANT INSERT (tenant_id, store_id, number, status, currency, placed_at, customer_id), UPDATE (number, status, currency, placed_at, customer_id, version) ON retail.orders TO authhub_user;

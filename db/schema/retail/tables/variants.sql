@@ -17,6 +17,8 @@ CREATE TABLE retail.variants (
   updated_at timestamp with time zone NOT NULL DEFAULT now(),
   CONSTRAINT variants_pkey PRIMARY KEY (tenant_id, store_id, id),
   CONSTRAINT variants_sku_key UNIQUE (tenant_id, store_id, sku),
+  -- @fieldName currencyInfo
+  -- The variant's currency: its ISO 4217 code, minor units and name.
   CONSTRAINT variants_currency_fkey FOREIGN KEY (currency) REFERENCES retail.currencies(code),
   CONSTRAINT variants_product_fkey FOREIGN KEY (tenant_id, store_id, product_id) REFERENCES retail.products(tenant_id, store_id, id) ON DELETE CASCADE
 );
@@ -118,6 +120,7 @@ CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.variants REFERENCING NE
 
 CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.variants REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'variant', 'store_id', 'store_id', 'id');
 
--- Grants (the owner holds every privilege not revoked here): 2
+-- Grants (the owner holds every privilege not revoked here): 3
+GRANT UPDATE (product_id) ON retail.variants TO authhub_api_client;
 GRANT SELECT, DELETE ON retail.variants TO authhub_user;
 GRANT INSERT (tenant_id, store_id, product_id, sku, title, price_minor, currency), UPDATE (sku, title, price_minor, currency, version) ON retail.variants TO authhub_user;

@@ -1,7 +1,8 @@
---! Previous: sha1:c1fc7a1b9f750bcbbb94da9c6049dde5ea5b194a
---! Hash: sha1:da3cb99d47df73ae6a80784eac438304522c3f38
+--! Previous: sha1:6fd146f8df2ed28d9197bafe20574856aabeaf9b
+--! Hash: sha1:bfb78140407bbea398d4f06f784a9feb1b7c96a0
 --! Message: Outbound events: an outbox written by triggers in the changing transaction, event endpoints with encrypted signing secrets, deliveries ordered per entity with leases, retries and disabling
 
+--! split: 1-current.sql
 --! split: 1-current.sql
 
 
