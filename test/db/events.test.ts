@@ -303,6 +303,28 @@ describe("the worker's side", () => {
     ).toBeGreaterThan(0);
   });
 
+  test("a worker that dies holding a delivery: its lease runs out, the sweep queues a send, and it goes again", async () => {
+    const t2 = f.a.id;
+    const ep = await makeEndpoint(t2, "https://hooks.a.example/lease", ["identity.organization.*"]);
+    await db.owner.query("update authhub.organizations set name = 'Leased' where tenant_id = $1 and id = $2", [t2, f.a.orgs.grandchild]);
+    const take = () =>
+      worker(async (c) => rowsOf<{ event_id: string; attempt: number }>(c, "select event_id, attempt from authhub_private.claim_event_deliveries($1, $2, 10)", [t2, ep]));
+    const [held] = await take();
+    expect(held!.attempt).toBe(1);
+    // The worker is gone without recording anything; a minute later its lease has run out.
+    expect(await take()).toEqual([]);
+    await db.owner.query("update authhub.event_deliveries set leased_until = now() - interval '1 second', next_attempt_at = now() - interval '1 minute' where endpoint_id = $1", [
+      ep,
+    ]);
+    const jobs = async () => (await db.owner.query("select 1 from graphile_worker.jobs where task_identifier = 'event_deliveries__send'")).rowCount!;
+    const before = await jobs();
+    expect(await worker(async (c) => (await c.query<{ n: number }>("select authhub_private.sweep_event_deliveries() as n")).rows[0]!.n)).toBeGreaterThanOrEqual(1);
+    expect(await jobs()).toBeGreaterThan(before);
+    const again = await take();
+    expect(again).toEqual([{ event_id: held!.event_id, attempt: 2 }]);
+    await db.owner.query("delete from authhub.event_endpoints where id = $1", [ep]);
+  });
+
   test("a delivery refused for 3 days fails and the entity's next event goes; an endpoint failing that long is disabled with the reason", async () => {
     await db.owner.query("update authhub.users set display_name = 'third' where id = $1", [f.b.users.member]);
     // Three days on: the head's event is old, the endpoint has failed since then.

@@ -20,6 +20,7 @@ import { createEventEndpoint } from "../../server/events/endpoints.js";
 import { makeLogger } from "../../server/logger.js";
 import { issueApiKey } from "../../server/openapi/issue.js";
 import { resolveChecked } from "../../worker/events/address.js";
+import { sendEvent } from "../../worker/events/send.js";
 import { configureWorker } from "../../worker/context.js";
 import { startWorker, type WorkerHandle } from "../../worker/runner.js";
 import type { TestDatabase } from "../helpers/db.js";
@@ -388,6 +389,21 @@ describe("delivery", () => {
     await new Promise((resolve) => setTimeout(resolve, 1000));
     expect(receiver.received.filter((r) => r.path === "/store").map((r) => verified(storeEp.secret, r).data.status)).toEqual(["fulfilled"]);
     await db.owner.query("delete from authhub.event_endpoints where id = any($1)", [[storeEp.id, hubEp.id]]);
+  });
+
+  test("an endpoint that does not answer in time fails the attempt, with why", async () => {
+    const hanging = createServer(() => undefined);
+    await new Promise<void>((resolve) => hanging.listen(0, "127.0.0.1", resolve));
+    try {
+      const attempt = await sendEvent(
+        { url: `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/slow`, secret: `whsec_${Buffer.alloc(32, 3).toString("base64")}`, eventId: "evt", body: "{}" },
+        { production: false, timeoutMs: 500 },
+      );
+      expect(attempt).toEqual({ status: null, error: expect.stringMatching(/no answer within 500 ms/) });
+    } finally {
+      hanging.closeAllConnections();
+      await new Promise((resolve) => hanging.close(resolve));
+    }
   });
 
   test("a redirect is an answer, never followed", async () => {
