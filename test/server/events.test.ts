@@ -187,6 +187,10 @@ describe("registering endpoints", () => {
       "https://[::1]/hook",
       "https://[fe80::1]/hook",
       "https://[::ffff:10.0.0.1]/hook",
+      "https://[::ffff:a9fe:a9fe]/hook",
+      "https://[64:ff9b::a00:1]/hook",
+      "https://[2002:a00:1::]/hook",
+      "https://[fd00::1]/hook",
       "https://100.64.0.1/hook",
       "https://localhost/hook",
       "http://hooks.example.com/hook",
@@ -197,6 +201,8 @@ describe("registering endpoints", () => {
     // A name is resolved and what it resolves to is checked.
     await expect(resolveChecked(new URL("https://localhost/hook"), true)).rejects.toThrow(/private, loopback or link-local/);
     expect(await resolveChecked(new URL("https://93.184.215.14/hook"), true)).toEqual({ address: "93.184.215.14", family: 4 });
+    expect(await resolveChecked(new URL("https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/hook"), true)).toEqual({ address: "2606:2800:21f:cb07:6820:80da:af6b:8b2c", family: 6 });
+    expect(await resolveChecked(new URL("https://[::ffff:5db8:d70e]/hook"), true)).toMatchObject({ family: 6 });
     expect((await db.owner.query("select 1 from authhub.event_endpoints")).rowCount).toBe(0);
   });
 

@@ -42,12 +42,13 @@ for (const [net, bits] of [
   NOT_PUBLIC.addSubnet(net, bits, "ipv4");
 }
 for (const [net, bits] of [
-  ["::", 128], // unspecified
-  ["::1", 128], // loopback
+  ["::", 96], // unspecified, loopback and the deprecated IPv4-compatible form (::a.b.c.d)
+  ["64:ff9b::", 96], // NAT64: it would reach whatever IPv4 address it embeds
   ["64:ff9b:1::", 48], // local-use NAT64
   ["100::", 64], // discard
   ["2001::", 23], // IETF protocol assignments
   ["2001:db8::", 32], // documentation
+  ["2002::", 16], // 6to4: it embeds an IPv4 address, private ones too
   ["fc00::", 7], // unique local
   ["fe80::", 10], // link-local
   ["fec0::", 10], // site-local (deprecated)
@@ -60,7 +61,10 @@ const LOOPBACK = new BlockList();
 LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
 LOOPBACK.addAddress("::1", "ipv6");
 
-/** An IPv4 address written as IPv6 (`::ffff:10.0.0.1`) is judged as the IPv4 address it is. */
+/**
+ * An IPv4 address written as IPv6 (`::ffff:10.0.0.1`) is judged as the IPv4
+ * address it is (BlockList does so for the hex form `::ffff:a00:1` too).
+ */
 function unmapped(address: string): { address: string; family: "ipv4" | "ipv6" } {
   const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
   if (mapped) return { address: mapped[1]!, family: "ipv4" };
@@ -70,9 +74,6 @@ function unmapped(address: string): { address: string; family: "ipv4" | "ipv6" }
 export function isPublicAddress(address: string): boolean {
   if (isIP(address) === 0) return false;
   const a = unmapped(address);
-  // IPv4-compatible and NAT64 forms embed an IPv4 address too: judge that one.
-  const nat64 = /^64:ff9b::(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(a.address);
-  if (nat64) return isPublicAddress(nat64[1]!);
   return !NOT_PUBLIC.check(a.address, a.family);
 }
 
