@@ -5,7 +5,7 @@
  * HMAC-SHA256>` made by the `svix` package, which implements the
  * specification). The connection goes to the address address.ts checked, not
  * to a second DNS answer; a redirect is an answer like any other, never
- * followed; nothing is read of the body but its status.
+ * followed; nothing of the answer is read but its status.
  */
 // eslint-disable-next-line no-restricted-imports -- a client, not a server: fetch cannot pin the address the SSRF check approved
 import http from "node:http";
@@ -77,9 +77,9 @@ export async function sendEvent(delivery: Delivery, options: { production: boole
       },
       (res) => {
         const status = res.statusCode ?? 0;
-        // The body is not needed: drain it so the socket closes cleanly.
-        res.resume();
+        // The body is not read: an endpoint streaming an endless one must not hold the worker.
         res.on("error", () => undefined);
+        res.destroy();
         if (status >= 200 && status < 300) done({ status, error: null });
         else if (status >= 300 && status < 400) done({ status, error: `HTTP ${status}: redirects are not followed` });
         else done({ status, error: `HTTP ${status}` });
