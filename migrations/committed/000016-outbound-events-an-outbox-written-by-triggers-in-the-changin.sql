@@ -1,8 +1,7 @@
 --! Previous: sha1:6fd146f8df2ed28d9197bafe20574856aabeaf9b
---! Hash: sha1:bfb78140407bbea398d4f06f784a9feb1b7c96a0
+--! Hash: sha1:7de0a49ad0f7346cf922e2e7c35d2e88740b99a7
 --! Message: Outbound events: an outbox written by triggers in the changing transaction, event endpoints with encrypted signing secrets, deliveries ordered per entity with leases, retries and disabling
 
---! split: 1-current.sql
 --! split: 1-current.sql
 
 
@@ -494,7 +493,44 @@ grant execute on function authhub_private.claim_event_deliveries(uuid, uuid, int
 -- Records an attempt's outcome: 'delivered' (2xx), 'retry' (due again after the
 -- backoff, with a job queued for then) or 'failed' (refused for 3 days). A
 -- failure also keeps the endpoint's failing_since, and disables an endpoint
--- failing for 3 days with the reason.
+-- failing for 3 days with the reason. When an entity's head is done (delivered
+-- or failed) and the entity has a next event waiting, a send is queued for it:
+-- send jobs do not poll for more work, so this is how the next one goes at once.
+-- A send for the endpoint when the entity of a delivery that is done has a next event waiting.
+create function authhub_private.queue_event_successor(done authhub.event_deliveries) returns void
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if exists (select 1 from authhub.event_deliveries n
+             where n.tenant_id = done.tenant_id and n.endpoint_id = done.endpoint_id and n.entity = done.entity
+               and n.state = 'pending' and n.seq > done.seq) then
+    perform authhub_private.queue_event_delivery(done.tenant_id, done.endpoint_id, null);
+  end if;
+end;
+$$;
+comment on function authhub_private.queue_event_successor(authhub.event_deliveries) is
+  'Queues a send when the entity of a finished delivery has a next event. Definer: graphile-worker''s tables are the owner''s.';
+
+-- Whether an entity's next event waits behind a head another worker holds (a
+-- send that found nothing to take asks, and looks again a moment later: the
+-- holder's record may have missed an event committed while it finished).
+create function authhub_private.event_deliveries_blocked(tenant_id uuid, endpoint_id uuid) returns boolean
+  language sql stable security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select exists (
+    select 1 from authhub.event_deliveries h
+    where h.tenant_id = event_deliveries_blocked.tenant_id and h.endpoint_id = event_deliveries_blocked.endpoint_id
+      and h.state = 'pending' and h.leased_until > clock_timestamp()
+      and exists (select 1 from authhub.event_deliveries n
+                  where n.tenant_id = h.tenant_id and n.endpoint_id = h.endpoint_id and n.entity = h.entity
+                    and n.state = 'pending' and n.seq > h.seq))
+$$;
+comment on function authhub_private.event_deliveries_blocked(uuid, uuid) is
+  'Whether an endpoint has an event waiting behind one a worker holds. Definer: the worker role holds no table rights.';
+grant execute on function authhub_private.event_deliveries_blocked(uuid, uuid) to authhub_worker;
+
 create function authhub_private.record_event_attempt(tenant_id uuid, endpoint_id uuid, event_id uuid, status integer, error text)
   returns text
   language plpgsql volatile security definer
@@ -520,6 +556,7 @@ begin
     where x.tenant_id = d.tenant_id and x.endpoint_id = d.endpoint_id and x.event_id = d.event_id;
     update authhub.event_endpoints e set failing_since = null, last_success_at = now()
     where e.tenant_id = d.tenant_id and e.id = d.endpoint_id;
+    perform authhub_private.queue_event_successor(d);
     return 'delivered';
   end if;
 
@@ -529,8 +566,7 @@ begin
     set state = 'failed', finished_at = now(), leased_until = null, last_status = record_event_attempt.status, last_error = reason
     where x.tenant_id = d.tenant_id and x.endpoint_id = d.endpoint_id and x.event_id = d.event_id;
     outcome := 'failed';
-    -- The entity's next event may go now.
-    perform authhub_private.queue_event_delivery(d.tenant_id, d.endpoint_id, null);
+    perform authhub_private.queue_event_successor(d);
   else
     update authhub.event_deliveries x
     set next_attempt_at = next_at, leased_until = null, last_status = record_event_attempt.status, last_error = reason

@@ -282,7 +282,15 @@ describe("the worker's side", () => {
     const payloads = await db.owner.query<{ id: string; name: string }>("select id, payload #>> '{data,displayName}' as name from authhub.events where tenant_id = $1", [tenant]);
     const nameOf = new Map(payloads.rows.map((r) => [r.id, r.name]));
     expect(first.map((d) => nameOf.get(d.event_id)).sort()).toEqual(["first", "other"]);
+    // The member's second change waits behind its first, which this worker holds.
+    const jobs = async () => (await db.owner.query("select 1 from graphile_worker.jobs where task_identifier = 'event_deliveries__send'")).rowCount!;
+    const blocked = () => worker(async (c) => (await c.query<{ b: boolean }>("select authhub_private.event_deliveries_blocked($1, $2) as b", [tenant, endpoint])).rows[0]!.b);
+    expect(await blocked()).toBe(true);
+    const jobsBefore = await jobs();
     for (const d of first) expect(await record(d.event_id, 204)).toBe("delivered");
+    // Done with the heads: a send is queued for the member's next event (the outsider has none).
+    expect(await jobs()).toBe(jobsBefore + 1);
+    expect(await blocked()).toBe(false);
     const next = await claim();
     expect(next.map((d) => nameOf.get(d.event_id))).toEqual(["second"]);
     // A failure: due again after the backoff (5 s first), the endpoint marked failing.

@@ -3,11 +3,16 @@
  * now from the outbox (authhub_private.claim_event_deliveries: the oldest
  * pending event of each entity, leased for a minute), sends those in parallel
  * (they are of different entities), records each outcome
- * (authhub_private.record_event_attempt decides retries, failure and disabling),
- * and goes on while there is more. Ordered per entity because an entity's next
- * event is not taken before the one before it is delivered or failed; at least
- * once because an event is recorded delivered only after a 2xx, and a worker
- * that dies leaves its lease to expire.
+ * (authhub_private.record_event_attempt decides retries, failure and disabling,
+ * and queues a send for an entity's next event once its head is done). Ordered
+ * per entity because an entity's next event is not taken before the one before
+ * it is delivered or failed; at least once because an event is recorded
+ * delivered only after a 2xx, and a worker that dies leaves its lease to expire.
+ *
+ * A job does not poll for work that arrives while it runs (each committing
+ * transaction queues its own send), so under a steady stream of changes the
+ * sends never hold the worker's slots against other tasks: it goes on only
+ * while it takes full batches (a backlog).
  */
 import type { JobHelpers, Task } from "graphile-worker";
 import { UUID_RE } from "../../db/claims.js";
@@ -18,8 +23,10 @@ import { inJobTransaction } from "../jobTransaction.js";
 const TASK = "event_deliveries__send";
 /** Deliveries taken at once (one per entity). */
 const BATCH = 20;
-/** A job hands over to a successor after this long, so one busy endpoint does not hold a worker slot for ever. */
-const MAX_RUN_MS = 30_000;
+/** A job working through a backlog hands over to a successor after this long, so one endpoint does not hold a worker slot for ever. */
+const MAX_RUN_MS = 10_000;
+/** A send that found an event waiting behind one another worker holds looks again after this long. */
+const BLOCKED_RETRY_MS = 1_000;
 
 interface Payload {
   tenant_id: string;
@@ -98,7 +105,18 @@ export const event_deliveries__send: Task = async (payload, helpers) => {
   for (;;) {
     const sent = await sendRound(payload, helpers);
     for (const s of sent) if (s.outcome === "failed") helpers.logger.warn(`event ${s.eventId} failed for good: ${s.attempt.error}`);
-    if (sent.length === 0) return;
+    if (sent.length === 0) {
+      // Nothing to take, but an event may wait behind one another worker holds: its
+      // record queues the next send, unless the event committed just as it finished.
+      const blocked = await inJobTransaction(
+        helpers,
+        TASK,
+        async (client) => (await client.query<{ b: boolean }>("select authhub_private.event_deliveries_blocked($1, $2) as b", [payload.tenant_id, payload.endpoint_id])).rows[0]!.b,
+      );
+      if (blocked) await helpers.addJob(TASK, payload, { runAt: new Date(Date.now() + BLOCKED_RETRY_MS) });
+      return;
+    }
+    if (sent.length < BATCH) return;
     if (Date.now() - started > MAX_RUN_MS) {
       await helpers.addJob(TASK, payload);
       return;

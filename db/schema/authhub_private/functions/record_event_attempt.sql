@@ -32,6 +32,7 @@ begin
     where x.tenant_id = d.tenant_id and x.endpoint_id = d.endpoint_id and x.event_id = d.event_id;
     update authhub.event_endpoints e set failing_since = null, last_success_at = now()
     where e.tenant_id = d.tenant_id and e.id = d.endpoint_id;
+    perform authhub_private.queue_event_successor(d);
     return 'delivered';
   end if;
 
@@ -41,8 +42,7 @@ begin
     set state = 'failed', finished_at = now(), leased_until = null, last_status = record_event_attempt.status, last_error = reason
     where x.tenant_id = d.tenant_id and x.endpoint_id = d.endpoint_id and x.event_id = d.event_id;
     outcome := 'failed';
-    -- The entity's next event may go now.
-    perform authhub_private.queue_event_delivery(d.tenant_id, d.endpoint_id, null);
+    perform authhub_private.queue_event_successor(d);
   else
     update authhub.event_deliveries x
     set next_attempt_at = next_at, leased_until = null, last_status = record_event_attempt.status, last_error = reason
