@@ -16,6 +16,7 @@
  */
 import type { JobHelpers, Task } from "graphile-worker";
 import { UUID_RE } from "../../db/claims.js";
+import type { MasterKey } from "../../server/auth/masterKey.js";
 import { workerContext } from "../context.js";
 import { sendEvent, type Attempt } from "../events/send.js";
 import { inJobTransaction } from "../jobTransaction.js";
@@ -52,11 +53,22 @@ function assertPayload(payload: unknown): asserts payload is Payload {
   if (!p || !UUID_RE.test(String(p.tenant_id)) || !UUID_RE.test(String(p.endpoint_id))) throw new Error(`${TASK}: malformed payload`);
 }
 
+async function attemptOne(d: Claimed, masterKey: MasterKey, production: boolean): Promise<Attempt> {
+  let secret: string;
+  try {
+    secret = masterKey.decrypt(d.secret_encrypted);
+  } catch {
+    // The operator's to fix (a master key missing from AUTHHUB_MASTER_KEY_PREVIOUS): retried like any failure.
+    return { status: null, error: "The endpoint's signing secret cannot be opened with the configured master key." };
+  }
+  return sendEvent({ url: d.url, secret, eventId: d.event_id, body: JSON.stringify(d.payload) }, { production });
+}
+
 /** One round: claim, send, record. What was sent, in the order claimed. */
-export async function sendRound(payload: Payload, helpers: Pick<JobHelpers, "withPgClient">): Promise<SentEvent[]> {
+export async function sendRound(payload: Payload, helpers: JobHelpers): Promise<SentEvent[]> {
   const { masterKey, production } = workerContext();
   const claimed = await inJobTransaction(
-    helpers as JobHelpers,
+    helpers,
     TASK,
     async (client) =>
       (
@@ -69,19 +81,9 @@ export async function sendRound(payload: Payload, helpers: Pick<JobHelpers, "wit
   );
   return Promise.all(
     claimed.map(async (d): Promise<SentEvent> => {
-      let attempt: Attempt;
-      let secret: string | null = null;
-      try {
-        secret = masterKey.decrypt(d.secret_encrypted);
-      } catch {
-        // The operator's to fix (a master key missing from AUTHHUB_MASTER_KEY_PREVIOUS): retried like any failure.
-        attempt = { status: null, error: "The endpoint's signing secret cannot be opened with the configured master key." };
-      }
-      if (secret !== null) {
-        attempt = await sendEvent({ url: d.url, secret, eventId: d.event_id, body: JSON.stringify(d.payload) }, { production });
-      }
+      const attempt = await attemptOne(d, masterKey, production);
       const outcome = await inJobTransaction(
-        helpers as JobHelpers,
+        helpers,
         TASK,
         async (client) =>
           (
@@ -89,12 +91,12 @@ export async function sendRound(payload: Payload, helpers: Pick<JobHelpers, "wit
               payload.tenant_id,
               payload.endpoint_id,
               d.event_id,
-              attempt!.status,
-              attempt!.error,
+              attempt.status,
+              attempt.error,
             ])
           ).rows[0]!.outcome,
       );
-      return { eventId: d.event_id, attempt: attempt!, outcome };
+      return { eventId: d.event_id, attempt, outcome };
     }),
   );
 }
