@@ -17,6 +17,7 @@ import { issueApiKey, rotateApiKeySecret } from "./openapi/issue.js";
 import { DEMO_RETAIL, seedDemo } from "./seed/demo.js";
 import { localBase, renderDemo, tryThis } from "./seed/tryThis.js";
 import { createWebhookEndpoint } from "./webhooks/endpoints.js";
+import { createEventEndpoint } from "./events/endpoints.js";
 import { readConfig, type Config } from "./config.js";
 import { toAppError } from "./errors.js";
 
@@ -45,6 +46,9 @@ Commands:
                                             a store: an organization (below --parent, e.g. a seller) and its settings
   issuer show                               the issuer (iss) tokens carry, and where it comes from
   issuer set <url>                          change the remembered issuer (servers use it from their next start)
+  events endpoint add --tenant <slug> --url <url> [--types a,b] [--store <code>] [--description <text>]
+                                            an outbound event endpoint; prints its id and signing secret (shown once)
+  events endpoint list --tenant <slug>      the tenant's event endpoints, enabled or why disabled, and pending deliveries
   seed demo [--tenant <slug>] [--stores N] [--orders M]
                                             a demo tenant (organizations, a user at every level, a custom
                                             role, an API key, a webhook endpoint) and what to try with it;
@@ -186,6 +190,7 @@ const ENCRYPTED_COLUMNS = [
   { table: "authhub_private.api_key_secrets", key: "fingerprint", column: "secret_encrypted" },
   { table: "authhub_private.webhook_secrets", key: "endpoint_id::text", column: "secret_encrypted" },
   { table: "authhub_private.webhook_secrets", key: "endpoint_id::text", column: "clerk_secret_key_encrypted" },
+  { table: "authhub_private.event_endpoint_secrets", key: "endpoint_id::text", column: "secret_encrypted" },
 ];
 
 /** `keys rewrap`: every stored secret not encrypted under the current master key is re-encrypted under it. */
@@ -425,6 +430,73 @@ async function issuerSet({ config, owner, args, out }: Parameters<Command>[0]): 
   return 0;
 }
 
+// --- Outbound events (issue 17) ---
+
+/** `events endpoint add`: an event endpoint for a tenant (optionally a store's); the secret is printed once. */
+async function eventsEndpointAdd({ config, owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  const tenantId = await tenantBySlug(owner, required(values, "tenant"));
+  let storeId: string | null = null;
+  if (typeof values.store === "string") {
+    const { rows } = await owner.query<{ id: string }>("select id from retail.stores where tenant_id = $1 and code = $2", [tenantId, values.store]);
+    if (!rows[0]) throw new UsageError(`No store ${values.store} in that tenant.`);
+    storeId = rows[0].id;
+  }
+  const eventTypes =
+    typeof values.types === "string"
+      ? values.types
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : null;
+  const created = await asCliCommand(owner, "events-endpoint-add", (client) =>
+    createEventEndpoint(
+      client,
+      masterKeyFor(config),
+      { url: required(values, "url"), eventTypes, storeId, description: typeof values.description === "string" ? values.description : null, tenantId },
+      { production: config.env === "production" },
+    ),
+  );
+  out.print([`Event endpoint ${created.id} → ${created.url} (${created.eventTypes.join(", ")})`, `Signing secret (shown once): ${created.secret}`].join("\n"), {
+    id: created.id,
+    secret: created.secret,
+    tenant_id: created.tenantId,
+    url: created.url,
+    event_types: created.eventTypes,
+    store_id: storeId,
+  });
+  return 0;
+}
+
+async function eventsEndpointList({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  const tenantId = await tenantBySlug(owner, required(values, "tenant"));
+  const { rows } = await owner.query<
+    { id: string; url: string; event_types: string[]; enabled: boolean; disabled_reason: string | null; pending: number } & Record<string, unknown>
+  >(
+    `select e.id, e.url, e.event_types, e.store_id, e.enabled, e.disabled_reason, e.failing_since, e.last_success_at, e.created_at,
+            (select count(*)::int from authhub.event_deliveries d where d.tenant_id = e.tenant_id and d.endpoint_id = e.id and d.state = 'pending') as pending
+     from authhub.event_endpoints e where e.tenant_id = $1 order by e.created_at`,
+    [tenantId],
+  );
+  out.print(
+    rows.length
+      ? rows
+          .map(
+            (r) =>
+              `${r.id}  ${r.enabled ? "enabled " : "disabled"}  ${r.url}  [${r.event_types.join(", ")}]  ${r.pending} pending${r.disabled_reason ? `\n    ${r.disabled_reason}` : ""}`,
+          )
+          .join("\n")
+      : "No event endpoints.",
+    { endpoints: rows },
+  );
+  return 0;
+}
+
+/** Three-word commands (`events endpoint add`). */
+const THREE_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise<number>> = {
+  "events endpoint add": eventsEndpointAdd,
+  "events endpoint list": eventsEndpointList,
+};
+
 const TWO_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise<number>> = {
   "audit verify": auditVerify,
   "keys rotate": keysRotate,
@@ -476,6 +548,10 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
         currency: { type: "string" },
         stores: { type: "string" },
         orders: { type: "string" },
+        url: { type: "string" },
+        types: { type: "string" },
+        store: { type: "string" },
+        description: { type: "string" },
       },
     });
     json = values.json === true;
@@ -486,7 +562,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
     }
     const pair = positionals.slice(0, 2).join(" ");
     if (WITH_ARGUMENT.has(pair) && positionals.length !== 3) throw new UsageError(`${pair} takes one argument: npx authhub ${pair} <url>`);
-    const twoWord = positionals.length === (WITH_ARGUMENT.has(pair) ? 3 : 2) ? TWO_WORD_COMMANDS[pair] : undefined;
+    const twoWord =
+      positionals.length === (WITH_ARGUMENT.has(pair) ? 3 : 2) ? TWO_WORD_COMMANDS[pair] : positionals.length === 3 ? THREE_WORD_COMMANDS[positionals.join(" ")] : undefined;
     const command = positionals.length === 1 ? commands[name] : undefined;
     if (!twoWord && !command) throw new UsageError(`Unknown command: ${positionals.join(" ")}`);
     const config = readConfig(env);

@@ -106,7 +106,7 @@ async function main() {
     logger.warn("Several trusted issuers are configured: a user's external_id is matched whichever of them signed, so their subject ids must not collide.");
   }
   const { server, release } = await makeApp({ config: { ...config, issuer: issuer.issuer }, authPool, logger, masterKey });
-  const worker = config.runWorker ? await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl }) : null;
+  const worker = config.runWorker ? await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl, production: config.env === "production" }) : null;
   watchPool("owner", ownerPool);
   collectProcessMetrics();
   if (worker) countJobs(worker.events);

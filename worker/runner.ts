@@ -18,8 +18,15 @@ export interface WorkerHandle {
   events: Runner["events"];
 }
 
-export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger; masterKey: MasterKey; clerkApiUrl: string; concurrency?: number }): Promise<WorkerHandle> {
-  configureWorker({ masterKey: options.masterKey, clerkApiUrl: options.clerkApiUrl });
+export async function startWorker(options: {
+  ownerPool: pg.Pool;
+  logger: Logger;
+  masterKey: MasterKey;
+  clerkApiUrl: string;
+  concurrency?: number;
+  production?: boolean;
+}): Promise<WorkerHandle> {
+  configureWorker({ masterKey: options.masterKey, clerkApiUrl: options.clerkApiUrl, production: options.production ?? false });
   const log = options.logger.child({ component: "worker" });
   const logger = new WorkerLogger((scope) => (level, message, meta) => {
     const fields = { ...scope, ...(meta ?? {}) } as Record<string, unknown>;
