@@ -198,7 +198,7 @@ test("an API key's per-minute limit is counted across both servers", async () =>
   expect(statuses.length - ok).toBeGreaterThanOrEqual(60);
 });
 
-test("`keys rotate`: both servers accept the new key's tokens within a minute, and still the old one's", async () => {
+test("`keys rotate`: both servers issue with the new key and accept its tokens within a minute, and still the old one's", async () => {
   const oldKid = decodeProtectedHeader(token).kid;
   // Both servers have verified a token of the old key, so both hold it in memory.
   for (const s of servers) expect((await graphql(s.base, "{ currentUser { email } }")).status).toBe(200);
@@ -211,6 +211,16 @@ test("`keys rotate`: both servers accept the new key's tokens within a minute, a
     return res.status === 200 && ((await res.json()) as { data?: { currentUser?: { email: string } } }).data?.currentUser?.email === "tenant-admin@tenant-a.test";
   };
   for (const s of servers) {
+    // Each server issues with the new key: a client-credentials token it mints names the new kid, and both accept it.
+    const issued = await fetch(`${s.base}/auth/token`, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ grant_type: "client_credentials", client_id: loadKey.keyId, client_secret: loadKey.secret }),
+    });
+    expect(issued.status).toBe(200);
+    const minted = ((await issued.json()) as { access_token: string }).access_token;
+    expect(decodeProtectedHeader(minted).kid).toBe(rotated.kid);
+    for (const other of servers) expect(await eventually(async () => (await graphql(other.base, "{ currentUser { email } }", minted)).status === 200, 60_000)).toBe(true);
     expect(await eventually(() => accepted(s.base, fresh), 60_000)).toBe(true);
     expect(await accepted(s.base, token)).toBe(true);
     const published = async () => ((await (await fetch(`${s.base}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
