@@ -43,6 +43,10 @@ export class OrphanedJobs {
         this.log.warn("worker liveness connection lost", { err });
         if (this.client === client) this.client = null;
       });
+      // Ended without an error (the server closed it): the next look reconnects and locks again.
+      client.on("end", () => {
+        if (this.client === client) this.client = null;
+      });
       try {
         await client.connect();
         for (const id of this.own) await client.query(`select pg_advisory_lock(${LOCK})`, [id]);

@@ -33,7 +33,9 @@ export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger;
   // This pool's liveness, and the jobs of pools that died without stopping (worker/orphans.ts).
   const orphans = new OrphanedJobs(options.ownerPool.options, log);
   const events: WorkerEvents = new EventEmitter();
+  let pool: string | null = null;
   events.on("pool:create", ({ workerPool }) => {
+    pool = workerPool.id;
     orphans.claim(workerPool.id).catch((err: unknown) => log.warn("could not take the worker pool's liveness lock", { err }));
   });
   const runner: Runner = await run({
@@ -49,7 +51,8 @@ export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger;
     events,
   });
   orphans.start();
-  log.info("worker started", { tasks: Object.keys(tasks) });
+  // The pool id is what graphile-worker's jobs name as locked_by.
+  log.info("worker started", { tasks: Object.keys(tasks), pool });
   return {
     events: runner.events,
     async stop() {

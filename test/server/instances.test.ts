@@ -4,9 +4,10 @@
  * reads and writes, signed Open API reads, creates and order syncs, Clerk
  * webhook deliveries), sent to both servers in turn. Each delivery is applied
  * once whichever worker drains it, the rollups count each order once, an API
- * key's per-minute limit is counted jointly across the servers, and a signing
- * key rotated by `npx authhub keys rotate` is accepted by both servers within a
- * minute. Bounds are generous and conditions polled: the machine is shared.
+ * key's per-minute limit is counted jointly across the servers, a signing key
+ * rotated by `npx authhub keys rotate` is used and accepted by both servers
+ * within a minute, and a worker killed in the middle of a job has it taken over
+ * by the other. Bounds are generous and conditions polled: the machine is shared.
  */
 import { randomBytes } from "node:crypto";
 import { jest } from "@jest/globals";
@@ -229,7 +230,41 @@ test("`keys rotate`: both servers issue with the new key and accept its tokens w
   }
 });
 
+test("a worker killed in the middle of a drain: the other worker takes its job over, in well under graphile-worker's four hours", async () => {
+  // A test trigger holds the drain that applies this user.
+  await db.owner.query(`
+    create function authhub_private.test_hold() returns trigger language plpgsql as $$ begin perform pg_sleep(60); return new; end $$;
+    create trigger test_hold before insert on authhub.users for each row when (new.email like 'held-%') execute function authhub_private.test_hold();`);
+  const held = async () =>
+    (
+      await db.owner.query<{ locked_by: string }>(
+        `select j.locked_by from graphile_worker.jobs j where j.task_identifier = 'clerk_event__apply' and j.locked_by is not null
+           and exists (select 1 from pg_stat_activity a where a.datname = current_database() and a.wait_event = 'PgSleep' and a.query like '%clerk_drain%')`,
+      )
+    ).rows[0]?.locked_by;
+  try {
+    expect((await deliver(servers[0]!.base, clerkUser("user.created", "user_held", "held-user@many.test", Date.now()), "msg_many_held")).status).toBe(202);
+    expect(await eventually(async () => (await held()) !== undefined, 30_000)).toBe(true);
+    const pool = (await held())!;
+    const victim = workers.find((w) => w.lines().some((l) => l.msg === "worker started" && l.pool === pool));
+    expect(victim).toBeDefined();
+    victim!.child.kill("SIGKILL");
+    await victim!.exited;
+    // Its held statement would end with the sleep; the drain's transaction dies with it.
+    await db.owner.query("select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and wait_event = 'PgSleep'");
+  } finally {
+    await db.owner.query("drop trigger test_hold on authhub.users; drop function authhub_private.test_hold()");
+  }
+  // The survivor finds the dead pool's job (its liveness lock is free), unlocks it and drains.
+  const applied = async () => (await db.owner.query("select 1 from authhub.webhook_deliveries where svix_id = 'msg_many_held' and state = 'done'")).rowCount === 1;
+  expect(await eventually(applied, 60_000)).toBe(true);
+  expect((await db.owner.query("select 1 from authhub.users where external_id = 'user_held'")).rowCount).toBe(1);
+  const survivor = workers.find((w) => w.child.exitCode === null && w.child.signalCode === null)!;
+  expect(survivor.lines().some((l) => l.msg === "released the jobs of worker pools that are gone")).toBe(true);
+  workers = [survivor];
+});
+
 test("graceful stop of every process", async () => {
   const codes = await Promise.all([...servers, ...workers].map((p) => p.stop("SIGTERM")));
-  expect(codes).toEqual([0, 0, 0, 0]);
+  expect(codes).toEqual([0, 0, 0]);
 });
