@@ -38,7 +38,8 @@ export class OrphanedJobs {
   private connection(): Promise<pg.Client> {
     if (this.client) return Promise.resolve(this.client);
     this.connecting ??= (async () => {
-      const client = new pg.Client({ ...this.config, application_name: "authhub-worker-liveness" });
+      // pg-pool keeps a password given apart from the URL non-enumerable: copied by name.
+      const client = new pg.Client({ ...this.config, password: this.config.password, application_name: "authhub-worker-liveness" });
       client.on("error", (err) => {
         this.log.warn("worker liveness connection lost", { err });
         if (this.client === client) this.client = null;
