@@ -86,8 +86,21 @@ export class OrphanedJobs {
       const free = (await client.query<{ free: boolean }>(`select pg_try_advisory_lock(${LOCK}) as free`, [pool])).rows[0]!.free;
       if (!free) continue;
       try {
-        await client.query("select graphile_worker.force_unlock_workers(array[$1::text])", [pool]);
+        // A job on its last attempt, or superseded while it ran (add_job, given the key of a locked job, spends
+        // the locked one's attempts and queues a new one, which may have run already and skipped what this one
+        // held), would never run again: the attempt the death cut off is given back.
+        await client.query(
+          `begin;
+           create temporary table cut_off on commit drop as
+             select id, max_attempts from graphile_worker._private_jobs where locked_by = ${pg.escapeLiteral(pool)} and attempts >= max_attempts;
+           select graphile_worker.force_unlock_workers(array[${pg.escapeLiteral(pool)}]);
+           select graphile_worker.reschedule_jobs(array[c.id], attempts => c.max_attempts - 1) from cut_off c;
+           commit;`,
+        );
         gone.push(pool);
+      } catch (err) {
+        await client.query("rollback").catch(() => undefined);
+        throw err;
       } finally {
         await client.query(`select pg_advisory_unlock(${LOCK})`, [pool]);
       }

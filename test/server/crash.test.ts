@@ -298,6 +298,22 @@ test("SIGKILL mid-write: acknowledged writes are there and whole, cut-off ones a
   );
   expect(acked("order")).toContain("crash-o-held-day");
   await until("the fold held", async () => (await heldIn("fold_rollups")) === 1, 30_000);
+  // And one on another day while it runs: graphile-worker gives the running job's key to a new job and spends its
+  // attempts; the new one folds that day and skips the held one's.
+  await attempt(
+    "order",
+    "crash-o-next-day",
+    () => signed("POST", "/open/v1/sync/orders", { rows: [order("crash-o-next-day", "2026-03-02T10:00:00+01:00")] }, { "Idempotency-Key": "crash-next-day" }),
+    orderOk,
+  );
+  expect(acked("order")).toContain("crash-o-next-day");
+  const superseded = async () =>
+    (
+      await db.owner.query(
+        "select 1 from graphile_worker.jobs where task_identifier = 'retail_rollups__fold' and locked_at is not null and key is null and attempts >= max_attempts",
+      )
+    ).rowCount === 1;
+  await until("the held fold superseded", superseded, 10_000);
 
   // Writes held mid-transaction when the process dies: a GraphQL mutation, an Open API create, and (below) a webhook drain.
   const held = [
