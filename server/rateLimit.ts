@@ -15,7 +15,8 @@
  * the shared count at once and spends it locally, so most requests cost no
  * database write. Tokens only ever come from the shared count, so no more than
  * the limit are served in a window across all servers; near the limit a
- * server takes one at a time, and a batch refused there is given back.
+ * server takes one at a time, and a batch the shared count refused is given
+ * back (never one refused from memory, which was not counted).
  * `remaining` is then approximate by the tokens other servers hold.
  */
 import type pg from "pg";
@@ -109,8 +110,10 @@ export class RateLimits {
         return { allowed: true, limit, remaining: res.remainingPoints + points - 1, resetSeconds: Math.max(1, Math.ceil(res.msBeforeNext / 1000)) };
       } catch (err) {
         if (!(err instanceof RateLimiterRes)) throw err;
-        if (points > 1) {
-          // Refused as a batch near the limit: give it back, and try for one.
+        // Refused by the shared count as a batch near the limit: the batch was counted, so give it back and try
+        // for one. A refusal from memory (the key is blocked here for the rest of its window) counted nothing:
+        // giving a batch back then would raise what every other server may serve.
+        if (points > 1 && err.consumedPoints > 0) {
           await limiter.reward(key, points).catch(() => undefined);
           return take(1);
         }
