@@ -107,6 +107,11 @@ const CHECKS: Record<string, FieldProblem> = {
   products_attributes_object: { field: "attributes", message: "must be an object of at most 16 kB" },
   products_source_version_range: { field: "sourceVersion", message: "must be at least 0" },
   products_synced_variants_array: { field: "variants", message: "must be a list" },
+  event_endpoints_url: { field: "url", message: "must be an http(s) URL of at most 2000 characters, without spaces" },
+  event_endpoints_event_types: {
+    field: "eventTypes",
+    message: "must be 1 to 50 event types such as retail.order.created, or patterns such as retail.* or * (one to three dot-separated segments)",
+  },
   inventory_levels_on_hand_range: { field: "onHand", message: "must be a whole number between -1000000000 and 1000000000" },
   inventory_levels_reserved_range: { field: "reserved", message: "must be a whole number between 0 and 1000000000" },
   inventory_levels_source_version_range: { field: "sourceVersion", message: "must be at least 0" },
