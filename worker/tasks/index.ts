@@ -15,6 +15,7 @@ import { audit_events__purge } from "./audit_events__purge.js";
 import { audit_events__seal } from "./audit_events__seal.js";
 import { open_api__cleanup } from "./open_api__cleanup.js";
 import { retail_rollups__fold } from "./retail_rollups__fold.js";
+import { retail_rollups__sweep } from "./retail_rollups__sweep.js";
 import { webhook_deliveries__purge } from "./webhook_deliveries__purge.js";
 
 export const tasks: TaskList = {
@@ -28,6 +29,7 @@ export const tasks: TaskList = {
   webhook_deliveries__purge,
   clerk__reconcile,
   retail_rollups__fold,
+  retail_rollups__sweep,
   // Outbound events (issue 17).
   event_deliveries__send,
   event_deliveries__sweep,
@@ -47,5 +49,7 @@ export const crontab = [
   "23 * * * * clerk__reconcile ?max=1&queue=clerk-reconcile",
   // Outbound events: overdue sends every minute, retention nightly.
   "* * * * * event_deliveries__sweep ?max=1",
+  // Store-days a failed or superseded fold left dirty.
+  "* * * * * retail_rollups__sweep ?max=1",
   "53 4 * * * event_deliveries__purge ?max=1",
 ].join("\n");
