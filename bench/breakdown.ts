@@ -2,8 +2,9 @@
  * Where a request's time goes under RLS (issue 14, item 1): the tenant admin's
  * 20-user page timed as the server runs it and with one piece taken away at a
  * time, interleaved in the same rounds; each piece's cost is the difference of
- * two sides' mean time per request, per round, reported as the median of the
- * rounds and their spread. Beside it, the server-side cost of each helper a
+ * two sides' median time per request, per round, reported as the median of the
+ * rounds and their spread (medians, not means: on a shared machine the mean is
+ * mostly other processes' preemptions, which land on every side alike). Beside it, the server-side cost of each helper a
  * policy calls (µs per call, measured in SQL, no round trip) and the plans.
  *
  * Sides (each on its own connection; "3 trips": the opening statement, the
@@ -30,8 +31,22 @@
 import pg from "pg";
 import { settingsStatement } from "../db/claims.js";
 import type { BenchContext } from "./context.js";
-import { explicitBegin, orgAdmin, PAGE_EXPLICIT, PAGE_RLS, request, rlsBegin, settingsOf, tenantAdmin, customRoleHolder, COLUMNS, type Subtree } from "./rls.js";
-import { interleave, median, type RoundSamples, type Side } from "./stats.js";
+import {
+  explicitBegin,
+  orgAdmin,
+  PAGE_EXPLICIT,
+  PAGE_EXPLICIT_ORGS,
+  PAGE_SEEDS_ONCE,
+  PAGE_RLS,
+  request,
+  rlsBegin,
+  settingsOf,
+  tenantAdmin,
+  customRoleHolder,
+  COLUMNS,
+  type Subtree,
+} from "./rls.js";
+import { interleave, median, percentile, type RoundSamples, type Side } from "./stats.js";
 
 export interface Piece {
   piece: string;
@@ -41,7 +56,7 @@ export interface Piece {
 }
 
 export interface Breakdown {
-  /** Mean time per request of each side, µs (median of rounds). */
+  /** Median time per request of each side, µs (median of rounds). */
   sides: Record<string, number>;
   pieces: Piece[];
   /** Server-side µs per call of each helper (no round trip). */
@@ -49,11 +64,12 @@ export interface Breakdown {
   plans: Record<string, { initPlans: number; subPlans: number; text: string }>;
 }
 
-const meanUs = (s: RoundSamples, name: string) => s[name]!.map((x) => (x.totalMs / x.count) * 1000);
+/** Per round, the side's median time per request (µs): on a loaded machine the mean is mostly other processes' preemptions. */
+const p50Us = (s: RoundSamples, name: string) => s[name]!.map((x) => percentile(x.ms, 50) * 1000);
 
 function piece(label: string, s: RoundSamples, a: string, b: string, divide = 1): Piece {
-  const A = meanUs(s, a);
-  const B = meanUs(s, b);
+  const A = p50Us(s, a);
+  const B = p50Us(s, b);
   const d = A.map((x, i) => (x - B[i]!) / divide);
   return { piece: label, us: median(d), spread: [Math.min(...d), Math.max(...d)] };
 }
@@ -108,22 +124,9 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
     return c;
   };
   try {
-    const [cServer, cPre, cUnprep, cSwitch, cDedTa, cDedOa] = [
-      await connect(auth),
-      await connect(auth),
-      await connect(auth),
-      await connect(auth),
-      await connect(auth),
-      await connect(auth),
-    ];
-    const [eExp, eBare, eJson, eUnprep, eOne, eTrip] = [
-      await connect(owner),
-      await connect(owner),
-      await connect(owner),
-      await connect(owner),
-      await connect(owner),
-      await connect(owner),
-    ];
+    const [a, o] = [() => connect(auth), () => connect(owner)];
+    const [cServer, cPre, cUnprep, cSwitch, cDedTa, cDedOa, cOa, cOaOnce] = [await a(), await a(), await a(), await a(), await a(), await a(), await a(), await a()];
+    const [eExp, eBare, eJson, eUnprep, eOne, eTrip, eOa] = [await o(), await o(), await o(), await o(), await o(), await o(), await o()];
     const resolved = await resolvedSettings(cPre, rlsBegin(ta));
     const preBegin = `begin; ${settingsStatement({ ...settingsOf(ta), ...resolved })}`;
     const jsonBegin = `begin; select set_config(key, value, true) from json_each_text(${pg.escapeLiteral(JSON.stringify({ ...settingsOf(ta), role: "authhub_owner" }))}::json)`;
@@ -139,6 +142,9 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
       { name: "explicitUnprepared", run: () => request(eUnprep, explicitBegin(ta), PAGE_EXPLICIT, [small.tenantId], false) },
       { name: "explicitOneTrip", run: () => eOne.query(oneTrip) },
       { name: "roundTrip", run: () => eTrip.query("select") },
+      { name: "orgAdmin", run: () => request(cOa, rlsBegin(oa), PAGE_RLS) },
+      { name: "orgAdminSeedsOnce", run: () => request(cOaOnce, rlsBegin(oa), PAGE_SEEDS_ONCE) },
+      { name: "orgAdminExplicit", run: () => request(eOa, explicitBegin(oa), PAGE_EXPLICIT_ORGS, [small.tenantId, subtree.orgIds]) },
       {
         name: "roleSwitching",
         run: async () => {
@@ -154,6 +160,9 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
         },
       },
     ];
+    const once = await request(cOaOnce, rlsBegin(oa), PAGE_SEEDS_ONCE);
+    const real = await request(cOa, rlsBegin(oa), PAGE_RLS);
+    if (once.length !== 20 || JSON.stringify(once) !== JSON.stringify(real)) throw new Error("breakdown: the what-if copy answers other rows than authhub.users");
     process.stderr.write("breakdown: the same page with pieces taken away…\n");
     const s = await interleave(sizes.rounds, sides, { calls: Math.max(50, Math.round(sizes.queriesPerRound / 2)), warmup: 50 });
     const pieces: Piece[] = [
@@ -166,8 +175,10 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
       piece("planning on every execution, explicit (unprepared − prepared)", s, "explicitUnprepared", "explicit"),
       piece("two round trips (3 trips − the same sent as 1)", s, "explicitUnprepared", "explicitOneTrip"),
       piece("replanning when a connection's role changes (per request)", s, "roleSwitching", "dedicated", 2),
+      piece("org admin's page: RLS in all (RLS − explicit filter on the org ids)", s, "orgAdmin", "orgAdminExplicit"),
+      piece("org admin's page: permission_seeds() called per closure row instead of once (what-if copy)", s, "orgAdmin", "orgAdminSeedsOnce"),
     ];
-    const trip = meanUs(s, "roundTrip");
+    const trip = p50Us(s, "roundTrip");
     pieces.push({ piece: "one trivial round trip (select)", us: median(trip), spread: [Math.min(...trip), Math.max(...trip)] });
 
     // Server-side cost per call of the helpers, and of begin_request per kind of caller.
@@ -189,6 +200,11 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
     per["users_in_organizations_with_permission('user:read'), 300 members"] = await perCall(
       c,
       "(select count(*) from authhub_private.users_in_organizations_with_permission(case when g > 0 then 'user:read' end))",
+      200,
+    );
+    per["the same, permission_seeds() wrapped in (select …) (what-if copy)"] = await perCall(
+      c,
+      "(select count(*) from bench_rbac.users_in_organizations_with_permission(case when g > 0 then 'user:read' end))",
       200,
     );
     per["organizations_with_permission('user:read'), 4 organizations"] = await perCall(
@@ -216,7 +232,7 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
         [small.tenantId, subtree.orgIds],
       ),
     };
-    const sideUs = Object.fromEntries(sides.map((x) => [x.name, median(meanUs(s, x.name))]));
+    const sideUs = Object.fromEntries(sides.map((x) => [x.name, median(p50Us(s, x.name))]));
     return { sides: sideUs, pieces, perCall: per, plans };
   } finally {
     for (const cl of clients) cl.release();
@@ -227,7 +243,7 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
 export function printBreakdown(b: Breakdown): void {
   console.log("\nWhere the time goes (tenant admin's 20-user page; µs per request, median of rounds, min–max):\n");
   console.table(Object.fromEntries(b.pieces.map((p) => [p.piece, { µs: p.us.toFixed(0), spread: `${p.spread[0].toFixed(0)}–${p.spread[1].toFixed(0)}` }])));
-  console.log("Mean time per request of each side (µs):", Object.fromEntries(Object.entries(b.sides).map(([k, v]) => [k, Math.round(v)])));
+  console.log("Median time per request of each side (µs, median of rounds):", Object.fromEntries(Object.entries(b.sides).map(([k, v]) => [k, Math.round(v)])));
   console.log("\nServer-side cost per call (µs, no round trip):");
   console.table(Object.fromEntries(Object.entries(b.perCall).map(([k, v]) => [k, { µs: v.toFixed(2) }])));
   for (const [name, p] of Object.entries(b.plans)) console.log(`\nPlan, ${name} (${p.initPlans} InitPlans, ${p.subPlans} SubPlans):\n${p.text}`);

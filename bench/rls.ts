@@ -26,7 +26,7 @@
  *  - Permission policy ÷ tenant-only policy. Target ≥ 0.8.
  */
 import { createHash } from "node:crypto";
-import type pg from "pg";
+import pg from "pg";
 import { beginRequestStatement, pgSettingsFor, settingsStatement, type Identity } from "../db/claims.js";
 import { readConfig, transactionLimits } from "../server/config.js";
 import type { BenchContext } from "./context.js";
@@ -44,6 +44,42 @@ export const PAGE_EXPLICIT_ORGS =
   `order by tenant_id, id limit 20`;
 /** The same users under a tenant-only policy (bench_rbac.users). */
 export const PAGE_TENANT_ONLY = `select ${COLUMNS} from bench_rbac.users order by tenant_id, id limit 20`;
+
+/** The users of the 1k-user tenant under the same subtree policy, its helper reading the permission's seeds once per statement (bench/breakdown.ts). */
+export const PAGE_SEEDS_ONCE = `select ${COLUMNS} from bench_rbac.users_scoped order by tenant_id, id limit 20`;
+
+/**
+ * A what-if for the breakdown: authhub.users' two select policies over a copy
+ * of the 1k-user tenant, with organizations_with_permission's one difference
+ * that `permission_seeds(…)` is wrapped in `(select …)`. Unwrapped, it is not
+ * inlinable (its body has a sub-select) and a small closure is read by a
+ * sequential scan that calls it, parsing the org scope's JSON, for every row.
+ */
+const seedsOnceCopy = (tenantId: string) => `
+  create function bench_rbac.organizations_with_permission(permission text) returns setof uuid
+    language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+    select c.organization_id from authhub_private.organization_closure c
+    where c.tenant_id = authhub.current_tenant_id()
+      and c.ancestor_id = any ((select authhub_private.permission_seeds(organizations_with_permission.permission))::uuid[])
+  $$;
+  create function bench_rbac.users_in_organizations_with_permission(permission text) returns setof uuid
+    language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+    select distinct m.user_id from authhub.memberships m
+    where m.tenant_id = authhub.current_tenant_id()
+      and m.organization_id in (select bench_rbac.organizations_with_permission(permission))
+  $$;
+  grant execute on function bench_rbac.organizations_with_permission(text), bench_rbac.users_in_organizations_with_permission(text) to authhub_user;
+  create table bench_rbac.users_scoped (like authhub.users including all);
+  insert into bench_rbac.users_scoped select * from authhub.users where tenant_id = ${pg.escapeLiteral(tenantId)};
+  alter table bench_rbac.users_scoped enable row level security;
+  alter table bench_rbac.users_scoped force row level security;
+  create policy select_permitted on bench_rbac.users_scoped for select to authhub_user using (
+    tenant_id = (select authhub.current_tenant_id())
+    and ((select authhub_private.has_tenant_permission('user:read'))
+         or id in (select bench_rbac.users_in_organizations_with_permission('user:read'))));
+  create policy select_self on bench_rbac.users_scoped for select to authhub_user using (
+    tenant_id = (select authhub.current_tenant_id()) and id = (select authhub.current_user_id()) and (select authhub_private.is_active_user()));
+  grant select on bench_rbac.users_scoped to authhub_user;`;
 
 /** The subtree the org admin and the custom-role holder see. */
 export interface Subtree {
@@ -117,8 +153,9 @@ export async function prepareRls(ctx: BenchContext): Promise<Subtree> {
     create policy select_tenant_only on bench_rbac.users for select to authhub_user
       using (tenant_id = (select authhub.current_tenant_id()));
     grant usage on schema bench_rbac to authhub_user;
-    grant select on bench_rbac.users to authhub_user;
-    analyze;`);
+    grant select on bench_rbac.users to authhub_user;`);
+  await owner.query(seedsOnceCopy(t));
+  await owner.query("analyze");
   return { orgIds, orgAdminId, customRoleHolderId, members: members.length };
 }
 
