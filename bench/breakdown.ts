@@ -24,12 +24,16 @@
  *  - explicitOneTrip: begin, the settings, the page (literal tenant) and commit
  *    as one simple query: what two round trips cost (explicitUnprepared −
  *    explicitOneTrip), beside one trivial round trip (roundTrip: `select`).
+ *  - openLiteralRole / openResolveOnce / openResolveTwice: the opening round
+ *    trip alone (then rollback) with a literal role, begin_request once, and
+ *    twice: its first call in a transaction against a further one; and
+ *    ownerSelect / ownerUserAuthority: user_authority's first call, as the owner.
  *  - roleSwitching vs dedicated: the tenant admin's and the org admin's pages
  *    alternating on one connection (a cached plan that depends on RLS is
  *    replanned when the role changes) vs each on its own connection.
  */
 import pg from "pg";
-import { settingsStatement } from "../db/claims.js";
+import { RESOLVE_ROLE, settingsStatement } from "../db/claims.js";
 import type { BenchContext } from "./context.js";
 import {
   explicitBegin,
@@ -109,7 +113,8 @@ async function plan(client: pg.PoolClient, begin: string | null, sql: string, pa
   const { rows } = await client.query<{ "QUERY PLAN": string }>(`explain (costs off) ${sql}`, params);
   await client.query("rollback");
   const text = rows.map((r) => r["QUERY PLAN"]).join("\n");
-  return { initPlans: (text.match(/InitPlan/g) ?? []).length, subPlans: (text.match(/SubPlan/g) ?? []).length, text };
+  // Count the nodes (`InitPlan 1` heading a subtree), not their mentions in conditions (`(InitPlan 1).col1`).
+  return { initPlans: (text.match(/^\s*InitPlan \d+/gm) ?? []).length, subPlans: (text.match(/^\s*SubPlan \d+/gm) ?? []).length, text };
 }
 
 export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Promise<Breakdown> {
@@ -127,6 +132,12 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
     const [a, o] = [() => connect(auth), () => connect(owner)];
     const [cServer, cPre, cUnprep, cSwitch, cDedTa, cDedOa, cOa, cOaOnce] = [await a(), await a(), await a(), await a(), await a(), await a(), await a(), await a()];
     const [eExp, eBare, eJson, eUnprep, eOne, eTrip, eOa] = [await o(), await o(), await o(), await o(), await o(), await o(), await o()];
+    const [cLiteral, cOnce, cTwice, eSelect, eAuthority] = [await a(), await a(), await a(), await o(), await o()];
+    const claims = settingsStatement(settingsOf(ta));
+    const opening = (client: pg.PoolClient, body: string) => async () => {
+      await client.query(`begin; ${claims}; ${body}`);
+      await client.query("rollback");
+    };
     const resolved = await resolvedSettings(cPre, rlsBegin(ta));
     const preBegin = `begin; ${settingsStatement({ ...settingsOf(ta), ...resolved })}`;
     const jsonBegin = `begin; select set_config(key, value, true) from json_each_text(${pg.escapeLiteral(JSON.stringify({ ...settingsOf(ta), role: "authhub_owner" }))}::json)`;
@@ -142,6 +153,15 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
       { name: "explicitUnprepared", run: () => request(eUnprep, explicitBegin(ta), PAGE_EXPLICIT, [small.tenantId], false) },
       { name: "explicitOneTrip", run: () => eOne.query(oneTrip) },
       { name: "roundTrip", run: () => eTrip.query("select") },
+      // The opening alone (then rollback): a literal role, begin_request once, twice; user_authority as the owner.
+      { name: "openLiteralRole", run: opening(cLiteral, `select pg_catalog.set_config('role', ${pg.escapeLiteral(resolved.role!)}, true)`) },
+      { name: "openResolveOnce", run: opening(cOnce, RESOLVE_ROLE) },
+      { name: "openResolveTwice", run: opening(cTwice, `select authhub_private.begin_request(); ${RESOLVE_ROLE}`) },
+      { name: "ownerSelect", run: opening(eSelect, "select 1") },
+      {
+        name: "ownerUserAuthority",
+        run: opening(eAuthority, `select authhub_private.user_authority(${pg.escapeLiteral(ta.tenantId)}, ${pg.escapeLiteral(ta.userId)}, 'TENANT_ADMIN')`),
+      },
       { name: "orgAdmin", run: () => request(cOa, rlsBegin(oa), PAGE_RLS) },
       { name: "orgAdminSeedsOnce", run: () => request(cOaOnce, rlsBegin(oa), PAGE_SEEDS_ONCE) },
       { name: "orgAdminExplicit", run: () => request(eOa, explicitBegin(oa), PAGE_EXPLICIT_ORGS, [small.tenantId, subtree.orgIds]) },
@@ -176,6 +196,9 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
       piece("two round trips (3 trips − the same sent as 1)", s, "explicitUnprepared", "explicitOneTrip"),
       piece("replanning when a connection's role changes (per request)", s, "roleSwitching", "dedicated", 2),
       piece("org admin's page: RLS in all (RLS − explicit filter on the org ids)", s, "orgAdmin", "orgAdminExplicit"),
+      piece("begin_request(), its first call in a transaction (opening: resolved − literal role)", s, "openResolveOnce", "openLiteralRole"),
+      piece("begin_request(), a further call in the same transaction", s, "openResolveTwice", "openResolveOnce"),
+      piece("user_authority(), its first call in a transaction (as the owner: call − select 1)", s, "ownerUserAuthority", "ownerSelect"),
       piece("org admin's page: permission_seeds() called per closure row instead of once (what-if copy)", s, "orgAdmin", "orgAdminSeedsOnce"),
     ];
     const trip = p50Us(s, "roundTrip");
