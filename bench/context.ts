@@ -78,15 +78,26 @@ export async function setUp(): Promise<BenchContext> {
   const large = await seedTenant(owner, "large", 100_000);
   await owner.query("alter table authhub.users enable always trigger _900_audit_insert");
   await owner.query("analyze");
-  const stop = async () => {
-    // After a failure a connection may still be out: end it after a short grace rather than wait forever.
-    await closePool(owner, 2000);
-    await closePool(auth, 2000);
-    const root = new pg.Client({ connectionString: rootUrl });
-    await root.connect();
-    await root.query(`drop database if exists ${pg.escapeIdentifier(database)} with (force)`);
-    await root.end();
-    await cluster.stop();
+  // A rejection nobody awaited would end the process past main's finally, leaving the embedded
+  // PostgreSQL running on a shared machine: stop it first.
+  const onCrash = (err: unknown) => {
+    console.error(err);
+    void stop().finally(() => process.exit(1));
   };
+  process.once("unhandledRejection", onCrash);
+  let stopped: Promise<void> | null = null;
+  // Once, whoever asks first (main's finally, or the crash handler while main still waits).
+  const stop = () =>
+    (stopped ??= (async () => {
+      process.off("unhandledRejection", onCrash);
+      // After a failure a connection may still be out: end it after a short grace rather than wait forever.
+      await closePool(owner, 2000);
+      await closePool(auth, 2000);
+      const root = new pg.Client({ connectionString: rootUrl });
+      await root.connect();
+      await root.query(`drop database if exists ${pg.escapeIdentifier(database)} with (force)`);
+      await root.end();
+      await cluster.stop();
+    })());
   return { rootUrl, database, ownerUrl, authUrl, owner, auth, small, large, sizes, stop };
 }
