@@ -40,6 +40,8 @@ export interface BenchContext {
   database: string;
   ownerUrl: string;
   authUrl: string;
+  /** The authenticator's password (null: the server trusts local connections). */
+  authPassword: string | null;
   owner: pg.Pool;
   auth: pg.Pool;
   small: SeededTenant;
@@ -99,5 +101,5 @@ export async function setUp(): Promise<BenchContext> {
       await root.end();
       await cluster.stop();
     })());
-  return { rootUrl, database, ownerUrl, authUrl, owner, auth, small, large, sizes, stop };
+  return { rootUrl, database, ownerUrl, authUrl, authPassword: authenticatorPassword, owner, auth, small, large, sizes, stop };
 }

@@ -15,7 +15,9 @@
  *  - bench/webhooks.ts: identity sync against raw graphile-worker (issue 7);
  *  - bench/auth.ts: token exchange and refresh (issue 5);
  *  - bench/openapi.ts: signed partner requests (issue 6);
- *  - bench/audit.ts: audited inserts and the audit log's growth (issue 4).
+ *  - bench/audit.ts: audited inserts and the audit log's growth (issue 4);
+ *  - bench/pooler.ts: GraphQL direct and through PgBouncer (issue 15), its
+ *    rows single figures until it measures in rounds with bench/stats.ts.
  * A new module: one import and one `rows.push(...(await measureX(ctx)))` at
  * the end of main.
  */
@@ -30,6 +32,7 @@ import { measureBreakdown, printBreakdown, type Breakdown } from "./breakdown.js
 import { setUp, type BenchContext } from "./context.js";
 import { measureHttp, startServer } from "./http.js";
 import { measureOpenApi } from "./openapi.js";
+import { measurePooler } from "./pooler.js";
 import { measureRls, prepareRls } from "./rls.js";
 import { printRows, type Row } from "./stats.js";
 import { measureWebhooks } from "./webhooks.js";
@@ -70,6 +73,14 @@ async function report(ctx: BenchContext, rows: Row[], extra: { breakdown: Breakd
 
 const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(", ");
 
+/**
+ * A row from a module not (yet) on bench/stats.ts: one figure, shown as one
+ * round, its own fields (figures…) kept in the results file.
+ */
+function singleFigure<R extends { benchmark: string; ratio: number; target: string; pass: boolean; detail: string }>(r: R): Row {
+  return { ...r, value: r.ratio, unit: "ratio", spread: [r.ratio, r.ratio], perRound: [r.ratio] };
+}
+
 /** Seconds each module took, for the time budget (bench/README.md). */
 const durations: Record<string, number> = {};
 async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
@@ -105,6 +116,21 @@ async function main() {
     rows.push(...(await step("openapi", () => measureOpenApi(ctx, server.masterKey))));
     rows.push(...(await step("audit inserts", () => measureAuditInserts(ctx))));
     rows.push(...(await step("audit log", () => measureAuditQuery(ctx))));
+    rows.push(
+      ...(
+        await step("pooler", () =>
+          measurePooler({
+            ownerUrl: ctx.ownerUrl,
+            authUrl: ctx.authUrl,
+            authPassword: ctx.authPassword,
+            masterKey: server.masterKey,
+            token: server.token,
+            owner: ctx.owner,
+            tenantId: ctx.small.tenantId,
+          }),
+        )
+      ).map(singleFigure),
+    );
     // Further modules: one import above and one rows.push(...(await step("name", () => measureX(ctx)))) here.
     await report(ctx, rows, { breakdown, generatedSql: server.generatedSql, started, loadBefore });
   } finally {

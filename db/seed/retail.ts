@@ -29,6 +29,8 @@ export interface RetailSeedOptions {
 }
 
 export interface RetailSeedCounts {
+  /** Organizations made for stores beyond the identity seed's two. */
+  organizations: number;
   stores: number;
   products: number;
   variants: number;
@@ -62,6 +64,8 @@ export async function seedRetail(client: Queryable, tenantId: string, options: R
   const productsPerStore = Math.max(1, Math.floor(options.productsPerStore ?? 40));
   const before = await counts(client, tenantId);
   await client.query("select set_config('jwt.claims.tenant_id', $1, true)", [tenantId]);
+  // Large estimates would JIT-compile every batch and every trigger statement: more time than it saves here.
+  await client.query("set local jit = off");
 
   // Stores: store-a and store-b of seller-one, then shop-0003… alternately below seller-one and seller-two.
   await client.query(
@@ -138,6 +142,7 @@ export async function seedRetail(client: Queryable, tenantId: string, options: R
        on conflict (tenant_id, store_id, external_id) do nothing`,
       [tenantId, store.id, storeKey, orders],
     );
+    await client.query("analyze retail.customers");
     for (let from = 1; from <= orders; from += ORDERS_PER_STATEMENT) {
       const to = Math.min(orders, from + ORDERS_PER_STATEMENT - 1);
       await seedOrders(client, tenantId, store.id, storeKey, from, to, Math.max(1, Math.floor(orders / 5)));
@@ -150,6 +155,7 @@ export async function seedRetail(client: Queryable, tenantId: string, options: R
   while ((await client.query<{ n: number }>("select retail_private.fold_rollups($1, 5000) as n", [tenantId])).rows[0]!.n > 0);
   const after = await counts(client, tenantId);
   return {
+    organizations: after.organizations - before.organizations,
     stores: after.stores - before.stores,
     products: after.products - before.products,
     variants: after.variants - before.variants,
@@ -204,6 +210,10 @@ async function seedOrders(client: Queryable, tenantId: string, storeId: string, 
      on conflict (tenant_id, store_id, external_id) do nothing`,
     [tenantId, storeId, from, to, storeKey, customers],
   );
+  // Statistics of the orders just written, before the lines: the foreign key checks and the
+  // lines' triggers plan against them (planned on a table taken for empty, each of the
+  // lines' key checks scanned every order: minutes for a batch).
+  await client.query("analyze retail.orders");
   await client.query(
     `insert into retail.order_lines (tenant_id, store_id, order_id, line_no, sku, title, quantity, unit_price_minor)
      select $1, $2, o.id, l.line_no, l.sku, null, l.quantity, l.unit_price_minor
@@ -216,7 +226,8 @@ async function seedOrders(client: Queryable, tenantId: string, storeId: string, 
 
 async function counts(client: Queryable, tenantId: string): Promise<RetailSeedCounts> {
   const { rows } = await client.query<RetailSeedCounts>(
-    `select (select count(*)::int from retail.stores where tenant_id = $1) as stores,
+    `select (select count(*)::int from authhub.organizations where tenant_id = $1) as organizations,
+            (select count(*)::int from retail.stores where tenant_id = $1) as stores,
             (select count(*)::int from retail.products where tenant_id = $1) as products,
             (select count(*)::int from retail.variants where tenant_id = $1) as variants,
             (select count(*)::int from retail.customers where tenant_id = $1) as customers,

@@ -30,6 +30,8 @@ CREATE TABLE retail.orders (
   CONSTRAINT orders_pkey PRIMARY KEY (tenant_id, store_id, id),
   CONSTRAINT orders_external_id_key UNIQUE (tenant_id, store_id, external_id),
   CONSTRAINT orders_number_key UNIQUE (tenant_id, store_id, number),
+  -- @fieldName currencyInfo
+  -- The order's currency: its ISO 4217 code, minor units and name.
   CONSTRAINT orders_currency_fkey FOREIGN KEY (currency) REFERENCES retail.currencies(code),
   CONSTRAINT orders_customer_fkey FOREIGN KEY (tenant_id, store_id, customer_id) REFERENCES retail.customers(tenant_id, store_id, id),
   CONSTRAINT orders_store_fkey FOREIGN KEY (tenant_id, store_id) REFERENCES retail.stores(tenant_id, id) ON DELETE CASCADE,
@@ -121,7 +123,7 @@ CREATE POLICY update_permitted ON retail.orders AS PERMISSIVE FOR UPDATE TO auth
     )
   );
 
--- Triggers (each event fires them in name order): 11
+-- Triggers (each event fires them in name order): 14
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON retail.orders FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -149,7 +151,13 @@ CREATE TRIGGER _900_rollups_insert AFTER INSERT ON retail.orders REFERENCING NEW
 
 CREATE TRIGGER _900_rollups_update AFTER UPDATE ON retail.orders REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION retail_private.tg_orders__rollups();
 
+CREATE TRIGGER _910_events_delete AFTER DELETE ON retail.orders REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'order', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.orders REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'order', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.orders REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'order', 'store_id', 'store_id', 'id');
+
 -- Grants (the owner holds every privilege not revoked here): 3
-GRANT INSERT (external_id, customer_external_id, subtotal_minor, discount_minor, tax_minor, total_minor, source_version, deleted_at), UPDATE (customer_external_id, subtotal_minor, discount_minor, tax_minor, total_minor, source_version, deleted_at) ON retail.orders TO authhub_api_client;
+GRANT INSERT (external_id, customer_external_id, source_version, deleted_at), UPDATE (customer_external_id, source_version, deleted_at) ON retail.orders TO authhub_api_client;
 GRANT SELECT, DELETE ON retail.orders TO authhub_user;
 GRANT INSERT (tenant_id, store_id, number, status, currency, placed_at, customer_id), UPDATE (number, status, currency, placed_at, customer_id, version) ON retail.orders TO authhub_user;

@@ -20,6 +20,9 @@ CREATE TABLE retail.products (
   deleted_at timestamp with time zone,
   created_at timestamp with time zone NOT NULL DEFAULT now(),
   updated_at timestamp with time zone NOT NULL DEFAULT now(),
+  -- @behavior -*
+  -- The variants the store's latest row of this product listed (its claims on SKUs); null for products made in the hub.
+  synced_variants jsonb,
   CONSTRAINT products_pkey PRIMARY KEY (tenant_id, store_id, id),
   CONSTRAINT products_external_id_key UNIQUE (tenant_id, store_id, external_id),
   CONSTRAINT products_store_fkey FOREIGN KEY (tenant_id, store_id) REFERENCES retail.stores(tenant_id, id) ON DELETE CASCADE,
@@ -29,17 +32,20 @@ CREATE TABLE retail.products (
   CONSTRAINT products_source_version_range CHECK (source_version >= 0),
   CONSTRAINT products_status CHECK (
     status = ANY (ARRAY['draft'::text, 'active'::text, 'archived'::text])
-  )
+  ),
+  CONSTRAINT products_synced_variants_array CHECK (jsonb_typeof(synced_variants) = 'array'::text)
 );
 ALTER TABLE retail.products OWNER TO authhub_owner;
 ALTER TABLE retail.products ENABLE ROW LEVEL SECURITY;
 ALTER TABLE retail.products FORCE ROW LEVEL SECURITY;
 
--- Indexes (besides those of the constraints above): 2
+-- Indexes (besides those of the constraints above): 3
 
 CREATE INDEX products_catalogue_idx ON retail.products USING btree (tenant_id, store_id, id) WHERE ((status = 'active'::text) AND published AND (deleted_at IS NULL));
 
 CREATE INDEX products_status_idx ON retail.products USING btree (tenant_id, store_id, status, published);
+
+CREATE INDEX products_synced_variants_idx ON retail.products USING gin (synced_variants jsonb_path_ops) WHERE (synced_variants IS NOT NULL);
 
 -- Policies: 5
 
@@ -105,7 +111,7 @@ CREATE POLICY update_permitted ON retail.products AS PERMISSIVE FOR UPDATE TO au
     )
   );
 
--- Triggers (each event fires them in name order): 7
+-- Triggers (each event fires them in name order): 10
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON retail.products FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -125,7 +131,13 @@ ALTER TABLE retail.products ENABLE ALWAYS TRIGGER _900_audit_truncate;
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON retail.products REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'store_id', '', 'tenant_id', 'store_id', 'id');
 ALTER TABLE retail.products ENABLE ALWAYS TRIGGER _900_audit_update;
 
+CREATE TRIGGER _910_events_delete AFTER DELETE ON retail.products REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'product', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.products REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'product', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.products REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'product', 'store_id', 'store_id', 'id');
+
 -- Grants (the owner holds every privilege not revoked here): 3
-GRANT INSERT (external_id, source_version, deleted_at), UPDATE (source_version, deleted_at) ON retail.products TO authhub_api_client;
+GRANT INSERT (external_id, source_version, deleted_at, synced_variants), UPDATE (source_version, deleted_at, synced_variants) ON retail.products TO authhub_api_client;
 GRANT SELECT, DELETE ON retail.products TO authhub_user;
 GRANT INSERT (tenant_id, store_id, title, status, published, attributes), UPDATE (title, status, published, attributes, version) ON retail.products TO authhub_user;

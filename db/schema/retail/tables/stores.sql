@@ -22,6 +22,8 @@ CREATE TABLE retail.stores (
   updated_at timestamp with time zone NOT NULL DEFAULT now(),
   CONSTRAINT stores_pkey PRIMARY KEY (tenant_id, id),
   CONSTRAINT stores_code_key UNIQUE (tenant_id, code),
+  -- @fieldName currencyInfo
+  -- The store's currency: its ISO 4217 code, minor units and name.
   CONSTRAINT stores_currency_fkey FOREIGN KEY (currency) REFERENCES retail.currencies(code),
   CONSTRAINT stores_organization_fkey FOREIGN KEY (tenant_id, id) REFERENCES authhub.organizations(tenant_id, id) ON DELETE CASCADE,
   CONSTRAINT stores_status CHECK (status = ANY (ARRAY['active'::text, 'closed'::text])),
@@ -72,13 +74,15 @@ CREATE POLICY update_permitted ON retail.stores AS PERMISSIVE FOR UPDATE TO auth
     )
   );
 
--- Triggers (each event fires them in name order): 7
+-- Triggers (each event fires them in name order): 11
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON retail.stores FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
 CREATE TRIGGER _110_version BEFORE UPDATE ON retail.stores FOR EACH ROW EXECUTE FUNCTION retail_private.tg__version();
 
 CREATE TRIGGER _120_code BEFORE INSERT OR UPDATE ON retail.stores FOR EACH ROW EXECUTE FUNCTION retail_private.tg_stores__code();
+
+CREATE TRIGGER _130_local_dates AFTER UPDATE ON retail.stores REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION retail_private.tg_stores__local_dates();
 
 CREATE TRIGGER _900_audit_delete AFTER DELETE ON retail.stores REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'id', '', 'tenant_id', 'id');
 ALTER TABLE retail.stores ENABLE ALWAYS TRIGGER _900_audit_delete;
@@ -91,6 +95,12 @@ ALTER TABLE retail.stores ENABLE ALWAYS TRIGGER _900_audit_truncate;
 
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON retail.stores REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'id', '', 'tenant_id', 'id');
 ALTER TABLE retail.stores ENABLE ALWAYS TRIGGER _900_audit_update;
+
+CREATE TRIGGER _910_events_delete AFTER DELETE ON retail.stores REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'store', 'id', 'id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.stores REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'store', 'id', 'id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.stores REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'store', 'id', 'id');
 
 -- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT ON retail.stores TO authhub_user;

@@ -33,14 +33,16 @@ CREATE POLICY all_owner ON retail.sync_rejects AS PERMISSIVE FOR ALL TO authhub_
   USING (true)
   WITH CHECK (true);
 
--- Whoever syncs records its own rejects (a key whose rows named no store it may write records them without a store).
+-- A caller who may sync (sync:write) records its own rejects: under its own key, for a store it may sync, or without a store for a row that named none it may write.
 CREATE POLICY insert_sync ON retail.sync_rejects AS PERMISSIVE FOR INSERT TO authhub_user
   WITH CHECK (
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
+    AND NOT api_key_id IS DISTINCT FROM (( SELECT authhub.current_api_key_id() AS current_api_key_id))
     AND (
       ( SELECT authhub_private.has_tenant_permission('sync:write'::text) AS has_tenant_permission)
-      OR ( SELECT authhub_private.has_tenant_permission('retail:write'::text) AS has_tenant_permission)
-      OR (( SELECT authhub.current_api_key_id() AS current_api_key_id)) IS NOT NULL
+      OR (store_id IN ( SELECT authhub_private.organizations_with_permission('sync:write'::text) AS organizations_with_permission))
+      OR store_id IS NULL
+        AND (EXISTS ( SELECT authhub_private.organizations_with_permission('sync:write'::text) AS organizations_with_permission))
     )
   );
 

@@ -17,6 +17,8 @@ CREATE TABLE retail.variants (
   updated_at timestamp with time zone NOT NULL DEFAULT now(),
   CONSTRAINT variants_pkey PRIMARY KEY (tenant_id, store_id, id),
   CONSTRAINT variants_sku_key UNIQUE (tenant_id, store_id, sku),
+  -- @fieldName currencyInfo
+  -- The variant's currency: its ISO 4217 code, minor units and name.
   CONSTRAINT variants_currency_fkey FOREIGN KEY (currency) REFERENCES retail.currencies(code),
   CONSTRAINT variants_product_fkey FOREIGN KEY (tenant_id, store_id, product_id) REFERENCES retail.products(tenant_id, store_id, id) ON DELETE CASCADE
 );
@@ -92,7 +94,7 @@ CREATE POLICY update_permitted ON retail.variants AS PERMISSIVE FOR UPDATE TO au
     )
   );
 
--- Triggers (each event fires them in name order): 7
+-- Triggers (each event fires them in name order): 10
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON retail.variants FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -112,6 +114,13 @@ ALTER TABLE retail.variants ENABLE ALWAYS TRIGGER _900_audit_truncate;
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON retail.variants REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'store_id', '', 'tenant_id', 'store_id', 'id');
 ALTER TABLE retail.variants ENABLE ALWAYS TRIGGER _900_audit_update;
 
--- Grants (the owner holds every privilege not revoked here): 2
+CREATE TRIGGER _910_events_delete AFTER DELETE ON retail.variants REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'variant', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.variants REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'variant', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.variants REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'variant', 'store_id', 'store_id', 'id');
+
+-- Grants (the owner holds every privilege not revoked here): 3
+GRANT UPDATE (product_id) ON retail.variants TO authhub_api_client;
 GRANT SELECT, DELETE ON retail.variants TO authhub_user;
 GRANT INSERT (tenant_id, store_id, product_id, sku, title, price_minor, currency), UPDATE (sku, title, price_minor, currency, version) ON retail.variants TO authhub_user;

@@ -12,11 +12,13 @@ CREATE OR REPLACE FUNCTION retail_private.envelope_problems(r jsonb, key_pattern
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select array_remove(array[
-    case when jsonb_typeof(r) <> 'object' then retail_private.problem('row', 'must be an object') end,
-    case when not retail_private.matches(r -> 'externalId', key_pattern) then retail_private.problem('externalId', key_rule) end,
-    case when not retail_private.is_int(r -> 'version', 0, 9007199254740991) then retail_private.problem('version', 'must be a whole number of at least 0') end,
+    case when jsonb_typeof(r) is distinct from 'object' then retail_private.problem('row', 'must be an object') end,
+    case when jsonb_typeof(r) = 'object' and not retail_private.matches(r -> 'externalId', key_pattern)
+         then retail_private.problem('externalId', case when jsonb_typeof(r -> 'externalId') is null or jsonb_typeof(r -> 'externalId') = 'null' then 'is required' else key_rule end) end,
+    case when jsonb_typeof(r) = 'object' and not retail_private.is_int(r -> 'version', 0, 9007199254740991)
+         then retail_private.problem('version', case when jsonb_typeof(r -> 'version') is null or jsonb_typeof(r -> 'version') = 'null' then 'is required (a whole number of at least 0)' else 'must be a whole number of at least 0' end) end,
     case when r ? 'deleted' and jsonb_typeof(r -> 'deleted') <> 'boolean' then retail_private.problem('deleted', 'must be true or false') end,
-    case when coalesce((r ->> 'deleted')::text, 'false') <> 'true' and jsonb_typeof(r -> 'data') is distinct from 'object' then retail_private.problem('data', 'must be an object') end,
+    case when jsonb_typeof(r) = 'object' and coalesce((r ->> 'deleted')::text, 'false') <> 'true' and jsonb_typeof(r -> 'data') is distinct from 'object' then retail_private.problem('data', 'must be an object') end,
     case when r ? 'store' and not retail_private.matches(r -> 'store', '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$') then retail_private.problem('store', 'must be a store code') end,
     case when jsonb_typeof(r) = 'object' and exists (select 1 from jsonb_object_keys(r) k where k not in ('externalId', 'version', 'deleted', 'data', 'store')) then
       retail_private.problem((select min(k) from jsonb_object_keys(r) k where k not in ('externalId', 'version', 'deleted', 'data', 'store')), 'is not a known field') end

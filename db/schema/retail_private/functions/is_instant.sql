@@ -11,9 +11,9 @@ CREATE OR REPLACE FUNCTION retail_private.is_instant(v jsonb)
  IMMUTABLE PARALLEL SAFE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select jsonb_typeof(v) = 'string'
-     and (v #>> '{}') ~ '^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$'
-     and (v #>> '{}') >= '2000' and (v #>> '{}') < '2100'
+  select coalesce(jsonb_typeof(v) = 'string'
+                  and (v #>> '{}') ~ '^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$'
+                  and (v #>> '{}') >= '2000' and (v #>> '{}') < '2100', false)
 $function$;
 ALTER FUNCTION retail_private.is_instant(v jsonb) OWNER TO authhub_owner;
 

@@ -11,7 +11,7 @@ CREATE OR REPLACE FUNCTION retail_private.is_int(v jsonb, low numeric, high nume
  IMMUTABLE PARALLEL SAFE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select jsonb_typeof(v) = 'number' and (v #>> '{}')::numeric = trunc((v #>> '{}')::numeric) and (v #>> '{}')::numeric between low and high
+  select coalesce(jsonb_typeof(v) = 'number' and (v #>> '{}')::numeric = trunc((v #>> '{}')::numeric) and (v #>> '{}')::numeric between low and high, false)
 $function$;
 ALTER FUNCTION retail_private.is_int(v jsonb, low numeric, high numeric) OWNER TO authhub_owner;
 

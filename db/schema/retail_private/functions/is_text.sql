@@ -11,8 +11,8 @@ CREATE OR REPLACE FUNCTION retail_private.is_text(v jsonb, max_length integer)
  IMMUTABLE PARALLEL SAFE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select jsonb_typeof(v) = 'string' and length(v #>> '{}') between 1 and max_length
-     and (v #>> '{}') !~ '[[:cntrl:]]' and (v #>> '{}') = btrim(v #>> '{}')
+  select coalesce(jsonb_typeof(v) = 'string' and length(v #>> '{}') between 1 and max_length
+                  and (v #>> '{}') !~ '[[:cntrl:]]' and (v #>> '{}') = btrim(v #>> '{}'), false)
 $function$;
 ALTER FUNCTION retail_private.is_text(v jsonb, max_length integer) OWNER TO authhub_owner;
 

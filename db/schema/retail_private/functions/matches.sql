@@ -10,7 +10,7 @@ CREATE OR REPLACE FUNCTION retail_private.matches(v jsonb, pattern text)
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
  SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$ select jsonb_typeof(v) = 'string' and (v #>> '{}') ~ pattern $function$;
+AS $function$ select coalesce(jsonb_typeof(v) = 'string' and (v #>> '{}') ~ pattern, false) $function$;
 ALTER FUNCTION retail_private.matches(v jsonb, pattern text) OWNER TO authhub_owner;
 
 -- Grants (the owner holds every privilege not revoked here): 1

@@ -14,20 +14,34 @@ declare
   tenant uuid := authhub.current_tenant_id();
   written text[] := '{}';
   ids jsonb;
+  held_skus jsonb;
 begin
-  -- Deletions: a tombstone on the row (its children go: a deleted product sells no
-  -- variant), or, for a row never held, in sync_tombstones.
+  -- Products: the SKUs the batch's products hold before it. A SKU a product lets
+  -- go (or a deleted product held) may be claimed by another product, and goes
+  -- to it rather than away (see the variants below).
+  if entity = 'products' then
+    -- A store's product batches take turns (in store order, so two never wait on
+    -- each other): the claims are read from what the store's products hold, and a
+    -- batch applied beside another would not see the SKU that one takes or lets go.
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('retail-products:' || tenant::text || ':' || x.store_id::text, 0))
+    from (select distinct w.store_id from unnest(work) w where w.status = 'applied' order by w.store_id) x;
+    select coalesce(jsonb_agg(distinct jsonb_build_object('store_id', v.store_id, 'sku', v.sku)), '[]') into held_skus
+    from unnest(work) w
+    join retail.products p on p.tenant_id = tenant and p.store_id = w.store_id and p.external_id = w.external_id
+    join retail.variants v on v.tenant_id = p.tenant_id and v.store_id = p.store_id and v.product_id = p.id
+    where w.status = 'applied';
+  end if;
+
+  -- Deletions: a tombstone on the row (a deleted product's variants go with the
+  -- variants below: it claims none), or, for a row never held, in sync_tombstones.
   if entity = 'products' then
     with gone as (
       update retail.products p set deleted_at = now(), source_version = w.version
       from unnest(work) w
       where w.status = 'applied' and w.deleted and p.tenant_id = tenant and p.store_id = w.store_id and p.external_id = w.external_id
         and (p.source_version is null or p.source_version < w.version)
-      returning p.tenant_id, p.store_id, p.id, w.store_id::text || ' ' || w.match_key as k
-    ), variants_gone as (
-      delete from retail.variants v using gone g where v.tenant_id = g.tenant_id and v.store_id = g.store_id and v.product_id = g.id
-    )
-    select coalesce(array_agg(k), '{}') into written from gone;
+      returning w.store_id::text || ' ' || w.match_key as k
+    ) select coalesce(array_agg(k), '{}') into written from gone;
   elsif entity = 'customers' then
     with gone as (
       update retail.customers c set deleted_at = now(), source_version = w.version
@@ -63,27 +77,46 @@ begin
   -- sync wins), then the children replaced as a set.
   if entity = 'products' then
     with up as (
-      insert into retail.products as p (tenant_id, store_id, external_id, title, status, published, attributes, source_version, deleted_at)
+      insert into retail.products as p (tenant_id, store_id, external_id, title, status, published, attributes, synced_variants, source_version, deleted_at)
       select tenant, w.store_id, w.external_id, w.data ->> 'title', w.data ->> 'status', coalesce((w.data ->> 'published')::boolean, false),
-             coalesce(w.data -> 'attributes', '{}'), w.version, null
+             coalesce(w.data -> 'attributes', '{}'), w.data -> 'variants', w.version, null
       from unnest(work) w where w.status = 'applied' and not w.deleted
       on conflict (tenant_id, store_id, external_id) do update
         set title = excluded.title, status = excluded.status, published = excluded.published, attributes = excluded.attributes,
-            source_version = excluded.source_version, deleted_at = null
+            synced_variants = excluded.synced_variants, source_version = excluded.source_version, deleted_at = null
         where p.source_version is null or p.source_version < excluded.source_version
       returning p.store_id, p.external_id, p.id
     )
     select coalesce(jsonb_agg(jsonb_build_object('store_id', store_id, 'external_id', external_id, 'id', id)), '[]') into ids from up;
-    delete from retail.variants v
-    using jsonb_to_recordset(ids) u(store_id uuid, external_id text, id uuid), unnest(work) w
-    where w.status = 'applied' and not w.deleted and w.store_id = u.store_id and w.external_id = u.external_id
-      and v.tenant_id = tenant and v.store_id = u.store_id and v.product_id = u.id
-      and not exists (select 1 from jsonb_array_elements(w.data -> 'variants') nv where nv ->> 'sku' = v.sku);
+    -- The variants of every SKU the batch touched (held before, or named now)
+    -- follow the claims: a SKU belongs to the live synced product whose latest
+    -- row lists it (two at once, while a move is half-applied: the highest
+    -- source version, then the lowest external id), with that row's title and
+    -- price; a SKU no live product lists goes. Derived from what the products
+    -- hold, not from the order rows came in, so a SKU moving between products
+    -- ends with its product whichever of the two rows arrives first.
+    with touched as (
+      select h.store_id, h.sku from jsonb_to_recordset(held_skus) h(store_id uuid, sku text)
+      union
+      select w.store_id, nv ->> 'sku' from unnest(work) w cross join lateral jsonb_array_elements(w.data -> 'variants') nv
+      where w.status = 'applied' and not w.deleted
+    ),
+    claims as (
+      select distinct on (t.store_id, t.sku) t.store_id, t.sku, p.id as product_id, c.v
+      from touched t
+      join retail.products p on p.tenant_id = tenant and p.store_id = t.store_id and p.deleted_at is null
+        and p.synced_variants @> jsonb_build_array(jsonb_build_object('sku', t.sku))
+      cross join lateral (select e as v from jsonb_array_elements(p.synced_variants) e where e ->> 'sku' = t.sku limit 1) c
+      order by t.store_id, t.sku, p.source_version desc, p.external_id
+    ),
+    unclaimed as (
+      delete from retail.variants v using touched t
+      where v.tenant_id = tenant and v.store_id = t.store_id and v.sku = t.sku
+        and not exists (select 1 from claims c where c.store_id = t.store_id and c.sku = t.sku)
+    )
     insert into retail.variants as v (tenant_id, store_id, product_id, sku, title, price_minor, currency)
-    select tenant, u.store_id, u.id, nv ->> 'sku', nv ->> 'title', (nv ->> 'priceMinor')::bigint, nv ->> 'currency'
-    from jsonb_to_recordset(ids) u(store_id uuid, external_id text, id uuid)
-    join unnest(work) w on w.status = 'applied' and not w.deleted and w.store_id = u.store_id and w.external_id = u.external_id
-    cross join lateral jsonb_array_elements(w.data -> 'variants') nv
+    select tenant, c.store_id, c.product_id, c.sku, c.v ->> 'title', (c.v ->> 'priceMinor')::bigint, c.v ->> 'currency'
+    from claims c
     on conflict (tenant_id, store_id, sku) do update
       set product_id = excluded.product_id, title = excluded.title, price_minor = excluded.price_minor, currency = excluded.currency
       where (v.product_id, v.title, v.price_minor, v.currency) is distinct from (excluded.product_id, excluded.title, excluded.price_minor, excluded.currency);
@@ -103,25 +136,19 @@ begin
     from jsonb_to_recordset(ids) u(store_id uuid, external_id text, id uuid)
     where o.tenant_id = tenant and o.store_id = u.store_id and o.customer_external_id = u.external_id and o.customer_id is distinct from u.id;
   elsif entity = 'orders' then
+    -- Totals are not the caller's to write: the lines' trigger computes them.
     with up as (
       insert into retail.orders as o (tenant_id, store_id, external_id, number, status, currency, placed_at, customer_external_id, customer_id,
-                                      subtotal_minor, discount_minor, tax_minor, total_minor, source_version, deleted_at)
+                                      source_version, deleted_at)
       select tenant, w.store_id, w.external_id, w.data ->> 'number', w.data ->> 'status', w.data ->> 'currency', (w.data ->> 'placedAt')::timestamptz,
              w.data ->> 'customerExternalId',
              (select c.id from retail.customers c where c.tenant_id = tenant and c.store_id = w.store_id and c.external_id = w.data ->> 'customerExternalId'),
-             t.subtotal, t.discount, t.tax, t.subtotal - t.discount + t.tax, w.version, null
+             w.version, null
       from unnest(work) w
-      cross join lateral (
-        select coalesce(sum((l ->> 'quantity')::bigint * (l ->> 'unitPriceMinor')::bigint), 0) as subtotal,
-               coalesce(sum(coalesce((l ->> 'discountMinor')::bigint, 0)), 0) as discount,
-               coalesce(sum(coalesce((l ->> 'taxMinor')::bigint, 0)), 0) as tax
-        from jsonb_array_elements(w.data -> 'lines') l
-      ) t
       where w.status = 'applied' and not w.deleted
       on conflict (tenant_id, store_id, external_id) do update
         set number = excluded.number, status = excluded.status, currency = excluded.currency, placed_at = excluded.placed_at,
             customer_external_id = excluded.customer_external_id, customer_id = excluded.customer_id,
-            subtotal_minor = excluded.subtotal_minor, discount_minor = excluded.discount_minor, tax_minor = excluded.tax_minor, total_minor = excluded.total_minor,
             source_version = excluded.source_version, deleted_at = null
         where o.source_version is null or o.source_version < excluded.source_version
       returning o.store_id, o.external_id, o.id
