@@ -28,6 +28,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { measureAuditInserts, measureAuditQuery, prepareAuditTables } from "./audit.js";
 import { measureAuthApi } from "./auth.js";
+import { measureEvents, type EventsBenchResult } from "./events.js";
 import { measureBreakdown, printBreakdown, type Breakdown } from "./breakdown.js";
 import { setUp, type BenchContext } from "./context.js";
 import { measureHttp, startServer } from "./http.js";
@@ -81,6 +82,38 @@ function singleFigure<R extends { benchmark: string; ratio: number; target: stri
   return { ...r, value: r.ratio, unit: "ratio", spread: [r.ratio, r.ratio], perRound: [r.ratio] };
 }
 
+/** The outbound events module's figures (one steady phase and its bursts) as rows. */
+function eventRows(r: EventsBenchResult): Row[] {
+  const figure = (benchmark: string, value: number, unit: string, target: string, pass: boolean, detail: string): Row => ({
+    benchmark,
+    value,
+    unit,
+    spread: [value, value],
+    perRound: [value],
+    target,
+    pass,
+    detail,
+  });
+  return [
+    figure(
+      `events: change committed → first delivery attempt p99 at ${r.perSecond}/s`,
+      r.firstAttemptP99,
+      "ms",
+      "≤ 1000 ms",
+      r.firstAttemptP99 <= 1000,
+      `p50 ${r.firstAttemptP50.toFixed(1)} ms; raw add_job → no-op start p99 ${r.rawP99.toFixed(1)} ms`,
+    ),
+    figure(
+      "events: delivered ÷ raw add_job + no-op (throughput)",
+      r.throughputRatio,
+      "ratio",
+      "report",
+      true,
+      `${r.eventsPerSecond.toFixed(0)}/s vs ${r.rawPerSecond.toFixed(0)}/s`,
+    ),
+  ];
+}
+
 /** Seconds each module took, for the time budget (bench/README.md). */
 const durations: Record<string, number> = {};
 async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
@@ -130,6 +163,22 @@ async function main() {
           }),
         )
       ).map(singleFigure),
+    );
+    rows.push(
+      ...eventRows(
+        await step("events", () =>
+          measureEvents({
+            owner: ctx.owner,
+            ownerUrl: ctx.ownerUrl,
+            masterKey: server.masterKey,
+            tenantId: ctx.small.tenantId,
+            count: 1000,
+            rounds: 3,
+            concurrency: 4,
+            paced: { count: 1000, perSecond: 100 },
+          }),
+        ),
+      ),
     );
     // Further modules: one import above and one rows.push(...(await step("name", () => measureX(ctx)))) here.
     await report(ctx, rows, { breakdown, generatedSql: server.generatedSql, started, loadBefore });
