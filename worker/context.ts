@@ -11,6 +11,8 @@ interface WorkerContext {
   clerkApiUrl: string;
   /** The authenticator's URL: the pull connector applies rows as its source's key, as a request would. */
   authUrl?: string;
+  /** NODE_ENV=production: events go over https to public addresses only. */
+  production?: boolean;
 }
 
 let context: WorkerContext | null = null;
@@ -19,7 +21,7 @@ export function configureWorker(options: WorkerContext): void {
   context = options;
 }
 
-export function workerContext(): WorkerContext {
+export function workerContext(): WorkerContext & { production: boolean } {
   if (!context) throw new Error("The worker is not configured (configureWorker was not called)");
-  return context;
+  return { ...context, production: context.production ?? false };
 }

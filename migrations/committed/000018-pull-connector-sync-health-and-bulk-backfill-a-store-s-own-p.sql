@@ -1,5 +1,5 @@
---! Previous: sha1:6fd146f8df2ed28d9197bafe20574856aabeaf9b
---! Hash: sha1:649845f86b7e27c275a1819843434cf2e7a00d24
+--! Previous: sha1:b4e095b36737bfe6d5d3a96184e42b207312730b
+--! Hash: sha1:af63de0fa8a19b1963dffe7e686bafd7dd86c028
 --! Message: Pull connector, sync health and bulk backfill: a store's own PostgreSQL as a pull source (URL encrypted, its own store-bound key), keyset cursors and the pull's health, retail.sync counting outcomes per store, entity and source kind into sync_statuses, bulk jobs staged and applied as their key
 
 --! split: 1-current.sql
