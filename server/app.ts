@@ -236,6 +236,12 @@ function installErrors(app: express.Express, logger: Logger) {
 export async function makeApp(deps: AppDeps): Promise<App> {
   const app = express();
   const server = http.createServer(app);
+  // Idle keep-alive connections outlive the 60 s idle timeout of common load balancers and
+  // clients' own reuse windows: a connection is never closed by the server just as a proxy
+  // or client sends on it (an ECONNRESET on a non-idempotent request). Shutdown closes idle
+  // connections at once (server/main.ts).
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   installRequestContext(app, deps.logger, deps.config.trustProxy);
   installMetrics(app, deps);
   const releaseHealth = installHealth(app, deps.authPool, deps.logger);
