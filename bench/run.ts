@@ -28,6 +28,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { measureAuditInserts, measureAuditQuery, prepareAuditTables } from "./audit.js";
 import { measureAuthApi } from "./auth.js";
+import { measureConnector, type ConnectorResult } from "./connector.js";
 import { measureEvents, type EventsBenchResult } from "./events.js";
 import { measureBreakdown, printBreakdown, type Breakdown } from "./breakdown.js";
 import { setUp, type BenchContext } from "./context.js";
@@ -82,18 +83,35 @@ function singleFigure<R extends { benchmark: string; ratio: number; target: stri
   return { ...r, value: r.ratio, unit: "ratio", spread: [r.ratio, r.ratio], perRound: [r.ratio] };
 }
 
+/** A figure measured once (or as a median inside its module), as a row. */
+function figure(benchmark: string, value: number, unit: string, target: string, pass: boolean, detail: string): Row {
+  return { benchmark, value, unit, spread: [value, value], perRound: [value], target, pass, detail };
+}
+
+/** The pull connector module's figures as rows. */
+function connectorRows(r: ConnectorResult): Row[] {
+  return [
+    figure(
+      "pull connector: rows applied/s ÷ raw COPY read of the same rows",
+      r.ratio,
+      "ratio",
+      "≥ 0.4",
+      r.ratio >= 0.4,
+      `${r.appliedRowsPerSecond.toFixed(0)} vs ${r.copyRowsPerSecond.toFixed(0)} rows/s (median of ${r.rounds}); the write path alone ${r.writePathRowsPerSecond.toFixed(0)} rows/s (connector ÷ write path ${r.overWritePath.toFixed(2)})`,
+    ),
+    figure(
+      `pull connector: lag p95 at ${r.lag.perSecond} changes/s, poll ${r.lag.pollIntervalMs} ms`,
+      r.lag.p95Ms,
+      "ms",
+      `≤ ${r.lag.targetMs} ms`,
+      r.lag.p95Ms <= r.lag.targetMs,
+      `p50 ${r.lag.p50Ms.toFixed(0)} ms, max ${r.lag.maxMs.toFixed(0)} ms over ${r.lag.count} changes`,
+    ),
+  ];
+}
+
 /** The outbound events module's figures (one steady phase and its bursts) as rows. */
 function eventRows(r: EventsBenchResult): Row[] {
-  const figure = (benchmark: string, value: number, unit: string, target: string, pass: boolean, detail: string): Row => ({
-    benchmark,
-    value,
-    unit,
-    spread: [value, value],
-    perRound: [value],
-    target,
-    pass,
-    detail,
-  });
   return [
     figure(
       `events: change committed → first delivery attempt p99 at ${r.perSecond}/s`,
@@ -176,6 +194,23 @@ async function main() {
             rounds: 3,
             concurrency: 4,
             paced: { count: 1000, perSecond: 100 },
+          }),
+        ),
+      ),
+    );
+    rows.push(
+      ...connectorRows(
+        await step("connector", () =>
+          measureConnector({
+            rootUrl: ctx.rootUrl,
+            ownerUrl: ctx.ownerUrl,
+            authUrl: ctx.authUrl,
+            masterKey: server.masterKey,
+            tenantId: ctx.small.tenantId,
+            rows: 3000,
+            rounds: 3,
+            steady: { perSecond: 100, seconds: 10 },
+            pollIntervalMs: 1000,
           }),
         ),
       ),
