@@ -59,6 +59,7 @@ import { makeLogger } from "../server/logger.js";
 import { measureAuditInserts, measureAuditQuery, prepareAuditTables } from "./audit.js";
 import { measureAuthApi } from "./auth.js";
 import { measureOpenApi } from "./openapi.js";
+import { measureRetail } from "./retail.js";
 import { measureWebhooks } from "./webhooks.js";
 import { startLocalIdp } from "../test/helpers/idp.js";
 
@@ -524,6 +525,8 @@ async function main() {
         detail: `webhook p99 ${webhooks.burstHooksCommitP99.toFixed(1)} ms; raw p99 ${webhooks.burstRawP99.toFixed(1)} ms (a queue forms on both sides)`,
       },
     ];
+    // Retail data hub (issue 16): bench/retail.ts, sized by --retail-orders N.
+    rows.push(...(await measureRetail({ ownerUrl, authUrl, masterKey })).map((r) => ({ benchmark: r.name, ratio: r.measured, target: r.target, pass: r.pass, detail: r.detail })));
     console.log("\nAuthHub benchmarks\n");
     console.table(rows.map((r) => ({ benchmark: r.benchmark, ratio: r.ratio.toFixed(3), target: r.target, pass: r.pass ? "yes" : "NO" })));
     for (const r of rows) console.log(`- ${r.benchmark}: ${r.detail}`);
