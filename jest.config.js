@@ -10,6 +10,8 @@ export default {
   },
   moduleNameMapper: { "^(\\.{1,2}/.*)\\.js$": "$1" },
   testMatch: ["<rootDir>/test/**/*.test.ts"],
+  // test/pooled/ needs a PgBouncer: `npm run test:pooled` (jest.pooled.config.js).
+  testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/pooled/"],
   globalSetup: "<rootDir>/test/globalSetup.mjs",
   globalTeardown: "<rootDir>/test/globalTeardown.mjs",
   maxWorkers: 2,

@@ -57,16 +57,30 @@ import { readConfig } from "../server/config.js";
 import { makeLogger } from "../server/logger.js";
 import { issueApiKey } from "../server/openapi/issue.js";
 import { startWorker } from "../worker/runner.js";
+import { median, percentile, printRows, type Row } from "./stats.js";
 
-/** One result line, as bench/run.ts prints them. */
-export interface RetailRow {
+/** One result line before it becomes bench/stats.ts's Row. */
+interface RetailRow {
   name: string;
-  /** The ratio (or, for a latency row, the milliseconds) the target is about. */
+  /** The median of the per-round figures (the ingest-to-visible row: the p95 of all probes). */
   measured: number;
+  /** "ratio", or "ms". */
+  unit: string;
+  perRound: number[];
   target: string;
   pass: boolean;
   detail: string;
 }
+const toRow = (r: RetailRow): Row => ({
+  benchmark: r.name,
+  value: r.measured,
+  unit: r.unit,
+  spread: [Math.min(...r.perRound), Math.max(...r.perRound)],
+  perRound: r.perRound,
+  target: r.target,
+  pass: r.pass,
+  detail: r.detail,
+});
 
 export interface RetailBenchOptions {
   /** The migrated database, as its owner and as the server's login role. */
@@ -101,25 +115,16 @@ export function retailOrdersFromArgs(argv: readonly string[] = process.argv, env
   return n;
 }
 
-// ---------------------------------------------------------------------------
-// Statistics. Kept in this one section so that bench/stats.ts (the shared
-// interleaved-round statistics) can replace it at merge.
-function percentile(xs: readonly number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
-const median = (xs: readonly number[]) => percentile(xs, 50);
+// Medians and percentiles are bench/stats.ts's; a figure per round, and its spread, for the detail lines.
 interface Spread {
   median: number;
   min: number;
   max: number;
+  perRound: number[];
 }
-const spread = (xs: readonly number[]): Spread => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
+const spread = (xs: readonly number[]): Spread => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs), perRound: [...xs] });
 const fmt = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
 const fmtSpread = (s: Spread, digits = 2) => `${fmt(s.median, digits)} (rounds ${fmt(s.min, digits)}–${fmt(s.max, digits)})`;
-// End of the statistics section.
-// ---------------------------------------------------------------------------
 
 const harmonic = (n: number) => Array.from({ length: n }, (_, i) => 1 / (i + 1)).reduce((a, b) => a + b, 0);
 
@@ -225,7 +230,7 @@ async function inRequestTimed<T extends pg.QueryResultRow>(client: pg.PoolClient
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function measureRetail(options: RetailBenchOptions): Promise<RetailRow[]> {
+export async function measureRetail(options: RetailBenchOptions): Promise<Row[]> {
   const t0 = performance.now();
   const write = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const log = (line: string) => write(`${line} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
@@ -942,6 +947,8 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Retail
       {
         name: "Retail push ingest: 500-order batches via signed /open/v1/sync/orders ÷ bare INSERT … ON CONFLICT as owner (throughput)",
         measured: ingestRatio.median,
+        unit: "ratio",
+        perRound: ingestRatio.perRound,
         target: "≥ 0.5; ≥ 10,000 lines/s",
         pass: ingestRatio.median >= 0.5 && linesPerSecond.median >= 10_000,
         detail:
@@ -954,6 +961,8 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Retail
       {
         name: "Retail replay: the same batch under a new Idempotency-Key ÷ its first apply (time)",
         measured: replayRatio.median,
+        unit: "ratio",
+        perRound: replayRatio.perRound,
         target: "≤ 0.3; 0 rows changed, 0 audit rows",
         pass: replayRatio.median <= 0.3 && replayChecked.orders + replayChecked.lines + replayChecked.audit === 0,
         detail:
@@ -963,6 +972,8 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Retail
       {
         name: "Retail rollups: ingest with the rollup triggers (worker folding) ÷ without (throughput)",
         measured: rollupRatio.median,
+        unit: "ratio",
+        perRound: rollupRatio.perRound,
         target: "≥ 0.75",
         pass: rollupRatio.median >= 0.75,
         detail:
@@ -972,6 +983,8 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Retail
       {
         name: "Retail rollups: ingest-to-visible in dailyStoreTotals, p95 (ms, request sent → rollup counts it)",
         measured: percentile(visibleMs, 95),
+        unit: "ms",
+        perRound: [percentile(visibleMs, 95)],
         target: "≤ 2000 ms",
         pass: percentile(visibleMs, 95) <= 2000,
         detail: `${visibleMs.length} batches of ${BATCH_ORDERS} orders, one at a time: p50 ${fmt(median(visibleMs), 0)} ms, p95 ${fmt(percentile(visibleMs, 95), 0)} ms, max ${fmt(Math.max(...visibleMs), 0)} ms; after the 200: p50 ${fmt(median(visibleAfterAckMs), 0)} ms, p95 ${fmt(percentile(visibleAfterAckMs, 95), 0)} ms (the fold job is due 250 ms after the first mark)`,
@@ -979,6 +992,8 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Retail
       {
         name: "Retail daily sales: 90 days of one store via /graphql dailyStoreTotals, p95 (ms)",
         measured: gqlP95.median,
+        unit: "ms",
+        perRound: gqlP95.perRound,
         target: "≤ 25 ms",
         pass: gqlP95.median <= 25,
         detail: `p95 per round ${fmtSpread(gqlP95, 2)} ms; p50 ${fmt(median(gqlMs), 2)} ms over ${gqlMs.length} requests; ${fromRollup.length} days of store-a (${sizes.rows.find((r) => r.tenant_id === large.tenantId)?.n} orders)`,
@@ -986,6 +1001,8 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Retail
       {
         name: "Retail daily sales: aggregated from the raw orders and lines ÷ read from the rollup (SQL under RLS, time)",
         measured: rawOverRollup.median,
+        unit: "ratio",
+        perRound: rawOverRollup.perRound,
         target: "≥ 100",
         pass: rawOverRollup.median >= 100,
         detail:
@@ -996,6 +1013,8 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Retail
       {
         name: "Retail store admin's aggregate (orders by status) under RLS ÷ owner with explicit store filter (throughput)",
         measured: aggRatio.median,
+        unit: "ratio",
+        perRound: aggRatio.perRound,
         target: "≥ 0.85",
         pass: aggRatio.median >= 0.85,
         detail:
@@ -1005,6 +1024,8 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Retail
       {
         name: `Retail store admin's aggregate: p50 in a ${LARGE_STORES}-store tenant ÷ in a ${SMALL_STORES}-store tenant`,
         measured: aggScale.median,
+        unit: "ratio",
+        perRound: aggScale.perRound,
         target: "≤ 1.5",
         pass: aggScale.median <= 1.5,
         detail: `ratio ${fmtSpread(aggScale, 3)}; p50 ${aggP50((d) => d.rls)} ms (${orders} orders in the tenant) vs ${aggP50((d) => d.small)} ms (${smallOrders}); store-a holds ${sizes.rows.map((r) => r.n).join(" and ")} orders`,
@@ -1012,6 +1033,8 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Retail
       {
         name: "Retail admin updateOrder via /graphql: with version and audit ÷ without either (throughput)",
         measured: updateRatio.median,
+        unit: "ratio",
+        perRound: updateRatio.perRound,
         target: "≥ 0.85",
         pass: updateRatio.median >= 0.85,
         detail:
@@ -1031,7 +1054,7 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Retail
       seeded: { large: large.counts, small: small.counts },
       plans,
     };
-    return rows;
+    return rows.map(toRow);
   } finally {
     for (const fn of cleanups) await fn().catch((err: unknown) => log(`retail: cleanup failed: ${String(err)}`));
     await owner.end();
@@ -1058,8 +1081,7 @@ async function main() {
       masterKey: parseMasterKey(randomBytes(32).toString("base64")),
     });
     console.log("\nAuthHub retail benchmarks\n");
-    console.table(rows.map((r) => ({ benchmark: r.name, measured: r.measured.toFixed(3), target: r.target, pass: r.pass ? "yes" : "NO" })));
-    for (const r of rows) console.log(`- ${r.name}: ${r.detail}`);
+    printRows(rows);
     const plans = (lastRun?.plans ?? {}) as Record<string, string>;
     for (const [name, plan] of Object.entries(plans)) console.log(`\nPlan (${name}):\n${plan}`);
     const pgVersion = await (async () => {

@@ -39,6 +39,8 @@ import type { Identity } from "../db/claims.js";
 import type { MasterKey } from "../server/auth/masterKey.js";
 import { createWebhookEndpoint } from "../server/webhooks/endpoints.js";
 import { drainEndpoint } from "../worker/tasks/clerk_event__apply.js";
+import type { BenchContext } from "./context.js";
+import { figuresRow, median, percentile, type Row } from "./stats.js";
 
 interface Delivery {
   id: string;
@@ -46,27 +48,24 @@ interface Delivery {
   headers: Record<string, string>;
 }
 
-const p99 = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(0.99 * s.length))] ?? NaN;
-};
+const p99 = (xs: number[]) => percentile(xs, 99);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function measureWebhooks(options: {
-  owner: pg.Pool;
-  ownerUrl: string;
-  base: string;
-  masterKey: MasterKey;
-  tenantId: string;
-  count: number;
-  rounds: number;
-  concurrency: number;
-  paced: { count: number; perSecond: number };
-  /** Mints an access token for a user, for the webhook-to-effect measure. */
-  mint: (identity: Identity) => Promise<string>;
-  effects: number;
-}) {
-  const { owner, ownerUrl, base, masterKey, tenantId, count, rounds, concurrency, paced, mint, effects } = options;
+export async function measureWebhooks(
+  ctx: BenchContext,
+  server: {
+    base: string;
+    masterKey: MasterKey;
+    /** Mints an access token for a user, for the webhook-to-effect measure. */
+    mint: (identity: Identity) => Promise<string>;
+  },
+  effects = 60,
+): Promise<Row[]> {
+  const { owner, ownerUrl, sizes } = ctx;
+  const { base, masterKey, mint } = server;
+  const tenantId = ctx.small.tenantId;
+  const { rounds, httpConcurrency: concurrency, httpPerRound: count } = sizes;
+  const paced = { count: sizes.webhookSteadyCount, perSecond: sizes.webhookSteadyRate };
   const endpoint = await createWebhookEndpoint(owner, masterKey, { name: "bench", issuer: "https://clerk.bench.example", tenantId });
   const signer = new Webhook(endpoint.secret);
   const url = new URL(`${base}${endpoint.path}`);
@@ -126,7 +125,15 @@ export async function measureWebhooks(options: {
         data: { id: `user_bench_${tag}_${i}`, primary_email_address_id: "e", email_addresses: [{ id: "e", email_address: `hook${tag}_${i}@bench.test` }], updated_at: Date.now() },
       }),
     );
-  const deliver = (d: Delivery) =>
+  // A kept-alive socket the server closes just as it is reused fails with ECONNRESET before the
+  // request reached the server: sent again once, as HTTP clients do (the same svix-id, so a
+  // delivery that did arrive is not applied twice).
+  const deliver = (d: Delivery): Promise<void> =>
+    deliverOnce(d).catch((err: unknown) => {
+      if ((err as { code?: string }).code === "ECONNRESET") return deliverOnce(d);
+      throw err;
+    });
+  const deliverOnce = (d: Delivery) =>
     new Promise<void>((resolve, reject) => {
       const req = http.request(url, { method: "POST", agent, headers: { ...d.headers, "Content-Length": Buffer.byteLength(d.body) } }, (res) => {
         res.resume();
@@ -154,12 +161,15 @@ export async function measureWebhooks(options: {
   const onSchedule = async (n: number, fn: (i: number) => Promise<void>) => {
     const t0 = performance.now();
     const sent: Promise<void>[] = [];
+    // Failures are held until every send is out: a rejection nobody awaits yet would end the process.
+    const failures: unknown[] = [];
     for (let i = 0; i < n; i++) {
       const wait = t0 + (i * 1000) / paced.perSecond - performance.now();
       if (wait > 0) await sleep(wait);
-      sent.push(fn(i));
+      sent.push(fn(i).catch((err: unknown) => void failures.push(err)));
     }
     await Promise.all(sent);
+    if (failures.length) throw new Error(`${failures.length} of ${n} paced sends failed`, { cause: failures[0] });
   };
   // The database clock's reading minus this process's (performance.timeOrigin + now()), from the quickest of 20 round trips.
   const clockSkew = async () => {
@@ -198,27 +208,25 @@ export async function measureWebhooks(options: {
     await until(() => rawDone >= target);
     return { ms: performance.now() - t, waits: waits(rawIds) };
   };
-  // Rounds alternate which side goes first, so drift and noise land on both alike.
+  // Rounds alternate which side goes first, so drift and noise land on both alike; each round gives its own ratios.
   const bursts = async (tag: string, n: number, rounds: number) => {
-    const hooks = { ms: 0, waits: [] as number[] };
-    const raw = { ms: 0, waits: [] as number[] };
+    const perRound: { hooksPerSecond: number; rawPerSecond: number; hooksCommitP99: number; rawP99: number }[] = [];
     for (let round = 0; round < rounds; round++) {
+      let hooks = { ms: 0, waits: [] as number[] };
+      let raw = { ms: 0, waits: [] as number[] };
       const sides = [
         async () => {
-          const r = await hookBurst(`${tag}${round}`, n);
-          hooks.ms += r.ms;
-          hooks.waits.push(...r.waits);
+          hooks = await hookBurst(`${tag}${round}`, n);
         },
         async () => {
-          const r = await rawBurst(`${tag}${round}`, n);
-          raw.ms += r.ms;
-          raw.waits.push(...r.waits);
+          raw = await rawBurst(`${tag}${round}`, n);
         },
       ];
       if (round % 2) sides.reverse();
       for (const side of sides) await side();
+      perRound.push({ hooksPerSecond: (n / hooks.ms) * 1000, rawPerSecond: (n / raw.ms) * 1000, hooksCommitP99: p99(hooks.waits), rawP99: p99(raw.waits) });
     }
-    return { hooksPerSecond: ((n * rounds) / hooks.ms) * 1000, rawPerSecond: ((n * rounds) / raw.ms) * 1000, burstHooksCommitP99: p99(hooks.waits), burstRawP99: p99(raw.waits) };
+    return perRound;
   };
   // Side by side: each tick sends one delivery and adds one raw job, so both meet the same moment's noise.
   const steady = async (tag: string, n: number) => {
@@ -281,20 +289,50 @@ export async function measureWebhooks(options: {
       await sleep(20);
     }
     ms.sort((a, b) => a - b);
-    return { effectP50: ms[Math.floor(0.5 * ms.length)]!, effectP99: p99(ms), effectMax: ms.at(-1)! };
+    return { effectP50: percentile(ms, 50), effectP99: p99(ms), effectMax: ms.at(-1)! };
   };
 
   try {
+    process.stderr.write("webhooks: delivered and applied…\n");
     // A warm-up (plans, connections, JIT), as the other benchmarks have, then the measured passes.
     await bursts("burst_warm", Math.min(100, count), 1);
     await steady("steady_warm", Math.min(100, paced.count));
     // Statistics for what the warm-up wrote, as autovacuum keeps them in a running system (its
     // first look comes a minute on): plans made while the inbox was empty scan it whole.
     await owner.query("analyze authhub.webhook_deliveries, authhub_private.clerk_entities, authhub.users, authhub.audit_events, graphile_worker._private_jobs");
-    const throughput = await bursts("burst", count, rounds);
-    const latency = await steady("steady", paced.count);
+    const burst = await bursts("burst", count, rounds);
+    const steadyRounds = [];
+    for (let round = 0; round < rounds; round++) steadyRounds.push(await steady(`steady${round}`, paced.count));
     const effect = await toEffect(effects);
-    return { ...throughput, ...latency, ...effect, perSecond: paced.perSecond };
+    const med = (xs: number[]) => median(xs).toFixed(1);
+    return [
+      figuresRow({
+        benchmark: "Webhooks: delivered + applied per second ÷ raw add_job + no-op task (same worker, concurrency)",
+        perRound: burst.map((r) => r.hooksPerSecond / r.rawPerSecond),
+        target: { atLeast: 0.5 },
+        detail: `webhooks ${med(burst.map((r) => r.hooksPerSecond))}/s; raw ${med(burst.map((r) => r.rawPerSecond))}/s (medians of rounds of ${count})`,
+      }),
+      figuresRow({
+        benchmark: `Webhooks: accept-to-start p99 ÷ raw add_job-to-start p99 (${paced.perSecond}/s, side by side)`,
+        perRound: steadyRounds.map((r) => r.hooksStartP99 / r.rawP99),
+        target: { atMost: 2 },
+        detail:
+          `webhook p99 ${med(steadyRounds.map((r) => r.hooksStartP99))} ms (202 to the start of its application); raw p99 ${med(steadyRounds.map((r) => r.rawP99))} ms (medians of rounds of ${paced.count}); ` +
+          `webhook to effect (a role change sent until /v1/authorize answers accordingly, ${effects} changes): p50 ${effect.effectP50.toFixed(1)} ms, p99 ${effect.effectP99.toFixed(1)} ms, max ${effect.effectMax.toFixed(1)} ms`,
+      }),
+      figuresRow({
+        benchmark: `Webhooks: accept-to-commit p99 ÷ raw add_job-to-start p99 (${paced.perSecond}/s, side by side)`,
+        perRound: steadyRounds.map((r) => r.hooksCommitP99 / r.rawP99),
+        target: "report",
+        detail: `webhook p99 ${med(steadyRounds.map((r) => r.hooksCommitP99))} ms (202 to the drain's commit: the change is visible); raw p99 ${med(steadyRounds.map((r) => r.rawP99))} ms`,
+      }),
+      figuresRow({
+        benchmark: "Webhooks: accept-to-commit p99 ÷ raw add_job-to-start p99, during the throughput bursts",
+        perRound: burst.map((r) => r.hooksCommitP99 / r.rawP99),
+        target: "report",
+        detail: `webhook p99 ${med(burst.map((r) => r.hooksCommitP99))} ms; raw p99 ${med(burst.map((r) => r.rawP99))} ms (a queue forms on both sides)`,
+      }),
+    ];
   } finally {
     await runner.stop();
     await workerPool.end();

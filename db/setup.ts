@@ -61,6 +61,10 @@ export async function ensureRolesAndDatabase(setup: DatabaseSetup): Promise<void
     await client.query(`alter role ${ident(AUTHENTICATOR_ROLE)} set statement_timeout = '15s'`);
     // The owner runs worker jobs as the worker role.
     await client.query(`grant ${ident(WORKER_ROLE)} to ${ident(OWNER_ROLE)}`);
+    // The owner remembers the issuer AuthHub's tokens carry as a database-level
+    // setting (server/auth/issuer.ts); PostgreSQL 15+ lets a non-superuser set a
+    // custom parameter that way only when granted.
+    await client.query(`grant set on parameter authhub.issuer to ${ident(OWNER_ROLE)}`);
 
     const { rowCount } = await client.query("select 1 from pg_database where datname = $1", [setup.database]);
     if (!rowCount) {

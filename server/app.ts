@@ -24,6 +24,7 @@ import { countRequests, metricsText, readFiguresFrom, watchPool } from "./metric
 import { catalogRouter } from "./catalog.js";
 import { requestState } from "./requestState.js";
 import { openApiRouter } from "./openapi/router.js";
+import { ApiKeyUsage } from "./openapi/usage.js";
 import { clerkWebhookRouter } from "./webhooks/clerk.js";
 import { RateLimits } from "./rateLimit.js";
 import { newTraceId, traceIdFrom } from "./trace.js";
@@ -239,10 +240,19 @@ export async function makeApp(deps: AppDeps): Promise<App> {
   const releaseHealth = installHealth(app, deps.authPool, deps.logger);
   const verifier = makeVerifier(deps);
   const authenticateRequest = authenticate({ verifier, gatewaySecret: deps.config.gatewaySecret });
-  const rateLimits = new RateLimits(deps.authPool);
+  const rateLimits = new RateLimits(deps.authPool, { preparedStatements: deps.config.database.pooler !== "transaction" });
   app.use(authApiRouter({ config: deps.config, authPool: deps.authPool, masterKey: deps.masterKey, verifier, rateLimits }));
+  // API-key use is counted in memory and recorded in batches: release() records what is left (issue 13.7).
+  const usage = new ApiKeyUsage(deps.authPool);
   app.use(
-    openApiRouter({ authPool: deps.authPool, limits: transactionLimits(deps.config), masterKey: deps.masterKey, rateLimits, maxBodyBytes: deps.config.graphql.maxRequestBytes }),
+    openApiRouter({
+      authPool: deps.authPool,
+      limits: transactionLimits(deps.config),
+      masterKey: deps.masterKey,
+      rateLimits,
+      maxBodyBytes: deps.config.graphql.maxRequestBytes,
+      usage,
+    }),
   );
   app.use(
     catalogRouter({
@@ -261,6 +271,8 @@ export async function makeApp(deps: AppDeps): Promise<App> {
     app,
     server,
     async release() {
+      // Before the pools close (server/main.ts's order): the last requests' API-key use.
+      await usage.flush();
       await releaseGraphQL();
       await releaseHealth();
     },

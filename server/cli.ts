@@ -10,12 +10,14 @@ import pg from "pg";
 import type { Identity, RoleLevel } from "../db/claims.js";
 import { ensureAdmin, ensureTenant } from "../db/bootstrap.js";
 import { prepareDatabase, type DatabaseHandle } from "../db/database.js";
+import { checkIssuer, issuerInForce, rememberIssuer } from "./auth/issuer.js";
 import { loadMasterKey } from "./auth/masterKey.js";
 import { loadActiveSigningKey, mintAccessToken, newSigningKeyMaterial } from "./auth/signingKeys.js";
 import { issueApiKey, rotateApiKeySecret } from "./openapi/issue.js";
 import { DEMO_RETAIL, seedDemo } from "./seed/demo.js";
 import { localBase, renderDemo, tryThis } from "./seed/tryThis.js";
 import { createWebhookEndpoint } from "./webhooks/endpoints.js";
+import { createEventEndpoint } from "./events/endpoints.js";
 import { readConfig, type Config } from "./config.js";
 import { toAppError } from "./errors.js";
 
@@ -42,6 +44,11 @@ Commands:
                                             a Clerk webhook endpoint; prints its id, URL path and secret
   store create --tenant <slug> --code <code> --name <name> [--parent <org slug>] [--timezone <IANA>] [--currency <ISO 4217>]
                                             a store: an organization (below --parent, e.g. a seller) and its settings
+  issuer show                               the issuer (iss) tokens carry, and where it comes from
+  issuer set <url>                          change the remembered issuer (servers use it from their next start)
+  events endpoint add --tenant <slug> --url <url> [--types a,b] [--store <code>] [--description <text>]
+                                            an outbound event endpoint; prints its id and signing secret (shown once)
+  events endpoint list --tenant <slug>      the tenant's event endpoints, enabled or why disabled, and pending deliveries
   seed demo [--tenant <slug>] [--stores N] [--orders M]
                                             a demo tenant (organizations, a user at every level, a custom
                                             role, an API key, a webhook endpoint) and what to try with it;
@@ -63,7 +70,7 @@ interface Output {
   print(human: string, machine: Record<string, unknown>): void;
 }
 
-type Command = (ctx: { config: Config; db: DatabaseHandle; owner: pg.Pool; values: Record<string, unknown>; out: Output }) => Promise<void>;
+type Command = (ctx: { config: Config; db: DatabaseHandle; owner: pg.Pool; values: Record<string, unknown>; args: string[]; out: Output }) => Promise<void>;
 
 function required(values: Record<string, unknown>, name: string): string {
   const v = values[name];
@@ -118,7 +125,14 @@ const commands: Record<string, Command> = {
     const masterKey = masterKeyFor(config);
     const key = await loadActiveSigningKey(owner, masterKey);
     const identity: Identity = { userId: row.user_id, tenantId: row.tenant_id, orgId: row.org_id, level };
-    const { token, expiresAt } = await mintAccessToken(key, identity, { issuer: config.issuer, ttlSeconds: ttl });
+    // The issuer the server uses: AUTHHUB_ISSUER, or the one the database remembers.
+    const { issuer, source } = await issuerInForce(owner, config);
+    if (source === "default") {
+      process.stderr.write(
+        `warning: no server has started on this database yet; this token names the default issuer ${issuer}, which the first start keeps only if it listens there.\n`,
+      );
+    }
+    const { token, expiresAt } = await mintAccessToken(key, identity, { issuer, ttlSeconds: ttl });
     out.print(token, { token, expires_at: expiresAt.toISOString(), roles: [level], tenant_id: row.tenant_id, user_id: row.user_id, org_id: row.org_id });
   },
 };
@@ -176,6 +190,7 @@ const ENCRYPTED_COLUMNS = [
   { table: "authhub_private.api_key_secrets", key: "fingerprint", column: "secret_encrypted" },
   { table: "authhub_private.webhook_secrets", key: "endpoint_id::text", column: "secret_encrypted" },
   { table: "authhub_private.webhook_secrets", key: "endpoint_id::text", column: "clerk_secret_key_encrypted" },
+  { table: "authhub_private.event_endpoint_secrets", key: "endpoint_id::text", column: "secret_encrypted" },
 ];
 
 /** `keys rewrap`: every stored secret not encrypted under the current master key is re-encrypted under it. */
@@ -253,12 +268,16 @@ async function apikeyCreate({ config, owner, values, out }: Parameters<Command>[
 
 async function apikeyList({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
   const tenantId = await tenantBySlug(owner, required(values, "tenant"));
-  const { rows } = await owner.query<{ key_id: string; name: string; scopes: string[]; revoked_at: Date | null; request_count: number } & Record<string, unknown>>(
-    `select k.key_id, k.id, k.name, k.scopes::text[] as scopes, k.organization_id, k.rate_limit_per_minute, k.expires_at, k.revoked_at, k.created_at,
+  // The use columns answer only within the tenant the claims name (as a tenant admin's request would).
+  const { rows } = await asCliCommand(owner, "apikey-list", async (client) => {
+    await client.query("select set_config('jwt.claims.tenant_id', $1, true)", [tenantId]);
+    return client.query<{ key_id: string; name: string; scopes: string[]; revoked_at: Date | null; request_count: number } & Record<string, unknown>>(
+      `select k.key_id, k.id, k.name, k.scopes::text[] as scopes, k.organization_id, k.rate_limit_per_minute, k.expires_at, k.revoked_at, k.created_at,
             authhub.api_keys_last_used_at(k) as last_used_at, authhub.api_keys_request_count(k) as request_count
      from authhub.api_keys k where k.tenant_id = $1 order by k.created_at`,
-    [tenantId],
-  );
+      [tenantId],
+    );
+  });
   out.print(
     rows.length
       ? rows.map((r) => `${r.key_id}  ${r.revoked_at ? "revoked" : "active "}  ${r.name}  [${r.scopes.join(", ")}]  ${r.request_count} requests`).join("\n")
@@ -382,6 +401,102 @@ async function storeCreate({ owner, values, out }: Parameters<Command>[0]): Prom
   return 0;
 }
 
+/** `issuer show`: the issuer the CLI mints for, and where it comes from. */
+async function issuerShow({ config, owner, out }: Parameters<Command>[0]): Promise<number> {
+  const { issuer, source } = await issuerInForce(owner, config);
+  const where = {
+    environment: "from AUTHHUB_ISSUER",
+    database: "remembered in the database",
+    default: "the default: no server has started on this database yet, and the first to start remembers its own",
+  }[source];
+  out.print(`${issuer} (${where})`, { issuer, source });
+  return 0;
+}
+
+/** `issuer set <url>`: the remembered issuer changes; servers take it at their next start. */
+async function issuerSet({ config, owner, args, out }: Parameters<Command>[0]): Promise<number> {
+  let issuer: string;
+  try {
+    issuer = checkIssuer(args[0] ?? "");
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  await rememberIssuer(owner, issuer);
+  const notes = [
+    "Restart the servers: they read the issuer at start. Tokens minted for the old issuer are refused from then on.",
+    ...(config.issuerFromEnvironment ? [`AUTHHUB_ISSUER (${config.issuer}) is set here, and wins wherever it is set.`] : []),
+  ];
+  out.print([`The issuer is now ${issuer}.`, ...notes].join("\n"), { issuer, source: "database" });
+  return 0;
+}
+
+// --- Outbound events (issue 17) ---
+
+/** `events endpoint add`: an event endpoint for a tenant (optionally a store's); the secret is printed once. */
+async function eventsEndpointAdd({ config, owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  const tenantId = await tenantBySlug(owner, required(values, "tenant"));
+  let storeId: string | null = null;
+  if (typeof values.store === "string") {
+    const { rows } = await owner.query<{ id: string }>("select id from retail.stores where tenant_id = $1 and code = $2", [tenantId, values.store]);
+    if (!rows[0]) throw new UsageError(`No store ${values.store} in that tenant.`);
+    storeId = rows[0].id;
+  }
+  const eventTypes =
+    typeof values.types === "string"
+      ? values.types
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : null;
+  const created = await asCliCommand(owner, "events-endpoint-add", (client) =>
+    createEventEndpoint(
+      client,
+      masterKeyFor(config),
+      { url: required(values, "url"), eventTypes, storeId, description: typeof values.description === "string" ? values.description : null, tenantId },
+      { production: config.env === "production" },
+    ),
+  );
+  out.print([`Event endpoint ${created.id} → ${created.url} (${created.eventTypes.join(", ")})`, `Signing secret (shown once): ${created.secret}`].join("\n"), {
+    id: created.id,
+    secret: created.secret,
+    tenant_id: created.tenantId,
+    url: created.url,
+    event_types: created.eventTypes,
+    store_id: storeId,
+  });
+  return 0;
+}
+
+async function eventsEndpointList({ owner, values, out }: Parameters<Command>[0]): Promise<number> {
+  const tenantId = await tenantBySlug(owner, required(values, "tenant"));
+  const { rows } = await owner.query<
+    { id: string; url: string; event_types: string[]; enabled: boolean; disabled_reason: string | null; pending: number } & Record<string, unknown>
+  >(
+    `select e.id, e.url, e.event_types, e.store_id, e.enabled, e.disabled_reason, e.failing_since, e.last_success_at, e.created_at,
+            (select count(*)::int from authhub.event_deliveries d where d.tenant_id = e.tenant_id and d.endpoint_id = e.id and d.state = 'pending') as pending
+     from authhub.event_endpoints e where e.tenant_id = $1 order by e.created_at`,
+    [tenantId],
+  );
+  out.print(
+    rows.length
+      ? rows
+          .map(
+            (r) =>
+              `${r.id}  ${r.enabled ? "enabled " : "disabled"}  ${r.url}  [${r.event_types.join(", ")}]  ${r.pending} pending${r.disabled_reason ? `\n    ${r.disabled_reason}` : ""}`,
+          )
+          .join("\n")
+      : "No event endpoints.",
+    { endpoints: rows },
+  );
+  return 0;
+}
+
+/** Three-word commands (`events endpoint add`). */
+const THREE_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise<number>> = {
+  "events endpoint add": eventsEndpointAdd,
+  "events endpoint list": eventsEndpointList,
+};
+
 const TWO_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise<number>> = {
   "audit verify": auditVerify,
   "keys rotate": keysRotate,
@@ -393,7 +508,12 @@ const TWO_WORD_COMMANDS: Record<string, (ctx: Parameters<Command>[0]) => Promise
   "webhook create": webhookCreate,
   "store create": storeCreate,
   "seed demo": seedDemoCommand,
+  "issuer show": issuerShow,
+  "issuer set": issuerSet,
 };
+
+/** Two-word commands that take one positional argument after their name. */
+const WITH_ARGUMENT = new Set(["issuer set"]);
 
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let json = argv.includes("--json");
@@ -428,6 +548,10 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
         currency: { type: "string" },
         stores: { type: "string" },
         orders: { type: "string" },
+        url: { type: "string" },
+        types: { type: "string" },
+        store: { type: "string" },
+        description: { type: "string" },
       },
     });
     json = values.json === true;
@@ -436,7 +560,10 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
       write(USAGE);
       return values.help ? 0 : 2;
     }
-    const twoWord = positionals.length === 2 ? TWO_WORD_COMMANDS[positionals.join(" ")] : undefined;
+    const pair = positionals.slice(0, 2).join(" ");
+    if (WITH_ARGUMENT.has(pair) && positionals.length !== 3) throw new UsageError(`${pair} takes one argument: npx authhub ${pair} <url>`);
+    const twoWord =
+      positionals.length === (WITH_ARGUMENT.has(pair) ? 3 : 2) ? TWO_WORD_COMMANDS[pair] : positionals.length === 3 ? THREE_WORD_COMMANDS[positionals.join(" ")] : undefined;
     const command = positionals.length === 1 ? commands[name] : undefined;
     if (!twoWord && !command) throw new UsageError(`Unknown command: ${positionals.join(" ")}`);
     const config = readConfig(env);
@@ -450,7 +577,14 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
     const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
     // A connection closed under us (server restart, administrator) surfaces as a query error, not a crash.
     owner.on("error", () => undefined);
-    const ctx = { config, db, owner, values, out: { json, print: (human: string, machine: Record<string, unknown>) => write(json ? JSON.stringify(machine) : human) } };
+    const ctx = {
+      config,
+      db,
+      owner,
+      values,
+      args: positionals.slice(2),
+      out: { json, print: (human: string, machine: Record<string, unknown>) => write(json ? JSON.stringify(machine) : human) },
+    };
     try {
       if (twoWord) return await twoWord(ctx);
       await command!(ctx);

@@ -1,6 +1,6 @@
 /**
- * Every environment variable AuthHub reads, read and validated once. Anything
- * unknown-but-prefixed or invalid fails fast with a message naming the variable.
+ * Every environment variable AuthHub reads, read and validated once. An unknown
+ * AUTHHUB_* name or an invalid value fails fast with a message naming the variable.
  * README.md documents each one with its default.
  */
 import { isIP } from "node:net";
@@ -14,7 +14,25 @@ export interface TrustedIssuer {
   issuer: string;
   jwksUri: string;
   audience?: string;
+  /**
+   * `azp` values (the origins a provider issued the token to) that stand in for
+   * the audience: a token is meant for AuthHub when its `aud` names the audience
+   * or its `azp` is one of these (Clerk's default session tokens carry no `aud`).
+   */
+  authorizedParties?: string[];
+  /** How long after its `iat` the issuer's token is accepted (exchanged, or used as a bearer token), whatever its `exp`. */
+  maxTokenAgeSeconds: number;
 }
+
+/** A trusted issuer's token is accepted at most this long after it was issued, unless the issuer says otherwise. */
+export const DEFAULT_TRUSTED_TOKEN_MAX_AGE_SECONDS = 3600;
+
+/**
+ * AUTHHUB_* variables that are not settings but belong to tools around AuthHub
+ * (the test suite's cluster, for one); every other unknown AUTHHUB_* name is
+ * refused, so a misspelt setting cannot silently leave its default in force.
+ */
+export const FOREIGN_PREFIXES = ["AUTHHUB_TEST_"];
 
 export interface Config {
   env: Env;
@@ -30,7 +48,14 @@ export interface Config {
   masterKey: string | null;
   /** Older master keys (comma-separated), for decryption while secrets are re-wrapped. */
   masterKeyPrevious: string | null;
+  /**
+   * `iss` of AuthHub's tokens. Unless AUTHHUB_ISSUER sets it, this is only the
+   * default (`http://HOST:PORT`): the server and the CLI use the issuer the
+   * database remembers (server/auth/issuer.ts), so a token minted anywhere works.
+   */
   issuer: string;
+  /** Whether AUTHHUB_ISSUER set the issuer (it then wins over the remembered one). */
+  issuerFromEnvironment: boolean;
   trustedIssuers: TrustedIssuer[];
   gatewaySecret: string | null;
   accessTokenTtlSeconds: number;
@@ -192,7 +217,7 @@ function trustedIssuers(env: Source): TrustedIssuer[] {
   return parsed.map((item: unknown, i: number) => {
     const where = `AUTHHUB_TRUSTED_ISSUERS[${i}]`;
     if (typeof item !== "object" || item === null) throw new ConfigError(where, "must be an object");
-    const { issuer, jwksUri, audience, ...rest } = item as Record<string, unknown>;
+    const { issuer, jwksUri, audience, authorizedParties, maxTokenAgeSeconds, ...rest } = item as Record<string, unknown>;
     if (Object.keys(rest).length > 0) throw new ConfigError(where, `has unknown keys: ${Object.keys(rest).join(", ")}`);
     if (typeof issuer !== "string" || issuer === "") throw new ConfigError(`${where}.issuer`, "must be a non-empty string");
     if (seen.has(issuer)) throw new ConfigError(`${where}.issuer`, `repeats ${issuer}`);
@@ -207,7 +232,26 @@ function trustedIssuers(env: Source): TrustedIssuer[] {
     if (audience !== undefined && (typeof audience !== "string" || audience === "")) {
       throw new ConfigError(`${where}.audience`, "must be a non-empty string when given");
     }
-    return { issuer, jwksUri, ...(audience ? { audience } : {}) };
+    if (
+      authorizedParties !== undefined &&
+      (!Array.isArray(authorizedParties) ||
+        authorizedParties.length === 0 ||
+        authorizedParties.length > 20 ||
+        !authorizedParties.every((p) => typeof p === "string" && p !== "" && p.length <= 500))
+    ) {
+      throw new ConfigError(`${where}.authorizedParties`, "must be a list of 1-20 non-empty strings (the azp values allowed, e.g. https://app.example.com)");
+    }
+    const maxAge = maxTokenAgeSeconds ?? DEFAULT_TRUSTED_TOKEN_MAX_AGE_SECONDS;
+    if (typeof maxAge !== "number" || !Number.isInteger(maxAge) || maxAge < 30 || maxAge > 86_400) {
+      throw new ConfigError(`${where}.maxTokenAgeSeconds`, "must be a whole number of seconds between 30 and 86400");
+    }
+    return {
+      issuer,
+      jwksUri,
+      ...(audience ? { audience } : {}),
+      ...(authorizedParties ? { authorizedParties: authorizedParties as string[] } : {}),
+      maxTokenAgeSeconds: maxAge,
+    };
   });
 }
 
@@ -217,7 +261,45 @@ function metricsToken(env: Source): string | null {
   return token;
 }
 
-export function readConfig(env: Source = process.env): Config {
+/**
+ * The configuration from `source` (the process's environment by default). Every
+ * name asked for is noted as it is read, so an AUTHHUB_* variable that nothing
+ * read is a setting AuthHub does not have: refused, naming it.
+ */
+export function readConfig(source: Source = process.env): Config {
+  const asked = new Set<string>();
+  const env = new Proxy(source, {
+    get(target, name) {
+      if (typeof name === "string") asked.add(name);
+      return target[name as string];
+    },
+  });
+  const config = readSettings(env);
+  refuseUnknown(source, asked);
+  return config;
+}
+
+function refuseUnknown(source: Source, known: Set<string>): void {
+  for (const name of Object.keys(source).sort()) {
+    if (!name.startsWith("AUTHHUB_") || known.has(name) || FOREIGN_PREFIXES.some((p) => name.startsWith(p))) continue;
+    const near = [...known].filter((k) => k.startsWith("AUTHHUB_")).sort((a, b) => editDistance(name, a) - editDistance(name, b))[0];
+    const hint = near !== undefined && editDistance(name, near) <= 3 ? ` (did you mean ${near}?)` : "";
+    throw new ConfigError(name, `is not a setting AuthHub knows${hint}; the README's Configuration table lists them all`);
+  }
+}
+
+/** Levenshtein distance, for suggesting the setting a misspelt name meant. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+function readSettings(env: Source): Config {
   const nodeEnv = oneOf(env, "NODE_ENV", ["development", "test", "production"] as const, "development");
   const port = int(env, "PORT", 4000, 0, 65535);
   const host = str(env, "HOST") ?? "127.0.0.1";
@@ -232,7 +314,8 @@ export function readConfig(env: Source = process.env): Config {
   if (defaultPage > maxPage) {
     throw new ConfigError("AUTHHUB_GRAPHQL_DEFAULT_PAGE_SIZE", `must not exceed AUTHHUB_GRAPHQL_MAX_PAGE_SIZE (${maxPage})`);
   }
-  const issuer = str(env, "AUTHHUB_ISSUER") ?? `http://${host}:${port}`;
+  const configuredIssuer = str(env, "AUTHHUB_ISSUER");
+  const issuer = configuredIssuer ?? `http://${host}:${port}`;
   try {
     new URL(issuer);
   } catch {
@@ -254,6 +337,7 @@ export function readConfig(env: Source = process.env): Config {
     masterKey,
     masterKeyPrevious: str(env, "AUTHHUB_MASTER_KEY_PREVIOUS"),
     issuer,
+    issuerFromEnvironment: configuredIssuer !== null,
     trustedIssuers: trustedIssuers(env),
     gatewaySecret: str(env, "AUTHHUB_GATEWAY_SECRET"),
     accessTokenTtlSeconds: int(env, "AUTHHUB_ACCESS_TOKEN_TTL", 900, 60, 86400),

@@ -95,6 +95,9 @@ const CHECKS: Record<string, FieldProblem> = {
   roles_level_allowed: { field: "level", message: "must be ORG_ADMIN or TENANT_ADMIN" },
   roles_description_length: { field: "description", message: "must be at most 1000 characters" },
   tenants_audit_retention_days_range: { field: "auditRetentionDays", message: "must be between 30 and 3650 days" },
+  tenants_api_rate_limit_range: { field: "apiRateLimitPerMinute", message: "must be between 1 and 1000000 requests per minute" },
+  api_keys_rate_limit_range: { field: "rateLimitPerMinute", message: "must be between 1 and 1000000 requests per minute" },
+  api_keys_scopes_size: { field: "scopes", message: "must list 1-20 scopes" },
   // Retail (issue 16).
   stores_timezone_known: { field: "timezone", message: "must be an IANA time zone such as Europe/Berlin" },
   stores_status: { field: "status", message: "must be active or closed" },
@@ -103,6 +106,12 @@ const CHECKS: Record<string, FieldProblem> = {
   products_status: { field: "status", message: "must be draft, active or archived" },
   products_attributes_object: { field: "attributes", message: "must be an object of at most 16 kB" },
   products_source_version_range: { field: "sourceVersion", message: "must be at least 0" },
+  products_synced_variants_array: { field: "variants", message: "must be a list" },
+  event_endpoints_url: { field: "url", message: "must be an http(s) URL of at most 2000 characters, without spaces" },
+  event_endpoints_event_types: {
+    field: "eventTypes",
+    message: "must be 1 to 50 event types such as retail.order.created, or patterns such as retail.* or * (one to three dot-separated segments)",
+  },
   inventory_levels_on_hand_range: { field: "onHand", message: "must be a whole number between -1000000000 and 1000000000" },
   inventory_levels_reserved_range: { field: "reserved", message: "must be a whole number between 0 and 1000000000" },
   inventory_levels_source_version_range: { field: "sourceVersion", message: "must be at least 0" },
@@ -115,6 +124,9 @@ const CHECKS: Record<string, FieldProblem> = {
   order_lines_quantity_positive: { field: "quantity", message: "must be a whole number from 1 to 1000000" },
   order_lines_discount_within: { field: "discountMinor", message: "must not exceed quantity × unit price" },
 };
+
+/** The named checks mapped above (test/server/errors.test.ts holds them to the catalog and docs/errors.md). */
+export const NAMED_CHECKS: readonly string[] = Object.keys(CHECKS);
 
 /** Unique keys → the field a duplicate was found in. */
 const UNIQUE: Record<string, string> = {

@@ -10,12 +10,14 @@
 import "./env.js";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type http from "node:http";
+import net from "node:net";
 import path from "node:path";
 import { ConfigError } from "../db/configError.js";
 import { prepareDatabase } from "../db/database.js";
 import { closePool, isConnectionError, makePool } from "../db/pools.js";
 import { startWorker } from "../worker/runner.js";
 import { makeApp } from "./app.js";
+import { issuerForServer, type ServerIssuer } from "./auth/issuer.js";
 import { loadMasterKey } from "./auth/masterKey.js";
 import { ensureActiveSigningKey } from "./auth/signingKeys.js";
 import { readConfig } from "./config.js";
@@ -54,6 +56,29 @@ function closeHttpServer(server: http.Server, graceMs: number): Promise<void> {
   });
 }
 
+/** A port free on `host` now (PORT=0 asks for any): chosen before listening, so the issuer can name it. */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once("error", reject);
+    probe.listen(0, host, () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** The banner's line about the issuer: which one, and where it came from. */
+function issuerLine(i: ServerIssuer): string {
+  const how =
+    i.source === "environment"
+      ? "AUTHHUB_ISSUER"
+      : !i.remembered
+        ? `not remembered: ${i.problem ?? "unknown reason"}`
+        : `${i.chosen ? "chosen now and remembered" : "remembered"}; change it with npx authhub issuer set <url>`;
+  return `  Issuer:    ${i.issuer}   (${how})`;
+}
+
 async function main() {
   const config = readConfig();
   const logger = makeLogger(config.logLevel, { service: "authhub" });
@@ -72,24 +97,28 @@ async function main() {
   const ownerPool = makePool(db.ownerUrl, { name: "owner pool", max: 5, acquireTimeoutMs: config.database.acquireTimeoutMs, onError });
   const authPool = makePool(db.authUrl, { name: "authenticator pool", max: config.database.poolSize, acquireTimeoutMs: config.database.acquireTimeoutMs, onError });
   await ensureActiveSigningKey(ownerPool, masterKey);
+  // The issuer the CLI will mint for too (server/auth/issuer.ts): decided before the app is made.
+  const listenPort = config.port === 0 ? await freePort(config.host) : config.port;
+  const issuer = await issuerForServer(ownerPool, config, `http://${config.host}:${listenPort}`);
+  if (!issuer.remembered) logger.warn(`The issuer ${issuer.issuer} is not remembered: ${issuer.problem}`);
 
   if (config.trustedIssuers.length > 1) {
     logger.warn("Several trusted issuers are configured: a user's external_id is matched whichever of them signed, so their subject ids must not collide.");
   }
-  const { server, release } = await makeApp({ config, authPool, logger, masterKey });
-  const worker = config.runWorker ? await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl }) : null;
+  const { server, release } = await makeApp({ config: { ...config, issuer: issuer.issuer }, authPool, logger, masterKey });
+  const worker = config.runWorker ? await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl, production: config.env === "production" }) : null;
   watchPool("owner", ownerPool);
   collectProcessMetrics();
   if (worker) countJobs(worker.events);
   const metricsServer = config.metrics.port !== null ? await serveMetrics(config.metrics.port) : null;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(config.port, config.host, () => resolve());
+    server.listen(listenPort, config.host, () => resolve());
   });
   const address = server.address();
-  const port = typeof address === "object" && address ? address.port : config.port;
+  const port = typeof address === "object" && address ? address.port : listenPort;
   const base = `http://${config.host}:${port}`;
-  logger.info("AuthHub is ready", { graphql: `${base}/graphql`, env: config.env, embedded_database: db.embedded !== null });
+  logger.info("AuthHub is ready", { graphql: `${base}/graphql`, env: config.env, embedded_database: db.embedded !== null, issuer: issuer.issuer, issuer_source: issuer.source });
   process.stderr.write(
     [
       "",
@@ -98,6 +127,7 @@ async function main() {
       `  Auth API:  ${base}/.well-known/openid-configuration`,
       `  Open API:  ${base}/open/v1/openapi.json   (keys: npx authhub apikey create --tenant <slug> --scopes user:read)`,
       `  Health:    ${base}/healthz   ${base}/readyz`,
+      issuerLine(issuer),
       "",
       "  First token, from another terminal:",
       "    npx authhub bootstrap --tenant acme --admin-email admin@example.com",

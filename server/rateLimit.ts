@@ -15,7 +15,8 @@
  * the shared count at once and spends it locally, so most requests cost no
  * database write. Tokens only ever come from the shared count, so no more than
  * the limit are served in a window across all servers; near the limit a
- * server takes one at a time, and a batch refused there is given back.
+ * server takes one at a time, and a batch the shared count refused is given
+ * back (never one refused from memory, which was not counted).
  * `remaining` is then approximate by the tokens other servers hold.
  */
 import type pg from "pg";
@@ -43,7 +44,26 @@ export class RateLimits {
   private readonly local = new Map<string, LocalTokens>();
   private cleaning = false;
 
-  constructor(private readonly pool: pg.Pool) {}
+  /**
+   * `preparedStatements: false` behind a transaction-mode pooler
+   * (AUTHHUB_DB_POOLER=transaction): rate-limiter-flexible names its
+   * statements, and a named statement lives on one server connection while the
+   * pooler hands each transaction any of them ("already exists", 42P05, or
+   * "does not exist", 26000). Its failures are not seen by callers: the
+   * per-process limiter takes over, and the limit no longer holds across
+   * instances. Here its statements go unnamed.
+   */
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly options: { preparedStatements: boolean } = { preparedStatements: true },
+  ) {}
+
+  /** What rate-limiter-flexible is given to query with. */
+  private storeClient(): Pick<pg.Pool, "query"> {
+    if (this.options.preparedStatements) return this.pool;
+    const pool = this.pool;
+    return { query: (q: pg.QueryConfig) => pool.query({ text: q.text, values: q.values }) } as Pick<pg.Pool, "query">;
+  }
 
   private limiter(kind: string, points: number, durationSeconds: number): RateLimiterAbstract {
     const id = `${kind}:${points}:${durationSeconds}`;
@@ -53,7 +73,7 @@ export class RateLimits {
       const clearExpiredByTimeout = !this.cleaning;
       this.cleaning = true;
       limiter = new RateLimiterPostgres({
-        storeClient: this.pool,
+        storeClient: this.storeClient(),
         storeType: "pool",
         schemaName: "authhub_private",
         tableName: "rate_limits",
@@ -90,8 +110,10 @@ export class RateLimits {
         return { allowed: true, limit, remaining: res.remainingPoints + points - 1, resetSeconds: Math.max(1, Math.ceil(res.msBeforeNext / 1000)) };
       } catch (err) {
         if (!(err instanceof RateLimiterRes)) throw err;
-        if (points > 1) {
-          // Refused as a batch near the limit: give it back, and try for one.
+        // Refused by the shared count as a batch near the limit: the batch was counted, so give it back and try
+        // for one. A refusal from memory (the key is blocked here for the rest of its window) counted nothing:
+        // giving a batch back then would raise what every other server may serve.
+        if (points > 1 && err.consumedPoints > 0) {
           await limiter.reward(key, points).catch(() => undefined);
           return take(1);
         }
@@ -101,6 +123,18 @@ export class RateLimits {
       }
     };
     return take(batch);
+  }
+
+  /**
+   * Whether `key` has used up `limit` in its current window, without counting
+   * anything: for limits that count only failures (hit() on failure), asked
+   * before the attempt.
+   */
+  async isOver(kind: string, key: string, limit: number, durationSeconds = 60): Promise<RateLimitDecision | null> {
+    const res = await this.limiter(kind, limit, durationSeconds).get(key);
+    if (!res || res.consumedPoints < limit) return null;
+    rateLimited.inc({ limit: kind });
+    return { allowed: false, limit, remaining: 0, resetSeconds: Math.max(1, Math.ceil(res.msBeforeNext / 1000)) };
   }
 
   /** Counts one request for `key` against `limit` per `durationSeconds` (default a minute). */

@@ -9,6 +9,8 @@ import type { MasterKey } from "../server/auth/masterKey.js";
 interface WorkerContext {
   masterKey: MasterKey;
   clerkApiUrl: string;
+  /** NODE_ENV=production: events go over https to public addresses only. */
+  production?: boolean;
 }
 
 let context: WorkerContext | null = null;
@@ -17,7 +19,7 @@ export function configureWorker(options: WorkerContext): void {
   context = options;
 }
 
-export function workerContext(): WorkerContext {
+export function workerContext(): WorkerContext & { production: boolean } {
   if (!context) throw new Error("The worker is not configured (configureWorker was not called)");
-  return context;
+  return { ...context, production: context.production ?? false };
 }

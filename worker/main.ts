@@ -24,7 +24,7 @@ const ownerPool = makePool(db.ownerUrl, {
 });
 // The same master key as the servers (it opens the Clerk keys reconciliation uses).
 const masterKey = loadMasterKey(config.masterKey, config.dataDir, config.env, (msg) => logger.warn(msg), config.masterKeyPrevious);
-const worker = await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl });
+const worker = await startWorker({ ownerPool, logger, masterKey, clerkApiUrl: config.clerkApiUrl, production: config.env === "production" });
 // A worker on its own exposes its jobs' counts and its pool on AUTHHUB_METRICS_PORT (loopback), if set.
 watchPool("owner", ownerPool);
 collectProcessMetrics();

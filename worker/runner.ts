@@ -4,11 +4,13 @@
  * schema and needs LISTEN, so it bypasses PgBouncer); each job switches to
  * authhub_worker before touching AuthHub's tables.
  */
-import { Logger as WorkerLogger, parseCrontab, run, type Runner } from "graphile-worker";
+import { EventEmitter } from "node:events";
+import { Logger as WorkerLogger, parseCrontab, run, type Runner, type WorkerEvents } from "graphile-worker";
 import type pg from "pg";
 import type { Logger } from "../server/logger.js";
 import type { MasterKey } from "../server/auth/masterKey.js";
 import { configureWorker } from "./context.js";
+import { OrphanedJobs } from "./orphans.js";
 import { crontab, tasks } from "./tasks/index.js";
 
 export interface WorkerHandle {
@@ -18,8 +20,15 @@ export interface WorkerHandle {
   events: Runner["events"];
 }
 
-export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger; masterKey: MasterKey; clerkApiUrl: string; concurrency?: number }): Promise<WorkerHandle> {
-  configureWorker({ masterKey: options.masterKey, clerkApiUrl: options.clerkApiUrl });
+export async function startWorker(options: {
+  ownerPool: pg.Pool;
+  logger: Logger;
+  masterKey: MasterKey;
+  clerkApiUrl: string;
+  concurrency?: number;
+  production?: boolean;
+}): Promise<WorkerHandle> {
+  configureWorker({ masterKey: options.masterKey, clerkApiUrl: options.clerkApiUrl, production: options.production ?? false });
   const log = options.logger.child({ component: "worker" });
   const logger = new WorkerLogger((scope) => (level, message, meta) => {
     const fields = { ...scope, ...(meta ?? {}) } as Record<string, unknown>;
@@ -27,6 +36,14 @@ export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger;
     else if (level === "warning") log.warn(message, fields);
     else if (level === "info") log.info(message, fields);
     else log.debug(message, fields);
+  });
+  // This pool's liveness, and the jobs of pools that died without stopping (worker/orphans.ts).
+  const orphans = new OrphanedJobs(options.ownerPool.options, log);
+  const events: WorkerEvents = new EventEmitter();
+  let pool: string | null = null;
+  events.on("pool:create", ({ workerPool }) => {
+    pool = workerPool.id;
+    orphans.claim(workerPool.id).catch((err: unknown) => log.warn("could not take the worker pool's liveness lock", { err }));
   });
   const runner: Runner = await run({
     pgPool: options.ownerPool,
@@ -38,12 +55,16 @@ export async function startWorker(options: { ownerPool: pg.Pool; logger: Logger;
     parsedCronItems: parseCrontab(crontab),
     pollInterval: 2000,
     logger,
+    events,
   });
-  log.info("worker started", { tasks: Object.keys(tasks) });
+  orphans.start();
+  // The pool id is what graphile-worker's jobs name as locked_by.
+  log.info("worker started", { tasks: Object.keys(tasks), pool });
   return {
     events: runner.events,
     async stop() {
       await runner.stop();
+      await orphans.stop();
     },
   };
 }

@@ -29,6 +29,8 @@ export interface RetailSeedOptions {
 }
 
 export interface RetailSeedCounts {
+  /** Organizations made for stores beyond the identity seed's two. */
+  organizations: number;
   stores: number;
   products: number;
   variants: number;
@@ -153,6 +155,7 @@ export async function seedRetail(client: Queryable, tenantId: string, options: R
   while ((await client.query<{ n: number }>("select retail_private.fold_rollups($1, 5000) as n", [tenantId])).rows[0]!.n > 0);
   const after = await counts(client, tenantId);
   return {
+    organizations: after.organizations - before.organizations,
     stores: after.stores - before.stores,
     products: after.products - before.products,
     variants: after.variants - before.variants,
@@ -223,7 +226,8 @@ async function seedOrders(client: Queryable, tenantId: string, storeId: string, 
 
 async function counts(client: Queryable, tenantId: string): Promise<RetailSeedCounts> {
   const { rows } = await client.query<RetailSeedCounts>(
-    `select (select count(*)::int from retail.stores where tenant_id = $1) as stores,
+    `select (select count(*)::int from authhub.organizations where tenant_id = $1) as organizations,
+            (select count(*)::int from retail.stores where tenant_id = $1) as stores,
             (select count(*)::int from retail.products where tenant_id = $1) as products,
             (select count(*)::int from retail.variants where tenant_id = $1) as variants,
             (select count(*)::int from retail.customers where tenant_id = $1) as customers,

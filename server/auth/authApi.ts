@@ -286,11 +286,19 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     if (basic) res.setHeader("WWW-Authenticate", 'Basic realm="authhub"');
     await ipLimit;
     if (!clientId || !clientSecret || !/^ak_[0-9A-Za-z]{22}$/.test(clientId)) throw invalidClient;
-    await limit("auth-client", clientId, config.tokenRateLimit.perSubject);
+    // Failures are counted per client address and key id: guesses from one
+    // address slow that address down, and can never lock the key's owner
+    // (elsewhere) out; successes count only towards the address's own limit.
+    const failureKey = digest(`${clientAddress(req)} ${clientId}`);
+    const over = await deps.rateLimits.isOver("auth-client-failure", failureKey, config.tokenRateLimit.perSubject);
+    if (over) throw new OAuthError("rate_limited", "Too many failed attempts for this client; try again later.", 429, over.resetSeconds);
     const key = await apiKeys.get(clientId);
     // Every secret the key may be used with is compared, in constant time; an unknown key costs the same.
     const valid = anySecretMatches(key, (secret) => createHash("sha256").update(secret).digest(), sha256(clientSecret));
-    if (!valid || !key) throw invalidClient;
+    if (!valid || !key) {
+      await deps.rateLimits.hit("auth-client-failure", failureKey, config.tokenRateLimit.perSubject);
+      throw invalidClient;
+    }
     const { token } = await signer.signApiKeyWithActive({ apiKeyId: key.id, tenantId: key.tenantId, orgId: key.organizationId, keyId: key.keyId, scopes: key.scopes });
     res.json({ access_token: token, token_type: "Bearer", expires_in: config.accessTokenTtlSeconds, scope: key.scopes.join(" ") });
   }

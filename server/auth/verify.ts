@@ -15,10 +15,9 @@ import { ALG, AUDIENCE } from "./signingKeys.js";
 const TRUSTED_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
 
 /**
- * Reads AuthHub's published public keys: reloaded every minute (so a retired
- * key drops out within one), and on an unknown kid at most once a second (so a
- * key rotated in by another instance verifies at once, and a flood of made-up
- * kids costs at most one query a second).
+ * Reads AuthHub's published public keys (the verifier reloads them every
+ * minute, so a retired key drops out within one; see TokenVerifier.ownKeys for
+ * unknown kids).
  */
 export type OwnKeysLoader = () => Promise<JSONWebKeySet>;
 
@@ -30,8 +29,18 @@ interface KeySetRule {
   keys: JWTVerifyGetKey;
   issuer: string;
   audience: string;
+  /** `azp` values that stand in for the audience (a trusted issuer's, when configured). */
+  authorizedParties?: string[];
+  /** Longest accepted time since `iat` (a trusted issuer's tokens). */
+  maxTokenAgeSeconds?: number;
   algorithms: string[];
 }
+
+/** Seconds of clock difference tolerated on `exp`, `nbf` and `iat`. */
+export const CLOCK_TOLERANCE_SECONDS = 5;
+
+/** How often AuthHub's own keys are reloaded anyway (ms). */
+const OWN_KEYS_MAX_AGE_MS = 60_000;
 
 export class TokenVerifier {
   private readonly ownIssuer: string;
@@ -39,34 +48,62 @@ export class TokenVerifier {
   private ownKeySet: JWTVerifyGetKey | null = null;
   private ownKids = new Set<string>();
   private ownLoadedAt = 0;
+  private ownLoading: Promise<void> | null = null;
+  private readonly unknownKidCooldownMs: number;
   private readonly trusted = new Map<string, KeySetRule>();
   private readonly resolveExternalUser: ExternalUserResolver;
 
-  constructor(options: { issuer: string; loadOwnKeys: OwnKeysLoader; trustedIssuers: TrustedIssuer[]; resolveExternalUser: ExternalUserResolver }) {
+  constructor(options: {
+    issuer: string;
+    loadOwnKeys: OwnKeysLoader;
+    trustedIssuers: TrustedIssuer[];
+    resolveExternalUser: ExternalUserResolver;
+    /** After a reload, kids it did not know are answered from memory for this long (ms; default 1000). */
+    unknownKidCooldownMs?: number;
+  }) {
     this.ownIssuer = options.issuer;
     this.loadOwnKeys = options.loadOwnKeys;
     this.resolveExternalUser = options.resolveExternalUser;
+    this.unknownKidCooldownMs = options.unknownKidCooldownMs ?? 1_000;
     for (const t of options.trustedIssuers) {
       this.trusted.set(t.issuer, {
         own: false,
         keys: createRemoteJWKSet(new URL(t.jwksUri), { cooldownDuration: 30_000, cacheMaxAge: 600_000, timeoutDuration: 5_000 }),
         issuer: t.issuer,
         audience: t.audience ?? AUDIENCE,
+        ...(t.authorizedParties ? { authorizedParties: t.authorizedParties } : {}),
+        maxTokenAgeSeconds: t.maxTokenAgeSeconds,
         algorithms: TRUSTED_ALGORITHMS,
       });
     }
   }
 
+  /**
+   * AuthHub's key set, reloaded from the database when it is a minute old, or
+   * for a kid it does not know once the last reload is older than the
+   * cool-down (so a key rotated in by another instance verifies within a
+   * second). Reloads are single-flight: concurrent requests share the one in
+   * progress, and until the cool-down ends every unknown kid, however many and
+   * however made up, is answered from the set in memory (the negative answer
+   * is cached), so a flood of them costs at most one query per cool-down.
+   */
   private async ownKeys(kid: string | undefined): Promise<JWTVerifyGetKey> {
     const age = Date.now() - this.ownLoadedAt;
     const unknownKid = kid !== undefined && !this.ownKids.has(kid);
-    if (!this.ownKeySet || age > 60_000 || (unknownKid && age > 1_000)) {
-      const jwks = await this.loadOwnKeys();
-      this.ownKeySet = createLocalJWKSet(jwks);
-      this.ownKids = new Set(jwks.keys.map((k) => k.kid).filter((k): k is string => typeof k === "string"));
-      this.ownLoadedAt = Date.now();
+    if (!this.ownKeySet || age > OWN_KEYS_MAX_AGE_MS || (unknownKid && age > this.unknownKidCooldownMs)) {
+      this.ownLoading ??= this.reloadOwnKeys().finally(() => {
+        this.ownLoading = null;
+      });
+      await this.ownLoading;
     }
-    return this.ownKeySet;
+    return this.ownKeySet!;
+  }
+
+  private async reloadOwnKeys(): Promise<void> {
+    const jwks = await this.loadOwnKeys();
+    this.ownKeySet = createLocalJWKSet(jwks);
+    this.ownKids = new Set(jwks.keys.map((k) => k.kid).filter((k): k is string => typeof k === "string"));
+    this.ownLoadedAt = Date.now();
   }
 
   /**
@@ -83,8 +120,8 @@ export class TokenVerifier {
     }
     const rule = typeof iss === "string" ? this.trusted.get(iss) : undefined;
     if (!rule) throw unauthenticated("The subject token's issuer is not trusted.");
-    // However long the issuer let it live, a subject token older than this is not exchanged.
-    const payload = await verifyWith(token, rule, SUBJECT_TOKEN_MAX_AGE);
+    // However long the issuer let it live, a subject token older than its issuer's maximum age is not exchanged.
+    const payload = await verifyWith(token, rule);
     if (typeof payload.sub !== "string" || !EXTERNAL_ID_RE.test(payload.sub)) {
       throw unauthenticated("The subject token's subject is not a valid external user id.");
     }
@@ -131,31 +168,51 @@ export class TokenVerifier {
   }
 }
 
-/** Signature, algorithm, issuer, audience, expiry and required claims; errors say only what a client can fix. */
-async function verifyWith(token: string, rule: KeySetRule, maxTokenAge?: string): Promise<JWTPayload> {
+/**
+ * Signature, algorithm, issuer, audience (or an authorized party standing in
+ * for it), expiry, issue time and required claims; errors say only what a
+ * client can fix.
+ */
+async function verifyWith(token: string, rule: KeySetRule): Promise<JWTPayload> {
+  let payload: JWTPayload;
   try {
-    const { payload } = await jwtVerify(token, rule.keys, {
+    ({ payload } = await jwtVerify(token, rule.keys, {
       issuer: rule.issuer,
-      audience: rule.audience,
       algorithms: rule.algorithms,
       requiredClaims: ["exp", "iat", "sub"],
-      clockTolerance: 5,
-      ...(maxTokenAge ? { maxTokenAge } : {}),
-    });
-    return payload;
+      clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      ...(rule.maxTokenAgeSeconds !== undefined ? { maxTokenAge: rule.maxTokenAgeSeconds } : {}),
+    }));
   } catch (cause) {
     const code = (cause as { code?: string }).code;
     const claim = (cause as { claim?: string }).claim;
     const message =
       code === "ERR_JWT_EXPIRED"
         ? claim === "iat"
-          ? "The token is too old to be exchanged."
+          ? "The token is too old to be accepted."
           : "The token has expired."
         : code === "ERR_JWT_CLAIM_VALIDATION_FAILED"
-          ? "The token is not meant for AuthHub or is missing required claims."
+          ? claim === "iat"
+            ? "The token is issued in the future."
+            : "The token is not meant for AuthHub or is missing required claims."
           : "The token's signature could not be verified.";
     throw unauthenticated(message, cause);
   }
+  // jose checks `iat` only against a maximum age: a token dated ahead of the
+  // clock (beyond the tolerance) would otherwise outlive every maximum age.
+  if (typeof payload.iat !== "number" || payload.iat > Date.now() / 1000 + CLOCK_TOLERANCE_SECONDS) {
+    throw unauthenticated("The token is issued in the future.");
+  }
+  if (!meantForAuthHub(payload, rule)) throw unauthenticated("The token is not meant for AuthHub or is missing required claims.");
+  return payload;
+}
+
+/** Its `aud` names the audience, or (for an issuer that lists authorized parties) its `azp` is one of them. */
+function meantForAuthHub(payload: JWTPayload, rule: KeySetRule): boolean {
+  const audiences = typeof payload.aud === "string" ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud : [];
+  if (audiences.includes(rule.audience)) return true;
+  const azp = (payload as Record<string, unknown>).azp;
+  return rule.authorizedParties !== undefined && typeof azp === "string" && rule.authorizedParties.includes(azp);
 }
 
 function unauthenticated(message: string, cause?: unknown): AppError {
@@ -165,9 +222,6 @@ function unauthenticated(message: string, cause?: unknown): AppError {
 const optionalString = (v: unknown, max: number): string | null => (typeof v === "string" && v.length > 0 && v.length <= max ? v : null);
 
 const EXTERNAL_ID_RE = /^[^\s\p{Cc}]{1,255}$/u;
-
-/** Subject tokens are exchanged fresh: at most this long after they were issued (their `iat`). */
-export const SUBJECT_TOKEN_MAX_AGE = "1h";
 
 /**
  * Only these claims are read; any other claim (`role`, a setting name…) is

@@ -20,6 +20,7 @@ import { requestState } from "../requestState.js";
 import type { MasterKey } from "../auth/masterKey.js";
 import { makeApiKeysPlugin } from "./apiKeys.js";
 import { makeWebhooksPlugin } from "./webhooks.js";
+import { makeEventsPlugin } from "./events.js";
 import { DepthLimitPlugin, PageSizePlugin } from "./limits.js";
 import { OperationLimitsPlugin } from "./operations.js";
 
@@ -85,6 +86,7 @@ export function makePreset(config: Config, pool: pg.Pool, logger: Logger, master
       PageSizePlugin({ max: config.graphql.maxPageSize, default: config.graphql.defaultPageSize }),
       makeApiKeysPlugin(masterKey),
       makeWebhooksPlugin(masterKey),
+      makeEventsPlugin(masterKey, config.env === "production"),
     ],
     pgServices: [makeRequestPgService(pool, { preparedStatements: config.database.pooler !== "transaction" })],
     grafast: {

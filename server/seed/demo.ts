@@ -119,6 +119,7 @@ export async function seedDemo(client: Queryable, masterKey: MasterKey, options:
     retail,
     changed: {
       ...identity.changed,
+      organizations: identity.changed.organizations + retail.organizations,
       api_keys: apiKey.created ? 1 : 0,
       webhook_endpoints: webhookEndpoint.created ? 1 : 0,
       stores: retail.stores,

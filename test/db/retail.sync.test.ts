@@ -621,3 +621,52 @@ describe("a shuffled, duplicated stream (issue 16, item 3: a property)", () => {
     expect(await storeState(shuffled.id)).toEqual(expected);
   });
 });
+
+describe("the rollup sweep", () => {
+  test("folds again the days a failed or superseded fold left dirty (marked over a minute ago), and leaves fresh marks to their own jobs", async () => {
+    const { runTask } = await import("../helpers/worker.js");
+    const berlin = r.a.stores.berlin;
+    const potsdam = r.a.stores.potsdam;
+    const rollup = async (store: string) =>
+      (await db.owner.query("select day::text, orders, revenue_minor::text from retail.daily_store_totals where store_id = $1 order by day", [store])).rows;
+    const [berlinBefore, potsdamBefore] = [await rollup(berlin), await rollup(potsdam)];
+    expect(berlinBefore.length).toBeGreaterThan(0);
+    // As a fold that died would leave them: the rollups gone stale and the days still marked,
+    // Berlin's long ago and Potsdam's just now, and no fold job queued for them.
+    await db.owner.query("delete from retail.daily_store_totals where store_id = any($1)", [[berlin, potsdam]]);
+    await db.owner.query(
+      `insert into retail_private.rollup_dirty (tenant_id, store_id, day, marked_at)
+       select tenant_id, store_id, local_date, case when store_id = $2 then now() - interval '5 minutes' else now() end
+       from retail.orders where store_id = any($1) group by 1, 2, 3
+       on conflict (tenant_id, store_id, day) do update set marked_at = excluded.marked_at`,
+      [[berlin, potsdam], berlin],
+    );
+    await db.owner.query("select graphile_worker.remove_job('retail-rollups:' || $1)", [f.a.id]);
+
+    const potsdamMarks = "select count(*)::int as n from retail_private.rollup_dirty where store_id = $1";
+    const potsdamMarked = (await db.owner.query(potsdamMarks, [potsdam])).rows[0].n;
+    expect(potsdamMarked).toBeGreaterThan(0);
+    // Only the stale mark's tenant gets a fold (it folds every dirty day of the tenant, Potsdam's too).
+    await runTask(db, "retail_rollups__sweep");
+    expect(await rollup(berlin)).toEqual(berlinBefore);
+    expect(await rollup(potsdam)).toEqual(potsdamBefore);
+    expect((await db.owner.query("select count(*)::int as n from retail_private.rollup_dirty where store_id = any($1)", [[berlin, potsdam]])).rows[0].n).toBe(0);
+
+    // A fresh mark alone queues nothing: its writer's own job is due.
+    await db.owner.query(
+      "insert into retail_private.rollup_dirty (tenant_id, store_id, day) select tenant_id, store_id, local_date from retail.orders where store_id = $1 group by 1, 2, 3",
+      [potsdam],
+    );
+    expect((await db.owner.query<{ n: number }>("select retail_private.sweep_rollups() as n")).rows[0]!.n).toBe(0);
+    await db.owner.query("delete from retail_private.rollup_dirty where store_id = $1", [potsdam]);
+  });
+
+  test("is the worker's alone", async () => {
+    const cast = retailCast(f, r.a);
+    for (const actor of [cast.tenantAdmin, cast.storeAdmin, cast.berlinKey]) {
+      await asActor(db, actor, async (c) => {
+        expect((await attemptQuery(c, "select retail_private.sweep_rollups()")).code).toBe("42501");
+      });
+    }
+  });
+});

@@ -21,7 +21,8 @@ export interface LocalIdp {
 }
 
 export interface SignOptions {
-  audience?: string;
+  /** null: no `aud` at all (as Clerk's default session tokens). */
+  audience?: string | null;
   issuer?: string;
   /** Seconds since the epoch. */
   exp?: number;
@@ -53,11 +54,12 @@ export async function startLocalIdp(options: { alg?: "RS256" | "ES256"; audience
     fetches: () => fetches,
     sign(subject, o = {}) {
       const now = Math.floor(Date.now() / 1000);
-      return new SignJWT({ ...o.claims })
+      const jwt = new SignJWT({ ...o.claims })
         .setProtectedHeader({ alg: o.alg ?? alg, kid: o.kid ?? kid })
         .setSubject(subject)
-        .setIssuer(o.issuer ?? issuer)
-        .setAudience(o.audience ?? options.audience ?? "authhub")
+        .setIssuer(o.issuer ?? issuer);
+      if (o.audience !== null) jwt.setAudience(o.audience ?? options.audience ?? "authhub");
+      return jwt
         .setIssuedAt(o.iat ?? now - 10)
         .setExpirationTime(o.exp ?? now + 300)
         .sign(o.key ?? pair.privateKey);

@@ -124,3 +124,74 @@ export function embeddedRootUrl(dataDir: string, database = "authhub"): string {
   const { port, password } = JSON.parse(readFileSync(path.join(dataDir, "cluster.json"), "utf8")) as { port: number; password: string };
   return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
 }
+
+/**
+ * The environment of a server or worker process on a test database (the owner
+ * and authenticator URLs of test/helpers/db.ts), sharing `masterKey` and
+ * `issuer`, with no embedded data directory of the caller's.
+ */
+export function databaseEnv(db: { ownerUrl: string; authUrl: string }, masterKey: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const e: NodeJS.ProcessEnv = {
+    ...process.env,
+    NODE_ENV: "test",
+    LOG_LEVEL: "info",
+    PORT: "0",
+    DATABASE_URL: db.ownerUrl,
+    AUTH_DATABASE_URL: db.authUrl,
+    AUTHHUB_MASTER_KEY: masterKey,
+    AUTHHUB_ISSUER: "http://authhub.test",
+  };
+  for (const k of ["ROOT_DATABASE_URL", "AUTHHUB_DATA_DIR", "AUTHHUB_MASTER_KEY_PREVIOUS", "AUTHHUB_METRICS_PORT", "AUTHHUB_METRICS_TOKEN"]) delete e[k];
+  return { ...e, ...extra };
+}
+
+export interface RunningWorker {
+  child: ChildProcess;
+  lines: () => Record<string, unknown>[];
+  stderr: () => string;
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** `worker/main.ts` (`npm run worker`) in a child process; resolves once its worker has started. */
+export async function startWorkerProcess(env: NodeJS.ProcessEnv): Promise<RunningWorker> {
+  const child = spawn(process.execPath, ["--import", "tsx", "worker/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (err += d));
+  const lines = () =>
+    out
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setInterval(() => {
+      if (lines().some((l) => l.msg === "worker started")) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 50);
+    void exited.then((code) => {
+      clearInterval(timer);
+      reject(new Error(`worker exited (${code}) before it started:\n${out}\n${err}`));
+    });
+  });
+  return {
+    child,
+    lines,
+    stderr: () => err,
+    exited,
+    stop(signal: NodeJS.Signals = "SIGTERM") {
+      child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** For afterAll of tests on a test database: every child process started here that still runs is killed. */
+export function killChildren(): void {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+}

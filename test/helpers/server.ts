@@ -13,6 +13,7 @@ import { readConfig, type Config } from "../../server/config.js";
 import { makeLogger } from "../../server/logger.js";
 import type { TestDatabase } from "./db.js";
 import { useFixtureDatabase, type Fixtures } from "./fixtures.js";
+import { pooledAuthPool } from "./pgbouncer.js";
 
 export const TEST_ISSUER = "http://authhub.test";
 
@@ -27,22 +28,34 @@ export interface TestServer extends App {
 /** One master key per test database: the signing key stored in it is encrypted under it. */
 const masterKeys = new WeakMap<TestDatabase, ReturnType<typeof parseMasterKey>>();
 
-export async function startTestServer(db: TestDatabase, env: Record<string, string> = {}, authPool: pg.Pool = db.auth): Promise<TestServer> {
-  const config = readConfig({ NODE_ENV: "test", AUTHHUB_ISSUER: TEST_ISSUER, LOG_LEVEL: "silent", ...env });
+/**
+ * The app on `authPool` (default: the test database's authenticator pool).
+ * Under `npm run test:pooled` the default is a pool through the suite's
+ * PgBouncer instead, with AUTHHUB_DB_POOLER=transaction, so the same tests
+ * exercise the pooled deployment (test/pooled/pooler.setup.ts).
+ */
+export async function startTestServer(db: TestDatabase, env: Record<string, string> = {}, authPool?: pg.Pool): Promise<TestServer> {
+  const throughPooler = !authPool && !!process.env.AUTHHUB_TEST_POOLER_URL;
+  const config = readConfig({ NODE_ENV: "test", AUTHHUB_ISSUER: TEST_ISSUER, LOG_LEVEL: "silent", ...(throughPooler ? { AUTHHUB_DB_POOLER: "transaction" } : {}), ...env });
+  // Sized and bounded as the server's own pool would be (server/main.ts), with at least the test pools' 30 s wait.
+  const pooled = throughPooler ? pooledAuthPool(db, { max: config.database.poolSize, acquireTimeoutMs: Math.max(config.database.acquireTimeoutMs, 30_000) }) : null;
   let masterKey = masterKeys.get(db);
   if (!masterKey) {
     masterKey = parseMasterKey(env.AUTHHUB_MASTER_KEY ?? randomBytes(32).toString("base64"));
     masterKeys.set(db, masterKey);
   }
   const key = await loadActiveSigningKey(db.owner, masterKey);
-  const app = await makeApp({ config, authPool, logger: makeLogger(config.logLevel), masterKey });
+  const app = await makeApp({ config, authPool: authPool ?? pooled ?? db.auth, logger: makeLogger(config.logLevel), masterKey });
   return {
     ...app,
     config,
     key,
     masterKey,
     mint: async (identity, options) => (await mintAccessToken(key, identity, { issuer: TEST_ISSUER, ttlSeconds: options?.ttlSeconds ?? 300 })).token,
-    close: () => app.release(),
+    close: async () => {
+      await app.release();
+      await pooled?.end();
+    },
   };
 }
 

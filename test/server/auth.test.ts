@@ -7,6 +7,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import request from "supertest";
+import { TokenVerifier } from "../../server/auth/verify.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { cast, seedFixtures, type Fixtures } from "../helpers/fixtures.js";
 import { startTestServer, TEST_ISSUER, type TestServer } from "../helpers/server.js";
@@ -56,7 +57,7 @@ const bearer = (token: string) => ({ Authorization: `Bearer ${token}` });
 async function forge(
   key: CryptoKey | Uint8Array,
   alg: string,
-  overrides: { claims?: Record<string, unknown>; issuer?: string; audience?: string; exp?: number; kid?: string; subject?: string } = {},
+  overrides: { claims?: Record<string, unknown>; issuer?: string; audience?: string; exp?: number; iat?: number; kid?: string; subject?: string } = {},
 ) {
   const now = Math.floor(Date.now() / 1000);
   return new SignJWT({ tenant_id: f.a.id, roles: ["TENANT_ADMIN"], ...overrides.claims })
@@ -64,7 +65,7 @@ async function forge(
     .setSubject(overrides.subject ?? f.a.users.tenantAdmin)
     .setIssuer(overrides.issuer ?? TEST_ISSUER)
     .setAudience(overrides.audience ?? "authhub")
-    .setIssuedAt(now - 10)
+    .setIssuedAt(overrides.iat ?? now - 10)
     .setExpirationTime(overrides.exp ?? now + 300)
     .sign(key);
 }
@@ -82,6 +83,7 @@ describe("bearer tokens", () => {
     ["from an unknown issuer", async () => forge(srv.key.privateKey, "ES256", { issuer: "https://evil.example" })],
     ["for another audience", async () => forge(srv.key.privateKey, "ES256", { audience: "someone-else" })],
     ["expired", async () => forge(srv.key.privateKey, "ES256", { exp: Math.floor(Date.now() / 1000) - 60 })],
+    ["issued 10 minutes in the future", async () => forge(srv.key.privateKey, "ES256", { iat: Math.floor(Date.now() / 1000) + 600, exp: Math.floor(Date.now() / 1000) + 900 })],
     ["with an unknown role only", async () => forge(srv.key.privateKey, "ES256", { claims: { roles: ["authhub_owner"] } })],
     ["with no roles", async () => forge(srv.key.privateKey, "ES256", { claims: { roles: [] } })],
     ["with a non-uuid tenant", async () => forge(srv.key.privateKey, "ES256", { claims: { tenant_id: "x' or 1=1" } })],
@@ -150,6 +152,77 @@ describe("bearer tokens", () => {
   test("a malformed Authorization header is refused rather than treated as anonymous", async () => {
     const res = await post({ Authorization: "Basic dXNlcjpwYXNz" });
     expect(res.status).toBe(401);
+  });
+});
+
+describe("what a token may claim about time and keys", () => {
+  test("a trusted issuer's token older than the issuer's maximum age is refused as a bearer token, whatever its expiry", async () => {
+    await db.owner.query("update authhub.users set external_id = 'user_idp_admin' where id = $1", [f.a.users.tenantAdmin]);
+    const now = Math.floor(Date.now() / 1000);
+    const aged = await forge(trustedKey, "RS256", {
+      issuer: trustedIssuer,
+      audience: "authhub-partner",
+      kid: "idp-key-1",
+      subject: "user_idp_admin",
+      iat: now - 2 * 3600,
+      exp: now + 3600,
+    });
+    // The default maximum age is an hour.
+    const refused = await post(bearer(aged));
+    expect(refused.status).toBe(401);
+    expect(refused.body.errors[0].message).toBe("The token is too old to be accepted.");
+    // An issuer configured with a longer one accepts it.
+    const lenient = await startTestServer(db, {
+      AUTHHUB_TRUSTED_ISSUERS: JSON.stringify([
+        { issuer: trustedIssuer, jwksUri: `${trustedIssuer}/.well-known/jwks.json`, audience: "authhub-partner", maxTokenAgeSeconds: 3 * 3600 },
+      ]),
+    });
+    try {
+      const res = await request(lenient.app).post("/graphql").set(bearer(aged)).send({ query: WHOAMI });
+      expect(res.body.data.currentUser.email).toBe("tenant-admin@tenant-a.test");
+    } finally {
+      await lenient.close();
+    }
+  });
+
+  test("a token dated in the future beyond the clock tolerance is refused, from AuthHub or a trusted issuer", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const own = await forge(srv.key.privateKey, "ES256", { iat: now + 600, exp: now + 900 });
+    const trusted = await forge(trustedKey, "RS256", { issuer: trustedIssuer, audience: "authhub-partner", kid: "idp-key-1", subject: "user_idp_admin", iat: now + 600 });
+    for (const token of [own, trusted]) {
+      const res = await post(bearer(token));
+      expect(res.status).toBe(401);
+      expect(res.body.errors[0].message).toBe("The token is issued in the future.");
+    }
+    // Within the tolerance (a few seconds of clock difference) it is accepted.
+    expect((await post(bearer(await forge(srv.key.privateKey, "ES256", { iat: now + 2 })))).body.data.currentUser.email).toBe("tenant-admin@tenant-a.test");
+  });
+
+  test("unknown kids reach the database at most once per cool-down, however many arrive at once", async () => {
+    let loads = 0;
+    const verifier = new TokenVerifier({
+      issuer: TEST_ISSUER,
+      trustedIssuers: [],
+      // The app's own loader, counted: every call is a query.
+      loadOwnKeys: async () => {
+        loads++;
+        const { rows } = await db.auth.query<{ jwk: Record<string, unknown> }>("select authhub_private.public_signing_keys() as jwk");
+        return { keys: rows.map((r) => r.jwk) };
+      },
+      resolveExternalUser: async () => null,
+      unknownKidCooldownMs: 60_000,
+    });
+    const randomKid = () => forge(srv.key.privateKey, "ES256", { kid: randomBytes(8).toString("hex") });
+    const tokens = await Promise.all(Array.from({ length: 200 }, randomKid));
+    const results = await Promise.allSettled(tokens.map((t) => verifier.verify(t)));
+    expect(results.every((r) => r.status === "rejected")).toBe(true);
+    // One load for the first of them (the set was empty); the rest waited for it.
+    expect(loads).toBe(1);
+    // More made-up kids within the cool-down are answered from memory.
+    for (let i = 0; i < 20; i++) await expect(verifier.verify(await randomKid())).rejects.toThrow(/signature/);
+    expect(loads).toBe(1);
+    // The real kid still verifies.
+    await expect(verifier.verify(await forge(srv.key.privateKey, "ES256"))).resolves.toMatchObject({ userId: f.a.users.tenantAdmin });
   });
 });
 

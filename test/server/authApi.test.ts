@@ -224,7 +224,7 @@ describe("token exchange", () => {
     const now = Math.floor(Date.now() / 1000);
     const old = await idp.sign("idp|member", { exp: now + 86_400, iat: now - 7200 });
     const res = await token({ grant_type: TOKEN_EXCHANGE, subject_token: old, subject_token_type: JWT_TYPE, tenant: f.a.slug });
-    expect(res.body).toEqual({ error: "invalid_grant", error_description: "The token is too old to be exchanged." });
+    expect(res.body).toEqual({ error: "invalid_grant", error_description: "The token is too old to be accepted." });
   });
 
   test("control characters in a parameter are invalid_request, not a server error", async () => {
@@ -284,6 +284,79 @@ describe("client credentials (API keys)", () => {
     expect(wrong.status).toBe(401);
     expect(wrong.body).toEqual(unknown.body);
     expect(wrong.body.error).toBe("invalid_client");
+  });
+});
+
+describe("client credentials failures", () => {
+  test("wrong secrets from one address slow that address down and never lock the key's owner out", async () => {
+    const { issueApiKey } = await import("../../server/openapi/issue.js");
+    const key = await issueApiKey(db.owner, srv.masterKey, { name: "guessed", scopes: ["user:read"], tenantId: f.a.id });
+    const limited = await startTestServer(db, { AUTHHUB_TOKEN_RATE_LIMIT_SUBJECT: "3", AUTHHUB_TOKEN_RATE_LIMIT_IP: "1000", AUTHHUB_TRUST_PROXY: "loopback" });
+    try {
+      const left = 60_000 - (Date.now() % 60_000);
+      if (left < 5_000) await new Promise((r) => setTimeout(r, left + 100));
+      const from = (address: string, secret: string) =>
+        request(limited.app)
+          .post("/auth/token")
+          .set("X-Forwarded-For", address)
+          .type("form")
+          .send({ grant_type: "client_credentials", client_id: key.keyId, client_secret: secret });
+      const wrong = `sk_${"z".repeat(43)}`;
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) statuses.push((await from("198.51.100.66", wrong)).status);
+      expect(statuses).toEqual([401, 401, 401, 429, 429]);
+      // The guesser's address stays refused, even with the right secret…
+      const guesser = await from("198.51.100.66", key.secret);
+      expect(guesser.status).toBe(429);
+      expect(guesser.headers["retry-after"]).toBeDefined();
+      // …while the owner, elsewhere, gets tokens as often as it likes.
+      for (let i = 0; i < 5; i++) expect((await from("203.0.113.10", key.secret)).status).toBe(200);
+    } finally {
+      await limited.close();
+      await db.owner.query("delete from authhub_private.rate_limits");
+    }
+  });
+});
+
+describe("authorized parties (Clerk's default session tokens carry azp, no aud)", () => {
+  const clerkLike = (app: TestServer, subjectToken: string) =>
+    request(app.app).post("/auth/token").type("form").send({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, tenant: f.a.slug });
+
+  test("an allowed azp stands in for the audience; a token with neither is refused", async () => {
+    const server = await startTestServer(db, {
+      AUTHHUB_TRUSTED_ISSUERS: JSON.stringify([{ issuer: idp.issuer, jwksUri: idp.jwksUri, authorizedParties: ["https://app.acme.test"] }]),
+      AUTHHUB_TOKEN_RATE_LIMIT_IP: "100000",
+    });
+    try {
+      const ok = await clerkLike(server, await idp.sign("idp|member", { audience: null, claims: { azp: "https://app.acme.test" } }));
+      expect(ok.status).toBe(200);
+      expect(decodeJwt(ok.body.access_token)).toMatchObject({ sub: f.a.users.member, aud: "authhub" });
+      // The audience alone still works.
+      expect((await clerkLike(server, await idp.sign("idp|member"))).status).toBe(200);
+      for (const [audience, azp] of [
+        [null, "https://evil.example"],
+        [null, undefined],
+        ["someone-else", "https://evil.example"],
+        [null, ["https://app.acme.test"]],
+      ] as const) {
+        const res = await clerkLike(server, await idp.sign("idp|member", { audience, claims: azp === undefined ? {} : { azp } }));
+        expect(res.status).toBe(400);
+        expect(res.body).toEqual({ error: "invalid_grant", error_description: "The token is not meant for AuthHub or is missing required claims." });
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("without authorizedParties, azp counts for nothing", async () => {
+    const res = await clerkLike(srv, await idp.sign("idp|member", { audience: null, claims: { azp: "https://app.acme.test" } }));
+    expect(res.body.error).toBe("invalid_grant");
+  });
+
+  test("a subject token dated in the future is not exchanged", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const res = await clerkLike(srv, await idp.sign("idp|member", { iat: now + 600, exp: now + 900 }));
+    expect(res.body).toEqual({ error: "invalid_grant", error_description: "The token is issued in the future." });
   });
 });
 
@@ -503,9 +576,16 @@ describe("abuse limits", () => {
       AUTHHUB_TOKEN_RATE_LIMIT_IP: "1000",
     });
     try {
+      const send = (params: Record<string, string>) => request(limited.app).post("/auth/token").type("form").send(params);
+      // A new server fetches the provider's JWKS at its first exchange; while this
+      // process is busy (another server's schema, a loaded machine) that fetch can
+      // outlast jose's 5 s timeout, so it is made here, before anything is counted.
+      for (let i = 0; i < 5; i++) {
+        const warm = await send({ grant_type: TOKEN_EXCHANGE, subject_token: await idp.sign("idp|member"), subject_token_type: JWT_TYPE, tenant: f.a.slug });
+        if (warm.body.error !== "invalid_grant") break;
+      }
       const left = 60_000 - (Date.now() % 60_000);
       if (left < 5_000) await new Promise((r) => setTimeout(r, left + 100));
-      const send = (params: Record<string, string>) => request(limited.app).post("/auth/token").type("form").send(params);
       let current = (await send({ grant_type: TOKEN_EXCHANGE, subject_token: await idp.sign("idp|tenant-admin"), subject_token_type: JWT_TYPE, tenant: f.a.slug })).body
         .refresh_token as string;
       const statuses: number[] = [];

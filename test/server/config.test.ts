@@ -22,3 +22,44 @@ test("AUTHHUB_TRUSTED_ISSUERS may not name an issuer twice; token lifetimes must
   expect(() => read({ AUTHHUB_REFRESH_TOKEN_TTL: "864000", AUTHHUB_SESSION_MAX_AGE: "86400" })).toThrow(/AUTHHUB_REFRESH_TOKEN_TTL/);
   expect(read({}).tokenRateLimit).toEqual({ perIp: 300, perSubject: 30 });
 });
+
+test("a trusted issuer may list authorized parties (azp) and a maximum token age; both are checked", () => {
+  const base = { issuer: "https://clerk.acme.test", jwksUri: "https://clerk.acme.test/.well-known/jwks.json" };
+  const issuers = (extra: Record<string, unknown>) => read({ AUTHHUB_TRUSTED_ISSUERS: JSON.stringify([{ ...base, ...extra }]) }).trustedIssuers;
+  expect(issuers({})).toEqual([{ ...base, maxTokenAgeSeconds: 3600 }]);
+  expect(issuers({ authorizedParties: ["https://app.acme.test"], maxTokenAgeSeconds: 300 })).toEqual([
+    { ...base, authorizedParties: ["https://app.acme.test"], maxTokenAgeSeconds: 300 },
+  ]);
+  for (const bad of [[], "https://app.acme.test", [""], [42]]) {
+    expect(() => issuers({ authorizedParties: bad })).toThrow(/AUTHHUB_TRUSTED_ISSUERS\[0\]\.authorizedParties/);
+  }
+  for (const bad of [0, 10, 1.5, "3600", 90_000]) {
+    expect(() => issuers({ maxTokenAgeSeconds: bad })).toThrow(/AUTHHUB_TRUSTED_ISSUERS\[0\]\.maxTokenAgeSeconds/);
+  }
+});
+
+test("an unknown AUTHHUB_* variable stops the start, naming it (and the setting it probably meant)", () => {
+  expect(() => read({ AUTHHUB_ISSUR: "https://auth.example" })).toThrow(
+    new ConfigError("AUTHHUB_ISSUR", "is not a setting AuthHub knows (did you mean AUTHHUB_ISSUER?); the README's Configuration table lists them all"),
+  );
+  expect(() => read({ AUTHHUB_NO_SUCH_THING: "1" })).toThrow(/Invalid configuration: AUTHHUB_NO_SUCH_THING is not a setting AuthHub knows;/);
+  // Every documented setting is known; variables of the tools around AuthHub (the test suite's) and other programs' are left alone.
+  expect(() => read({ AUTHHUB_TEST_ROOT_URL: "postgres://x", PGHOST: "localhost", AUTHHUB_METRICS_PORT: "9464" })).not.toThrow();
+});
+
+test("every AUTHHUB_* variable the README documents is one AuthHub reads", async () => {
+  const { readFileSync } = await import("node:fs");
+  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+  const documented = [...new Set([...readme.matchAll(/^\| `(AUTHHUB_[A-Z0-9_]+)` \|/gm)].map((m) => m[1]!))];
+  expect(documented.length).toBeGreaterThan(30);
+  const valid: Record<string, string> = { AUTHHUB_METRICS_TOKEN: "x".repeat(16), AUTHHUB_TRUSTED_ISSUERS: "[]", AUTHHUB_ISSUER: "https://auth.example" };
+  for (const name of documented) {
+    let error: unknown = null;
+    try {
+      read({ [name]: valid[name] ?? "" });
+    } catch (err) {
+      error = err;
+    }
+    expect(String(error)).not.toMatch(/is not a setting/);
+  }
+});

@@ -8,13 +8,12 @@
  * appears anywhere in it.
  *
  * INTERLEAVING_REQUESTS (default 1,200) and INTERLEAVING_CONCURRENCY (default
- * 48) size it; AUTHHUB_TEST_AUTH_URL, when set, sends the server's connections
- * through another address (a pooler in front of the test database).
+ * 48) size it. `npm run test:pooled` runs it again with the server's
+ * connections through PgBouncer in transaction mode (test/helpers/server.ts).
  */
 import { jest } from "@jest/globals";
 import type http from "node:http";
 import type { AddressInfo } from "node:net";
-import pg from "pg";
 import { signRequest } from "../../client/index.js";
 import { issueApiKey } from "../../server/openapi/issue.js";
 import type { TestDatabase } from "../helpers/db.js";
@@ -32,7 +31,6 @@ let f: Fixtures;
 let srv: TestServer;
 let httpServer: http.Server;
 let base: string;
-let pooledAuth: pg.Pool | null = null;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -45,16 +43,7 @@ beforeAll(async () => {
     AUTHHUB_TOKEN_RATE_LIMIT_IP: "1000000",
     AUTHHUB_TOKEN_RATE_LIMIT_SUBJECT: "1000000",
   };
-  const pooledUrl = process.env.AUTHHUB_TEST_AUTH_URL;
-  if (pooledUrl) {
-    const url = new URL(db.authUrl);
-    const through = new URL(pooledUrl);
-    url.host = through.host;
-    pooledAuth = new pg.Pool({ connectionString: url.toString(), max: 20 });
-    pooledAuth.on("error", () => undefined);
-    pooledAuth.on("connect", (c) => c.on("error", () => undefined));
-  }
-  srv = await startTestServer(db, { ...limits, ...(pooledUrl ? { AUTHHUB_DB_POOLER: "transaction" } : {}) }, pooledAuth ?? undefined);
+  srv = await startTestServer(db, limits);
   httpServer = srv.server.listen(0, "127.0.0.1");
   await new Promise((r) => httpServer.once("listening", r));
   base = `http://127.0.0.1:${(httpServer.address() as AddressInfo).port}`;
@@ -62,7 +51,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await new Promise((r) => httpServer.close(r));
   await srv.close();
-  await pooledAuth?.end();
   await db.close();
 });
 
@@ -102,6 +90,7 @@ async function oneRequest(s: Side): Promise<string | null> {
   const gql = (query: string, token = s.token) => send("POST", "/graphql", { Authorization: `Bearer ${token}` }, JSON.stringify({ query }));
   const signed = (method: string, path: string, body?: string) =>
     send(method, path, signRequest({ keyId: s.key.keyId, secret: s.key.secret, method, url: path, body: body ?? null }), body);
+  const expect200: Check = (status, body) => (status === 200 ? null : `${status} ${JSON.stringify(body)}`);
   const noErrors: Check = (status, body) => (status === 200 && !body?.errors ? null : `${status} ${JSON.stringify(body).slice(0, 300)}`);
   const kinds: [string, () => Promise<{ status: number; text: string; body: unknown }>, Check][] = [
     [
@@ -126,9 +115,13 @@ async function oneRequest(s: Side): Promise<string | null> {
         ),
       (status, body) => noErrors(status, body) ?? (body.data.createOrganization.organization.tenantId === s.tenant.id ? null : "created elsewhere"),
     ],
-    ["open api users", () => signed("GET", "/open/v1/users?limit=20"), (status) => (status === 200 ? null : `${status}`)],
-    ["open api organizations", () => signed("GET", "/open/v1/organizations?limit=20"), (status) => (status === 200 ? null : `${status}`)],
-    ["open api create", () => signed("POST", "/open/v1/users", JSON.stringify({ email: `il-${n}@${s.tenant.slug}.test` })), (status) => (status === 201 ? null : `${status}`)],
+    ["open api users", () => signed("GET", "/open/v1/users?limit=20"), expect200],
+    ["open api organizations", () => signed("GET", "/open/v1/organizations?limit=20"), expect200],
+    [
+      "open api create",
+      () => signed("POST", "/open/v1/users", JSON.stringify({ email: `il-${n}@${s.tenant.slug}.test` })),
+      (status, body) => (status === 201 ? null : `${status} ${JSON.stringify(body)}`),
+    ],
     [
       "authorize",
       () =>
@@ -171,7 +164,7 @@ test(`two tenants, ${REQUESTS} requests at concurrency ${CONCURRENCY} over every
     Array.from({ length: CONCURRENCY }, async () => {
       while (next < REQUESTS) {
         const i = next++;
-        const problem = await oneRequest(sides[i % 2]!).catch((err: Error) => `request failed: ${err.message}`);
+        const problem = await oneRequest(sides[i % 2]!).catch((err: Error) => `request failed: ${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ""}`);
         if (problem) problems.push(problem);
       }
     }),

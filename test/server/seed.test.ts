@@ -23,6 +23,8 @@ let env: Record<string, string>;
 /** The first run's --json output, read by expect(). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed JSON, as every test here reads it
 let first: Record<string, any>;
+/** A rerun adds no retail row. */
+const NO_RETAIL_ROWS = { stores: 0, products: 0, variants: 0, customers: 0, orders: 0, order_lines: 0 };
 
 const root = path.join(import.meta.dirname, "../..");
 
@@ -121,7 +123,7 @@ test("the first run seeds nested organizations, a user at every level, a custom 
   expect(first.webhook_endpoint).toMatchObject({ path: `/webhooks/clerk/${first.webhook_endpoint.id}`, secret: expect.stringMatching(/^whsec_/), created: true });
   expect(first.changed).toEqual({
     tenants: 1,
-    organizations: 4,
+    organizations: 6,
     users: 7,
     memberships: 4,
     roles: 1,
@@ -129,10 +131,17 @@ test("the first run seeds nested organizations, a user at every level, a custom 
     role_assignments: 1,
     api_keys: 1,
     webhook_endpoints: 1,
+    // The retail step's defaults: four stores (store-a, store-b and two shops), 200 orders.
+    stores: 4,
+    products: 160,
+    variants: 320,
+    customers: 38,
+    orders: 200,
+    order_lines: 606,
   });
-  // The nesting is real: store-a's parent is seller-one.
+  // The nesting is real: store-a's parent is seller-one (and so is the retail step's shop-0004).
   const { rows } = await db.owner.query("select c.slug from authhub.organizations c join authhub.organizations p on p.id = c.parent_id where p.slug = 'seller-one' order by 1");
-  expect(rows.map((r) => r.slug)).toEqual(["store-a", "store-b"]);
+  expect(rows.map((r) => r.slug)).toEqual(["shop-0004", "store-a", "store-b"]);
   const actors = await db.owner.query("select distinct actor from authhub.audit_events where tenant_id = $1", [first.tenant.id]);
   expect(actors.rows).toEqual([{ actor: "system:cli:seed-demo" }]);
 });
@@ -212,7 +221,8 @@ test("the demo key holds user:read and org:read, nothing more", async () => {
     return body === undefined ? req : req.send(body);
   };
   expect((await call("GET", "/open/v1/users?limit=100")).body.data).toHaveLength(7);
-  expect((await call("GET", "/open/v1/organizations")).body.data).toHaveLength(4);
+  // The identity seed's four and the retail step's two further stores.
+  expect((await call("GET", "/open/v1/organizations")).body.data).toHaveLength(6);
   expect((await call("GET", "/open/v1/memberships")).status).toBe(403);
   const create = await call("POST", "/open/v1/users", JSON.stringify({ email: "new@demo.example" }));
   expect(create.status).toBe(403);
@@ -268,7 +278,18 @@ test("a rerun puts back what was removed, and only that; a revoked demo key is r
   await db.owner.query("select authhub.revoke_api_key($1)", [first.api_key.id]);
   const last = (await db.owner.query<{ id: string }>("select coalesce(max(id), 0) as id from authhub.audit_events")).rows[0]!.id;
   const r = JSON.parse((await cli("seed", "demo", "--json")).stdout);
-  expect(r.changed).toEqual({ tenants: 0, organizations: 0, users: 0, memberships: 1, roles: 0, role_permissions: 0, role_assignments: 0, api_keys: 1, webhook_endpoints: 0 });
+  expect(r.changed).toEqual({
+    tenants: 0,
+    organizations: 0,
+    users: 0,
+    memberships: 1,
+    roles: 0,
+    role_permissions: 0,
+    role_assignments: 0,
+    api_keys: 1,
+    webhook_endpoints: 0,
+    ...NO_RETAIL_ROWS,
+  });
   expect(r.api_key).toMatchObject({ created: true, secret: expect.stringMatching(/^sk_/) });
   expect(r.api_key.key_id).not.toBe(first.api_key.key_id);
   const added = await db.owner.query("select table_name, operation, actor from authhub.audit_events where id > $1 order by table_name", [last]);
@@ -282,13 +303,57 @@ test("a rerun puts back what was removed, and only that; a revoked demo key is r
 test("--tenant seeds another tenant with its own e-mails; the human output carries the secrets once and a signed curl", async () => {
   const r = await cli("seed", "demo", "--tenant", "shop");
   expect(r.code).toBe(0);
-  expect(r.stdout).toMatch(/^Demo tenant shop \(.*\): created tenants 1, organizations 4, users 7/);
+  expect(r.stdout).toMatch(/^Demo tenant shop \(.*\): created tenants 1, organizations 6, users 7/);
   expect(r.stdout).toContain("npx authhub token --tenant shop --email admin@shop.example");
   expect(r.stdout).toMatch(/Its secret is shown this once: sk_[0-9A-Za-z]{43}/);
   expect(r.stdout).toMatch(/curl -s 'http:\/\/127\.0\.0\.1:\d+\/open\/v1\/users\?limit=5' -H 'X-Api-Key: ak_/);
   expect(r.stdout).toMatch(/signing secret is shown this once: whsec_/);
   const { rows } = await db.owner.query("select count(*)::int as n from authhub.users u join authhub.tenants t on t.id = u.tenant_id where t.slug = 'shop'");
   expect(rows[0].n).toBe(7);
+});
+
+test("--stores and --orders fill the retail hub: two sellers' stores in several zones and currencies, totals from the lines, rollups folded, and a larger rerun adds only the difference", async () => {
+  const r = JSON.parse((await cli("seed", "demo", "--tenant", "mall", "--stores", "8", "--orders", "2000", "--json")).stdout);
+  expect(r.changed).toMatchObject({ stores: 8, orders: 2000 });
+  const tenant = (await db.owner.query("select id from authhub.tenants where slug = 'mall'")).rows[0].id;
+  const stores = await db.owner.query(
+    `select count(*)::int as n, count(distinct s.timezone)::int as zones, count(distinct s.currency)::int as currencies,
+            count(distinct p.slug) filter (where p.slug in ('seller-one', 'seller-two'))::int as sellers
+     from retail.stores s join authhub.organizations o on o.tenant_id = s.tenant_id and o.id = s.id
+     join authhub.organizations p on p.tenant_id = o.tenant_id and p.id = o.parent_id where s.tenant_id = $1`,
+    [tenant],
+  );
+  expect(stores.rows[0]).toEqual({ n: 8, zones: expect.any(Number), currencies: expect.any(Number), sellers: 2 });
+  expect(stores.rows[0].zones).toBeGreaterThan(2);
+  expect(stores.rows[0].currencies).toBeGreaterThan(2);
+  // Every order's total is the sum of its one to five lines, in its store's currency and local day.
+  const orders = await db.owner.query(
+    `select count(*) filter (where o.total_minor is distinct from l.sum or o.currency <> s.currency
+                              or o.local_date <> (o.placed_at at time zone s.timezone)::date or l.n not between 1 and 5)::int as wrong,
+            count(distinct o.status)::int as statuses, count(*) filter (where o.status in ('paid', 'fulfilled'))::float / count(*) as counted
+     from retail.orders o join retail.stores s on s.tenant_id = o.tenant_id and s.id = o.store_id
+     join lateral (select count(*) as n, sum(quantity * unit_price_minor) as sum from retail.order_lines x
+                   where x.tenant_id = o.tenant_id and x.store_id = o.store_id and x.order_id = o.id) l on true
+     where o.tenant_id = $1`,
+    [tenant],
+  );
+  expect(orders.rows[0]).toMatchObject({ wrong: 0, statuses: 5 });
+  expect(orders.rows[0].counted).toBeGreaterThan(0.7);
+  // The rollups answer at once, and agree with the raw orders.
+  const drift = await db.owner.query(
+    `select count(*)::int as n from (
+       select store_id, local_date, count(*)::int as orders, sum(total_minor)::bigint as revenue from retail.orders
+       where tenant_id = $1 and status in ('paid', 'fulfilled') and deleted_at is null group by 1, 2) raw
+     full join (select * from retail.daily_store_totals where tenant_id = $1) d on d.store_id = raw.store_id and d.day = raw.local_date
+     where raw.orders is distinct from d.orders or raw.revenue is distinct from d.revenue_minor`,
+    [tenant],
+  );
+  expect(drift.rows[0].n).toBe(0);
+  const more = JSON.parse((await cli("seed", "demo", "--tenant", "mall", "--stores", "8", "--orders", "2500", "--json")).stdout);
+  expect(more.changed).toMatchObject({ stores: 0, orders: expect.any(Number), tenants: 0, users: 0 });
+  expect((await db.owner.query("select count(*)::int as n from retail.orders where tenant_id = $1", [tenant])).rows[0].n).toBe(2000 + more.changed.orders);
+  expect(more.changed.orders).toBeGreaterThan(0);
+  expect(more.changed.orders).toBeLessThanOrEqual(500);
 });
 
 test("refused in production and for a bad slug, changing nothing", async () => {

@@ -8,10 +8,14 @@ import { auth__cleanup } from "./auth__cleanup.js";
 import { clerk__reconcile } from "./clerk__reconcile.js";
 import { clerk_deliveries__sweep } from "./clerk_deliveries__sweep.js";
 import { clerk_event__apply } from "./clerk_event__apply.js";
+import { event_deliveries__purge } from "./event_deliveries__purge.js";
+import { event_deliveries__send } from "./event_deliveries__send.js";
+import { event_deliveries__sweep } from "./event_deliveries__sweep.js";
 import { audit_events__purge } from "./audit_events__purge.js";
 import { audit_events__seal } from "./audit_events__seal.js";
 import { open_api__cleanup } from "./open_api__cleanup.js";
 import { retail_rollups__fold } from "./retail_rollups__fold.js";
+import { retail_rollups__sweep } from "./retail_rollups__sweep.js";
 import { webhook_deliveries__purge } from "./webhook_deliveries__purge.js";
 
 export const tasks: TaskList = {
@@ -25,6 +29,11 @@ export const tasks: TaskList = {
   webhook_deliveries__purge,
   clerk__reconcile,
   retail_rollups__fold,
+  retail_rollups__sweep,
+  // Outbound events (issue 17).
+  event_deliveries__send,
+  event_deliveries__sweep,
+  event_deliveries__purge,
 };
 
 /** graphile-worker crontab: sealing every five minutes, retention nightly, Auth API cleanup hourly, nonces every ten minutes, the webhook inbox nightly, overdue webhook deliveries every minute, Clerk reconciliation hourly, keys against their issuers' authority every five minutes. */
@@ -38,4 +47,9 @@ export const crontab = [
   "* * * * * clerk_deliveries__sweep ?max=1",
   // One queue: a slow run and the next hour's (or a retry) never overlap.
   "23 * * * * clerk__reconcile ?max=1&queue=clerk-reconcile",
+  // Outbound events: overdue sends every minute, retention nightly.
+  "* * * * * event_deliveries__sweep ?max=1",
+  // Store-days a failed or superseded fold left dirty.
+  "* * * * * retail_rollups__sweep ?max=1",
+  "53 4 * * * event_deliveries__purge ?max=1",
 ].join("\n");

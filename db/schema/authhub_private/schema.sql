@@ -27,4 +27,8 @@ CREATE TYPE authhub_private.authority AS (
 );
 GRANT USAGE ON TYPE authhub_private.authority TO PUBLIC;
 
--- Sequences: none
+-- Sequences: 1
+
+-- Orders events (per entity, what is sent first).
+CREATE SEQUENCE authhub_private.event_seq AS bigint;
+ALTER SEQUENCE authhub_private.event_seq OWNER TO authhub_owner;

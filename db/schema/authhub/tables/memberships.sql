@@ -116,7 +116,7 @@ CREATE POLICY update_permitted ON authhub.memberships AS PERMISSIVE FOR UPDATE T
       AND user_id <> (( SELECT authhub.current_user_id() AS current_user_id))
   );
 
--- Triggers (each event fires them in name order): 5
+-- Triggers (each event fires them in name order): 8
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON authhub.memberships FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -131,6 +131,12 @@ ALTER TABLE authhub.memberships ENABLE ALWAYS TRIGGER _900_audit_truncate;
 
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub.memberships REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'organization_id', '', 'tenant_id', 'organization_id', 'user_id');
 ALTER TABLE authhub.memberships ENABLE ALWAYS TRIGGER _900_audit_update;
+
+CREATE TRIGGER _910_events_delete AFTER DELETE ON authhub.memberships REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('identity', 'membership', '', 'organization_id', 'user_id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON authhub.memberships REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('identity', 'membership', '', 'organization_id', 'user_id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON authhub.memberships REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('identity', 'membership', '', 'organization_id', 'user_id');
 
 -- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT, DELETE ON authhub.memberships TO authhub_user;

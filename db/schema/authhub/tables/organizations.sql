@@ -108,7 +108,7 @@ CREATE POLICY update_permitted ON authhub.organizations AS PERMISSIVE FOR UPDATE
     )
   );
 
--- Triggers (each event fires them in name order): 9
+-- Triggers (each event fires them in name order): 12
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON authhub.organizations FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -132,6 +132,12 @@ ALTER TABLE authhub.organizations ENABLE ALWAYS TRIGGER _900_audit_update;
 
 CREATE TRIGGER _900_tombstone AFTER DELETE ON authhub.organizations REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg_organizations__tombstone();
 ALTER TABLE authhub.organizations ENABLE ALWAYS TRIGGER _900_tombstone;
+
+CREATE TRIGGER _910_events_delete AFTER DELETE ON authhub.organizations REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('identity', 'organization', '', 'id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON authhub.organizations REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('identity', 'organization', '', 'id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON authhub.organizations REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('identity', 'organization', '', 'id');
 
 -- Grants (the owner holds every privilege not revoked here): 3
 GRANT UPDATE (parent_id) ON authhub.organizations TO authhub_tenant_admin;

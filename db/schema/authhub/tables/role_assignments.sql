@@ -91,7 +91,7 @@ CREATE POLICY select_self ON authhub.role_assignments AS PERMISSIVE FOR SELECT T
     AND ( SELECT authhub_private.is_active_user() AS is_active_user)
   );
 
--- Triggers (each event fires them in name order): 4
+-- Triggers (each event fires them in name order): 7
 
 CREATE TRIGGER _900_audit_delete AFTER DELETE ON authhub.role_assignments REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'organization_id', '', 'tenant_id', 'id');
 ALTER TABLE authhub.role_assignments ENABLE ALWAYS TRIGGER _900_audit_delete;
@@ -104,6 +104,12 @@ ALTER TABLE authhub.role_assignments ENABLE ALWAYS TRIGGER _900_audit_truncate;
 
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub.role_assignments REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'organization_id', '', 'tenant_id', 'id');
 ALTER TABLE authhub.role_assignments ENABLE ALWAYS TRIGGER _900_audit_update;
+
+CREATE TRIGGER _910_events_delete AFTER DELETE ON authhub.role_assignments REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('identity', 'roleAssignment', '', 'id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON authhub.role_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('identity', 'roleAssignment', '', 'id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON authhub.role_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('identity', 'roleAssignment', '', 'id');
 
 -- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT, DELETE ON authhub.role_assignments TO authhub_user;

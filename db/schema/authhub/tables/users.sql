@@ -142,7 +142,7 @@ CREATE POLICY update_self ON authhub.users AS PERMISSIVE FOR UPDATE TO authhub_u
     AND id = (( SELECT authhub.current_user_id() AS current_user_id))
   );
 
--- Triggers (each event fires them in name order): 9
+-- Triggers (each event fires them in name order): 12
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON authhub.users FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -165,6 +165,12 @@ ALTER TABLE authhub.users ENABLE ALWAYS TRIGGER _900_audit_truncate;
 
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON authhub.users REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', '', '', 'tenant_id', 'id');
 ALTER TABLE authhub.users ENABLE ALWAYS TRIGGER _900_audit_update;
+
+CREATE TRIGGER _910_events_delete AFTER DELETE ON authhub.users REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('identity', 'user', '', 'id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON authhub.users REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('identity', 'user', '', 'id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON authhub.users REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('identity', 'user', '', 'id');
 
 -- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT, DELETE ON authhub.users TO authhub_user;

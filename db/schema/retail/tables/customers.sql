@@ -92,7 +92,7 @@ CREATE POLICY update_permitted ON retail.customers AS PERMISSIVE FOR UPDATE TO a
     )
   );
 
--- Triggers (each event fires them in name order): 7
+-- Triggers (each event fires them in name order): 10
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON retail.customers FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -111,6 +111,12 @@ ALTER TABLE retail.customers ENABLE ALWAYS TRIGGER _900_audit_truncate;
 
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON retail.customers REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'store_id', '', 'tenant_id', 'store_id', 'id');
 ALTER TABLE retail.customers ENABLE ALWAYS TRIGGER _900_audit_update;
+
+CREATE TRIGGER _910_events_delete AFTER DELETE ON retail.customers REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'customer', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.customers REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'customer', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.customers REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'customer', 'store_id', 'store_id', 'id');
 
 -- Grants (the owner holds every privilege not revoked here): 3
 GRANT INSERT (external_id, source_version, deleted_at), UPDATE (source_version, deleted_at) ON retail.customers TO authhub_api_client;

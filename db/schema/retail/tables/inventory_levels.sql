@@ -94,7 +94,7 @@ CREATE POLICY update_permitted ON retail.inventory_levels AS PERMISSIVE FOR UPDA
     )
   );
 
--- Triggers (each event fires them in name order): 7
+-- Triggers (each event fires them in name order): 10
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON retail.inventory_levels FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -113,6 +113,12 @@ ALTER TABLE retail.inventory_levels ENABLE ALWAYS TRIGGER _900_audit_truncate;
 
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON retail.inventory_levels REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'store_id', '', 'tenant_id', 'store_id', 'sku', 'location');
 ALTER TABLE retail.inventory_levels ENABLE ALWAYS TRIGGER _900_audit_update;
+
+CREATE TRIGGER _910_events_delete AFTER DELETE ON retail.inventory_levels REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'inventoryLevel', 'store_id', 'store_id', 'sku', 'location');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.inventory_levels REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'inventoryLevel', 'store_id', 'store_id', 'sku', 'location');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.inventory_levels REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'inventoryLevel', 'store_id', 'store_id', 'sku', 'location');
 
 -- Grants (the owner holds every privilege not revoked here): 3
 GRANT INSERT (source_version, deleted_at), UPDATE (source_version, deleted_at) ON retail.inventory_levels TO authhub_api_client;

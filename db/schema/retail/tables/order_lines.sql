@@ -98,7 +98,7 @@ CREATE POLICY update_permitted ON retail.order_lines AS PERMISSIVE FOR UPDATE TO
     )
   );
 
--- Triggers (each event fires them in name order): 13
+-- Triggers (each event fires them in name order): 16
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON retail.order_lines FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -129,6 +129,12 @@ CREATE TRIGGER _900_rollups_delete AFTER DELETE ON retail.order_lines REFERENCIN
 CREATE TRIGGER _900_rollups_insert AFTER INSERT ON retail.order_lines REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION retail_private.tg_order_lines__rollups();
 
 CREATE TRIGGER _900_rollups_update AFTER UPDATE ON retail.order_lines REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION retail_private.tg_order_lines__rollups();
+
+CREATE TRIGGER _910_events_delete AFTER DELETE ON retail.order_lines REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'orderLine', 'store_id', 'store_id', 'order_id', 'line_no');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.order_lines REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'orderLine', 'store_id', 'store_id', 'order_id', 'line_no');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.order_lines REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'orderLine', 'store_id', 'store_id', 'order_id', 'line_no');
 
 -- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT, DELETE ON retail.order_lines TO authhub_user;

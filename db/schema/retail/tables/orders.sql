@@ -123,7 +123,7 @@ CREATE POLICY update_permitted ON retail.orders AS PERMISSIVE FOR UPDATE TO auth
     )
   );
 
--- Triggers (each event fires them in name order): 11
+-- Triggers (each event fires them in name order): 14
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON retail.orders FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -150,6 +150,12 @@ CREATE TRIGGER _900_rollups_delete AFTER DELETE ON retail.orders REFERENCING OLD
 CREATE TRIGGER _900_rollups_insert AFTER INSERT ON retail.orders REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION retail_private.tg_orders__rollups();
 
 CREATE TRIGGER _900_rollups_update AFTER UPDATE ON retail.orders REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION retail_private.tg_orders__rollups();
+
+CREATE TRIGGER _910_events_delete AFTER DELETE ON retail.orders REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'order', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.orders REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'order', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.orders REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'order', 'store_id', 'store_id', 'id');
 
 -- Grants (the owner holds every privilege not revoked here): 3
 GRANT INSERT (external_id, customer_external_id, source_version, deleted_at), UPDATE (customer_external_id, source_version, deleted_at) ON retail.orders TO authhub_api_client;

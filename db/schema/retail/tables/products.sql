@@ -111,7 +111,7 @@ CREATE POLICY update_permitted ON retail.products AS PERMISSIVE FOR UPDATE TO au
     )
   );
 
--- Triggers (each event fires them in name order): 7
+-- Triggers (each event fires them in name order): 10
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON retail.products FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -130,6 +130,12 @@ ALTER TABLE retail.products ENABLE ALWAYS TRIGGER _900_audit_truncate;
 
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON retail.products REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'store_id', '', 'tenant_id', 'store_id', 'id');
 ALTER TABLE retail.products ENABLE ALWAYS TRIGGER _900_audit_update;
+
+CREATE TRIGGER _910_events_delete AFTER DELETE ON retail.products REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'product', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.products REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'product', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.products REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'product', 'store_id', 'store_id', 'id');
 
 -- Grants (the owner holds every privilege not revoked here): 3
 GRANT INSERT (external_id, source_version, deleted_at, synced_variants), UPDATE (source_version, deleted_at, synced_variants) ON retail.products TO authhub_api_client;

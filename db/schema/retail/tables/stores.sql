@@ -74,7 +74,7 @@ CREATE POLICY update_permitted ON retail.stores AS PERMISSIVE FOR UPDATE TO auth
     )
   );
 
--- Triggers (each event fires them in name order): 8
+-- Triggers (each event fires them in name order): 11
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON retail.stores FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -95,6 +95,12 @@ ALTER TABLE retail.stores ENABLE ALWAYS TRIGGER _900_audit_truncate;
 
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON retail.stores REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'id', '', 'tenant_id', 'id');
 ALTER TABLE retail.stores ENABLE ALWAYS TRIGGER _900_audit_update;
+
+CREATE TRIGGER _910_events_delete AFTER DELETE ON retail.stores REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'store', 'id', 'id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.stores REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'store', 'id', 'id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.stores REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'store', 'id', 'id');
 
 -- Grants (the owner holds every privilege not revoked here): 2
 GRANT SELECT ON retail.stores TO authhub_user;

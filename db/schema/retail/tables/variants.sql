@@ -94,7 +94,7 @@ CREATE POLICY update_permitted ON retail.variants AS PERMISSIVE FOR UPDATE TO au
     )
   );
 
--- Triggers (each event fires them in name order): 7
+-- Triggers (each event fires them in name order): 10
 
 CREATE TRIGGER _100_timestamps BEFORE INSERT OR UPDATE ON retail.variants FOR EACH ROW EXECUTE FUNCTION authhub_private.tg__timestamps();
 
@@ -113,6 +113,12 @@ ALTER TABLE retail.variants ENABLE ALWAYS TRIGGER _900_audit_truncate;
 
 CREATE TRIGGER _900_audit_update AFTER UPDATE ON retail.variants REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__audit('tenant_id', 'store_id', '', 'tenant_id', 'store_id', 'id');
 ALTER TABLE retail.variants ENABLE ALWAYS TRIGGER _900_audit_update;
+
+CREATE TRIGGER _910_events_delete AFTER DELETE ON retail.variants REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'variant', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_insert AFTER INSERT ON retail.variants REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'variant', 'store_id', 'store_id', 'id');
+
+CREATE TRIGGER _910_events_update AFTER UPDATE ON retail.variants REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION authhub_private.tg__events('retail', 'variant', 'store_id', 'store_id', 'id');
 
 -- Grants (the owner holds every privilege not revoked here): 3
 GRANT UPDATE (product_id) ON retail.variants TO authhub_api_client;
