@@ -35,6 +35,7 @@ import { setUp, type BenchContext } from "./context.js";
 import { measureHttp, startServer } from "./http.js";
 import { measureOpenApi } from "./openapi.js";
 import { measurePooler } from "./pooler.js";
+import { measureRetail } from "./retail.js";
 import { measureRls, prepareRls } from "./rls.js";
 import { printRows, type Row } from "./stats.js";
 import { measureWebhooks } from "./webhooks.js";
@@ -215,6 +216,8 @@ async function main() {
         ),
       ),
     );
+    // Retail data hub (issue 16): bench/retail.ts, its data sized by --retail-orders N (bench/README.md).
+    rows.push(...(await step("retail", () => measureRetail({ ownerUrl: ctx.ownerUrl, authUrl: ctx.authUrl, masterKey: server.masterKey }))));
     // Further modules: one import above and one rows.push(...(await step("name", () => measureX(ctx)))) here.
     await report(ctx, rows, { breakdown, generatedSql: server.generatedSql, started, loadBefore });
   } finally {
