@@ -129,23 +129,24 @@ export async function seedRetail(client: Queryable, tenantId: string, options: R
     `select s.id, s.n, s.currency, ceil($1::numeric * (1.0 / s.n) / sum(1.0 / s.n) over ())::int as orders from seed_stores s order by s.n`,
     [orderCount],
   );
+  const statistics = new Statistics(client);
   let remaining = orderCount;
   for (const store of plan) {
     const orders = Math.min(store.orders, remaining);
     remaining -= orders;
     if (orders <= 0) continue;
     const storeKey = String(store.n).padStart(4, "0");
-    await client.query(
+    const customers = await client.query(
       `insert into retail.customers (tenant_id, store_id, external_id, email, name)
        select $1, $2, 'C-' || $3 || '-' || lpad(c::text, 6, '0'), 'customer' || c || '@shop' || $3 || '.example', 'Customer ' || c
        from generate_series(1, greatest(1, $4::int / 5)) c
        on conflict (tenant_id, store_id, external_id) do nothing`,
       [tenantId, store.id, storeKey, orders],
     );
-    await client.query("analyze retail.customers");
+    await statistics.wrote("retail.customers", customers.rowCount ?? 0);
     for (let from = 1; from <= orders; from += ORDERS_PER_STATEMENT) {
       const to = Math.min(orders, from + ORDERS_PER_STATEMENT - 1);
-      await seedOrders(client, tenantId, store.id, storeKey, from, to, Math.max(1, Math.floor(orders / 5)));
+      await seedOrders(client, statistics, tenantId, store.id, storeKey, from, to, Math.max(1, Math.floor(orders / 5)));
     }
   }
   // Statistics first: the tables were filled in this transaction, and without them
@@ -172,7 +173,7 @@ export async function seedRetail(client: Queryable, tenantId: string, options: R
  * fulfilled, 8% pending, 5% cancelled, 2% refunded; placed over the last 90
  * days, more towards the recent ones.
  */
-async function seedOrders(client: Queryable, tenantId: string, storeId: string, storeKey: string, from: number, to: number, customers: number) {
+async function seedOrders(client: Queryable, statistics: Statistics, tenantId: string, storeId: string, storeKey: string, from: number, to: number, customers: number) {
   await client.query(
     `create temp table if not exists seed_lines (n int, line_no int, sku text, quantity int, unit_price_minor bigint) on commit drop;
      truncate seed_lines;`,
@@ -194,7 +195,7 @@ async function seedOrders(client: Queryable, tenantId: string, storeId: string, 
     [tenantId, storeId, from, to, storeKey],
   );
   await client.query("analyze seed_lines");
-  await client.query(
+  const written = await client.query(
     `insert into retail.orders (tenant_id, store_id, external_id, number, status, currency, placed_at, customer_id, customer_external_id,
                                 subtotal_minor, discount_minor, tax_minor, total_minor)
      select $1, $2, 'O-' || $5 || '-' || lpad(o::text, 7, '0'), $5 || '-' || o,
@@ -213,7 +214,7 @@ async function seedOrders(client: Queryable, tenantId: string, storeId: string, 
   // Statistics of the orders just written, before the lines: the foreign key checks and the
   // lines' triggers plan against them (planned on a table taken for empty, each of the
   // lines' key checks scanned every order: minutes for a batch).
-  await client.query("analyze retail.orders");
+  await statistics.wrote("retail.orders", written.rowCount ?? 0);
   await client.query(
     `insert into retail.order_lines (tenant_id, store_id, order_id, line_no, sku, title, quantity, unit_price_minor)
      select $1, $2, o.id, l.line_no, l.sku, null, l.quantity, l.unit_price_minor
@@ -222,6 +223,31 @@ async function seedOrders(client: Queryable, tenantId: string, storeId: string, 
      on conflict (tenant_id, store_id, order_id, line_no) do nothing`,
     [tenantId, storeId, storeKey],
   );
+}
+
+/**
+ * ANALYZE of the tables the seed fills, when they need it: the first time a table holds
+ * enough rows to matter, then each time it has grown by half since. Plans go wrong when a
+ * table goes from empty to large, not when it grows by a batch; once per store instead
+ * (2,000 ANALYZEs for a 1,000-store tenant) was most of such a seed's time.
+ */
+class Statistics {
+  private readonly known = new Map<string, { rows: number; since: number }>();
+  constructor(private readonly client: Queryable) {}
+
+  async wrote(table: string, rows: number): Promise<void> {
+    let state = this.known.get(table);
+    if (!state) {
+      const { rows: found } = await this.client.query<{ n: number }>("select greatest(reltuples, 0)::float8 as n from pg_class where oid = $1::regclass", [table]);
+      state = { rows: found[0]!.n, since: 0 };
+      this.known.set(table, state);
+    }
+    state.since += rows;
+    if (state.since < Math.max(1000, state.rows / 2)) return;
+    await this.client.query(`analyze ${table}`);
+    state.rows += state.since;
+    state.since = 0;
+  }
 }
 
 async function counts(client: Queryable, tenantId: string): Promise<RetailSeedCounts> {
