@@ -199,7 +199,7 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
       piece("begin_request(), its first call in a transaction (opening: resolved − literal role)", s, "openResolveOnce", "openLiteralRole"),
       piece("begin_request(), a further call in the same transaction", s, "openResolveTwice", "openResolveOnce"),
       piece("user_authority(), its first call in a transaction (as the owner: call − select 1)", s, "ownerUserAuthority", "ownerSelect"),
-      piece("org admin's page: permission_seeds() called per closure row instead of once (what-if copy)", s, "orgAdmin", "orgAdminSeedsOnce"),
+      piece("org admin's page: scoped_user_ids() (one array) − the set-returning pair it replaced (what-if copy)", s, "orgAdmin", "orgAdminSeedsOnce"),
     ];
     const trip = p50Us(s, "roundTrip");
     pieces.push({ piece: "one trivial round trip (select)", us: median(trip), spread: [Math.min(...trip), Math.max(...trip)] });
@@ -220,12 +220,12 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
     per["authhub.current_tenant_id()"] = await perCall(c, "case when g > 0 then authhub.current_tenant_id() end", 20_000);
     per["has_tenant_permission('user:read') (text[] setting)"] = await perCall(c, "authhub_private.has_tenant_permission(case when g > 0 then 'user:read' end)", 20_000);
     per["permission_seeds('user:read') (jsonb setting)"] = await perCall(c, "authhub_private.permission_seeds(case when g > 0 then 'user:read' end)", 5_000);
-    per["users_in_organizations_with_permission('user:read'), 300 members"] = await perCall(
+    per["scoped_user_ids('user:read'), 300 members as one array"] = await perCall(
       c,
-      "(select count(*) from authhub_private.users_in_organizations_with_permission(case when g > 0 then 'user:read' end))",
+      "pg_catalog.cardinality(authhub_private.scoped_user_ids(case when g > 0 then 'user:read' end))",
       200,
     );
-    per["the same, permission_seeds() wrapped in (select …) (what-if copy)"] = await perCall(
+    per["the set-returning helper it replaced, two nested definer functions (what-if copy, seeds read once)"] = await perCall(
       c,
       "(select count(*) from bench_rbac.users_in_organizations_with_permission(case when g > 0 then 'user:read' end))",
       200,
@@ -236,7 +236,7 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
       1000,
     );
     await c.query("rollback");
-    // The members query users_in_organizations_with_permission runs, written inline, as the owner: what the definer wrapping adds.
+    // The members query the scoped helpers run, written inline, as the owner: what the definer wrapping adds.
     per["the same members query inline (owner, no function)"] = await perCall(
       eExp,
       `(select count(distinct m.user_id) from authhub.memberships m where m.tenant_id = ${pg.escapeLiteral(small.tenantId)}::uuid and m.organization_id = any (${pg.escapeLiteral(`{${subtree.orgIds.join(",")}}`)}::uuid[]) and g > 0)`,

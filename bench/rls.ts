@@ -49,11 +49,11 @@ export const PAGE_TENANT_ONLY = `select ${COLUMNS} from bench_rbac.users order b
 export const PAGE_SEEDS_ONCE = `select ${COLUMNS} from bench_rbac.users_scoped order by tenant_id, id limit 20`;
 
 /**
- * A what-if for the breakdown: authhub.users' two select policies over a copy
- * of the 1k-user tenant, with organizations_with_permission's one difference
- * that `permission_seeds(…)` is wrapped in `(select …)`. Unwrapped, it is not
- * inlinable (its body has a sub-select) and a small closure is read by a
- * sequential scan that calls it, parsing the org scope's JSON, for every row.
+ * A what-if for the breakdown: authhub.users' two select policies as they were
+ * before migration 000018 (the member set from a definer set-returning function
+ * calling another), over a copy of the 1k-user tenant, with `permission_seeds(…)`
+ * wrapped in `(select …)`, so that the comparison with the array helper that
+ * replaced them (`scoped_user_ids`) is not about reading the seeds.
  */
 const seedsOnceCopy = (tenantId: string) => `
   create function bench_rbac.organizations_with_permission(permission text) returns setof uuid

@@ -75,7 +75,7 @@ CREATE POLICY select_permitted ON authhub.users AS PERMISSIVE FOR SELECT TO auth
     tenant_id = (( SELECT authhub.current_tenant_id() AS current_tenant_id))
     AND (
       ( SELECT authhub_private.has_tenant_permission('user:read'::text) AS has_tenant_permission)
-      OR (id IN ( SELECT authhub_private.users_in_organizations_with_permission('user:read'::text) AS users_in_organizations_with_permission))
+      OR (id IN ( SELECT unnest(authhub_private.scoped_user_ids('user:read'::text)) AS unnest))
     )
   );
 

@@ -12,8 +12,8 @@ CREATE OR REPLACE FUNCTION authhub_private.organizations_with_permission(permiss
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select c.organization_id from authhub_private.organization_closure c
-  where c.tenant_id = authhub.current_tenant_id()
-    and c.ancestor_id = any (authhub_private.permission_seeds(organizations_with_permission.permission))
+  where c.tenant_id = (select authhub.current_tenant_id())
+    and c.ancestor_id = any ((select authhub_private.permission_seeds(organizations_with_permission.permission))::uuid[])
 $function$;
 ALTER FUNCTION authhub_private.organizations_with_permission(permission text) OWNER TO authhub_owner;
 
