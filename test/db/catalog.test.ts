@@ -240,3 +240,24 @@ test("instances starting together migrate once; the others wait for the lock ins
     await root.end();
   }
 });
+
+test("the sync's per-row validation helpers are inlined into their callers (no SET clause of their own)", async () => {
+  // A SET clause keeps PostgreSQL from inlining a SQL function (migration 000020): each
+  // call would be a function call per field of every synced row.
+  const helpers = ["is_text(jsonb,integer)", "is_int(jsonb,numeric,numeric)", "matches(jsonb,text)", "is_instant(jsonb)", "problem(text,text)"];
+  for (const helper of helpers) {
+    const { rows } = await db.owner.query<{ config: string[] | null; definer: boolean; volatility: string }>(
+      "select proconfig as config, prosecdef as definer, provolatile as volatility from pg_proc where oid = $1::regprocedure",
+      [`retail_private.${helper}`],
+    );
+    expect({ helper, ...rows[0] }).toEqual({ helper, config: null, definer: false, volatility: "i" });
+  }
+  const plan = await db.owner.query<{ "QUERY PLAN": string }>(
+    `explain (verbose, costs off) select retail_private.is_text(to_jsonb(g::text), 10), retail_private.is_int(to_jsonb(g), 0, 9), retail_private.matches(to_jsonb(g::text), '^1$'),
+            retail_private.is_instant(to_jsonb(g::text)) from generate_series(1, 2) g`,
+  );
+  const text = plan.rows.map((r) => r["QUERY PLAN"]).join("\n");
+  // (problem() stays a call: jsonb_build_object is only stable, and it runs for refused fields alone.)
+  expect(text).not.toMatch(/is_text|is_int|matches|is_instant/);
+  expect(text).toMatch(/jsonb_typeof/);
+});

@@ -3,13 +3,12 @@
 -- Migrations (migrations/committed/) are the history; this is the definition today.
 
 -- Properties: IMMUTABLE, SECURITY INVOKER, CALLED ON NULL INPUT, PARALLEL SAFE, NOT LEAKPROOF
--- Settings: search_path=pg_catalog, pg_temp
+-- Settings: none (search_path is the caller's)
 
 CREATE OR REPLACE FUNCTION retail_private.is_instant(v jsonb)
  RETURNS boolean
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
- SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select coalesce(jsonb_typeof(v) = 'string'
                   and (v #>> '{}') ~ '^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$'

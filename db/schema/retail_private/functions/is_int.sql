@@ -3,13 +3,12 @@
 -- Migrations (migrations/committed/) are the history; this is the definition today.
 
 -- Properties: IMMUTABLE, SECURITY INVOKER, CALLED ON NULL INPUT, PARALLEL SAFE, NOT LEAKPROOF
--- Settings: search_path=pg_catalog, pg_temp
+-- Settings: none (search_path is the caller's)
 
 CREATE OR REPLACE FUNCTION retail_private.is_int(v jsonb, low numeric, high numeric)
  RETURNS boolean
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
- SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select coalesce(jsonb_typeof(v) = 'number' and (v #>> '{}')::numeric = trunc((v #>> '{}')::numeric) and (v #>> '{}')::numeric between low and high, false)
 $function$;

@@ -3,13 +3,13 @@
 -- Migrations (migrations/committed/) are the history; this is the definition today.
 
 -- Properties: IMMUTABLE, SECURITY INVOKER, CALLED ON NULL INPUT, PARALLEL SAFE, NOT LEAKPROOF
--- Settings: search_path=pg_catalog, pg_temp
+-- Settings: none (search_path is the caller's)
 
+-- A validation problem ({field, message}) for a refused field. No SET clause (migration 000020), though it stays a call: jsonb_build_object is only stable.
 CREATE OR REPLACE FUNCTION retail_private.problem(field text, message text)
  RETURNS jsonb
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
- SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$ select jsonb_build_object('field', field, 'message', message) $function$;
 ALTER FUNCTION retail_private.problem(field text, message text) OWNER TO authhub_owner;
 
