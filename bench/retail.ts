@@ -243,6 +243,8 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Row[]>
   auth.on("error", () => undefined);
   const workerPool = new pg.Pool({ connectionString: options.ownerUrl, max: 4 });
   workerPool.on("error", () => undefined);
+  // graphile-worker checks for both handlers (a lost connection in use must not kill the bench).
+  workerPool.on("connect", (client) => client.on("error", () => undefined));
   const cleanups: (() => Promise<unknown>)[] = [];
   try {
     // ---- Data: the 1,000-store and the 10-store tenant, through the demo seed.
