@@ -4,7 +4,7 @@
  * (Needs bash, curl and openssl on the machine, as the example does.)
  */
 import { execFile, execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { AddressInfo } from "node:net";
@@ -54,5 +54,6 @@ const tools = ["bash", "curl", "openssl"].every((tool) => {
     expect(created).toMatchObject({ email: "curl-example@example.com", displayName: "From curl", level: "USER" });
   } finally {
     await new Promise((resolve) => srv.server.close(resolve));
+    rmSync(file, { force: true });
   }
 });
