@@ -26,11 +26,8 @@ import type { MasterKey } from "../server/auth/masterKey.js";
 import { createEventEndpoint } from "../server/events/endpoints.js";
 import { configureWorker } from "../worker/context.js";
 import { tasks } from "../worker/tasks/index.js";
+import { percentile } from "./stats.js";
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface EventsBenchResult {
@@ -171,9 +168,9 @@ export async function measureEvents(options: {
     await until("the steady phase's events", () => tags.every((x) => arrived.has(x)) && rawDone >= target);
     const latencies = tags.map((x) => arrived.get(x)! - committed.get(x)!);
     return {
-      firstAttemptP50: pct(latencies, 50),
-      firstAttemptP99: pct(latencies, 99),
-      rawP99: pct(
+      firstAttemptP50: percentile(latencies, 50),
+      firstAttemptP99: percentile(latencies, 99),
+      rawP99: percentile(
         rawIds.map((id) => rawStarted.get(id)! - rawAdded.get(id)!),
         99,
       ),
