@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
+import request from "supertest";
 import type { Identity } from "../../db/claims.js";
 import { makeApp, type App } from "../../server/app.js";
 import { parseMasterKey, type MasterKey } from "../../server/auth/masterKey.js";
@@ -63,13 +64,31 @@ export async function startTestServer(db: TestDatabase, env: Record<string, stri
  * For a test file: a fresh database with the fixtures, and the app on it,
  * released after the file's tests. `ready` receives all three.
  */
-export function useFixtureServer(ready: (db: TestDatabase, f: Fixtures, srv: TestServer) => void): void {
+export function useFixtureServer(ready: (db: TestDatabase, f: Fixtures, srv: TestServer) => void, env: Record<string, string> = {}): void {
   let srv: TestServer | undefined;
   useFixtureDatabase(async (db, f) => {
-    srv = await startTestServer(db);
+    srv = await startTestServer(db, env);
     ready(db, f, srv);
   });
   afterAll(async () => {
     await srv?.close();
   });
 }
+
+/** A GraphQL answer, read field by field as a client would. */
+export interface GraphQLAnswer {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are read field by field, as a client would
+  data?: Record<string, any> | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
+  errors?: { message: string; extensions?: Record<string, any> }[];
+}
+
+/** POST /graphql on `srv` as `who` (a fixture identity, whose token is minted), or anonymously for null. */
+export async function graphql(srv: TestServer, who: Identity | null, query: string, variables: Record<string, unknown> = {}): Promise<GraphQLAnswer> {
+  const req = request(srv.app).post("/graphql").set("Content-Type", "application/json").set("Accept", "application/json");
+  if (who) req.set("Authorization", `Bearer ${await srv.mint(who)}`);
+  return (await req.send({ query, variables })).body as GraphQLAnswer;
+}
+
+/** The error codes of a GraphQL answer, in order. */
+export const errorCodes = (r: GraphQLAnswer): unknown[] => (r.errors ?? []).map((e) => e.extensions?.code);

@@ -14,6 +14,7 @@ import { jest } from "@jest/globals";
 import request from "supertest";
 import { Webhook } from "svix";
 import { signRequest } from "../../client/index.js";
+import type { Identity } from "../../db/claims.js";
 import { makePool } from "../../db/pools.js";
 import { parseMasterKey } from "../../server/auth/masterKey.js";
 import { createEventEndpoint } from "../../server/events/endpoints.js";
@@ -24,9 +25,9 @@ import { sendEvent } from "../../worker/events/send.js";
 import { configureWorker } from "../../worker/context.js";
 import { startWorker, type WorkerHandle } from "../../worker/runner.js";
 import type { TestDatabase } from "../helpers/db.js";
-import { cast, useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
+import { cast, type Fixtures } from "../helpers/fixtures.js";
 import { cliJson } from "../helpers/process.js";
-import { startTestServer, type TestServer } from "../helpers/server.js";
+import { errorCodes as codes, graphql, useFixtureServer, type TestServer } from "../helpers/server.js";
 import { runTask } from "../helpers/worker.js";
 
 jest.setTimeout(120_000);
@@ -37,14 +38,14 @@ let db: TestDatabase;
 let f: Fixtures;
 let srv: TestServer;
 
-useFixtureDatabase(async (database, fixtures) => {
-  db = database;
-  f = fixtures;
-  srv = await startTestServer(db, { AUTHHUB_MASTER_KEY: MASTER_KEY });
-});
-afterAll(async () => {
-  await srv?.close();
-});
+useFixtureServer(
+  (database, fixtures, server) => {
+    db = database;
+    f = fixtures;
+    srv = server;
+  },
+  { AUTHHUB_MASTER_KEY: MASTER_KEY },
+);
 
 // --- a receiver ---------------------------------------------------------------
 
@@ -110,14 +111,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
 }
 
 /** GraphQL as `who`. */
-async function gql(who: Parameters<TestServer["mint"]>[0] | null, query: string, variables: Record<string, unknown> = {}) {
-  const req = request(srv.app).post("/graphql").set("Content-Type", "application/json").set("Accept", "application/json");
-  if (who) req.set("Authorization", `Bearer ${await srv.mint(who)}`);
-  const res = await req.send({ query, variables });
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are read field by field, as a client would
-  return res.body as { data?: Record<string, any> | null; errors?: { message: string; extensions?: Record<string, any> }[] };
-}
-const codes = (r: { errors?: { extensions?: Record<string, unknown> }[] }) => (r.errors ?? []).map((e) => e.extensions?.code);
+const gql = (who: Identity | null, query: string, variables: Record<string, unknown> = {}) => graphql(srv, who, query, variables);
 
 const CREATE = `mutation($url: String!, $types: [String!], $store: UUID) {
   createEventEndpoint(input: { url: $url, eventTypes: $types, storeId: $store }) { secret eventEndpoint { rowId url eventTypes enabled } } }`;
