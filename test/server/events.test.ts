@@ -334,11 +334,11 @@ describe("delivery", () => {
     });
     expect(r.disabledReason).toMatch(/^Disabled by AuthHub: every delivery has failed since .*HTTP 500/);
     expect(r.eventDeliveries.nodes).toEqual([{ state: "failed", attempts: 2, lastError: "HTTP 500" }]);
-    // Disabled: a new change is not sent there.
-    const before = receiver.received.filter((x) => x.path === "/dead").length;
-    await renameMember("Dead 2");
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    expect(receiver.received.filter((x) => x.path === "/dead")).toHaveLength(before);
+    // Disabled: a new change is not queued there (the outbox is written in the change's own transaction, so this is final).
+    const queued = async () => (await db.owner.query<{ event_type: string }>("select event_type from authhub.event_deliveries where endpoint_id = $1", [ep.id])).rows;
+    expect(await queued()).toHaveLength(1);
+    expect((await renameMember("Dead 2")).errors).toBeUndefined();
+    expect(await queued()).toHaveLength(1);
     await db.owner.query("delete from authhub.event_endpoints where id = $1", [ep.id]);
   });
 
@@ -385,8 +385,16 @@ describe("delivery", () => {
     const toStore = await until("the admin's edit at the store", () => receiver.received.find((r) => r.path === "/store"));
     expect(verified(storeEp.secret, toStore)).toMatchObject({ type: "retail.order.updated", data: { rowId: orderId, status: "fulfilled" }, actor: { type: "user" } });
     await until("the edit at the backend too", () => receiver.received.some((r) => r.path === "/backend" && verified(hubEp.secret, r).data.status === "fulfilled"));
-    // Nothing of the sync reached the store: its only event is the admin's edit.
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Nothing of the sync was queued for the store (the outbox is written in the change's own transaction, so this is final), while the backend has it.
+    const actors = async (id: string) =>
+      (
+        await db.owner.query<{ actor: string }>(
+          "select e.payload->'actor'->>'type' as actor from authhub.event_deliveries d join authhub.events e on e.tenant_id = d.tenant_id and e.id = d.event_id where d.endpoint_id = $1 order by d.seq",
+          [id],
+        )
+      ).rows.map((r) => r.actor);
+    expect(await actors(hubEp.id)).toContain("apiKey");
+    expect(await actors(storeEp.id)).toEqual(["user"]);
     expect(receiver.received.filter((r) => r.path === "/store").map((r) => verified(storeEp.secret, r).data.status)).toEqual(["fulfilled"]);
     await db.owner.query("delete from authhub.event_endpoints where id = any($1)", [[storeEp.id, hubEp.id]]);
   });
