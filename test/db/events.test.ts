@@ -129,8 +129,10 @@ describe("the outbox", () => {
         { endpoint_id: endpointA, event_type: "retail.product.deleted", entity: key },
       ]),
     );
-    // The store's endpoint never gets identity events.
-    expect((await db.owner.query("select 1 from authhub.event_deliveries where endpoint_id = $1 and event_type like 'identity.%'", [storeEndpointA])).rowCount).toBe(0);
+    // The store's endpoint never gets identity events; the tenant-wide one (the control) does.
+    await db.owner.query("update authhub.users set display_name = 'Store check' where tenant_id = $1 and id = $2", [f.a.id, f.a.users.member]);
+    const identity = await db.owner.query<{ endpoint_id: string }>("select endpoint_id from authhub.event_deliveries where entity = $1", [`user:${f.a.users.member}`]);
+    expect(identity.rows).toEqual([{ endpoint_id: endpointA }]);
   });
 
   test("type patterns: * a segment, a final * the rest", async () => {
