@@ -51,6 +51,7 @@ export async function sendEvent(delivery: Delivery, options: { production: boole
     else callback(null, checked.address, checked.family);
   };
   const client = url.protocol === "https:" ? https : http;
+  const timeoutMs = options.timeoutMs ?? SEND_TIMEOUT_MS;
   return new Promise<Attempt>((resolve) => {
     let settled = false;
     const done = (a: Attempt) => {
@@ -65,7 +66,6 @@ export async function sendEvent(delivery: Delivery, options: { production: boole
         method: "POST",
         lookup: pinned,
         agent: false,
-        timeout: options.timeoutMs ?? SEND_TIMEOUT_MS,
         headers: {
           "content-type": "application/json",
           "content-length": Buffer.byteLength(delivery.body),
@@ -85,8 +85,8 @@ export async function sendEvent(delivery: Delivery, options: { production: boole
         else done({ status, error: `HTTP ${status}` });
       },
     );
-    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${options.timeoutMs ?? SEND_TIMEOUT_MS} ms`)), options.timeoutMs ?? SEND_TIMEOUT_MS);
-    req.on("timeout", () => req.destroy(new Error(`no answer within ${options.timeoutMs ?? SEND_TIMEOUT_MS} ms`)));
+    // One deadline for the whole attempt (connection to status line); a socket idle timeout would only repeat it.
+    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     req.on("error", (err) => done({ status: null, error: `${(err as { code?: string }).code ?? "error"}: ${err.message}`.slice(0, 300) }));
     req.on("close", () => {
       clearTimeout(timer);
