@@ -310,20 +310,10 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Row[]>
     cleanups.push(() => owner.query("drop schema if exists bench_retail cascade"));
 
     // ---- The server and the worker, as `npm start` runs them.
-    const key = await issueApiKey(owner, options.masterKey, {
-      name: "bench till B",
-      tenantId: large.tenantId,
-      organizationId: ingestStore,
-      scopes: ["sync:write", "retail:read"],
-      rateLimitPerMinute: 1_000_000,
-    });
-    const plainKey = await issueApiKey(owner, options.masterKey, {
-      name: "bench till 3",
-      tenantId: large.tenantId,
-      organizationId: plainStore,
-      scopes: ["sync:write", "retail:read"],
-      rateLimitPerMinute: 1_000_000,
-    });
+    const tillKey = (name: string, organizationId: string) =>
+      issueApiKey(owner, options.masterKey, { name, tenantId: large.tenantId, organizationId, scopes: ["sync:write", "retail:read"], rateLimitPerMinute: 1_000_000 });
+    const key = await tillKey("bench till B", ingestStore);
+    const plainKey = await tillKey("bench till 3", plainStore);
     const config = readConfig({
       NODE_ENV: "production",
       DATABASE_URL: options.ownerUrl,
