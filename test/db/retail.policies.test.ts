@@ -15,8 +15,8 @@
  */
 import { jest } from "@jest/globals";
 import { asActor, attemptAs, type Actor, type TestDatabase } from "../helpers/db.js";
-import { useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
-import { retailCast, seedRetail, STORE_CODES, type RetailFixtures, type StoreCode } from "./retail.fixtures.js";
+import type { Fixtures } from "../helpers/fixtures.js";
+import { retailCast, STORE_CODES, useRetailDatabase, type RetailFixtures, type StoreCode } from "./retail.fixtures.js";
 
 jest.setTimeout(120_000);
 
@@ -24,10 +24,10 @@ let db: TestDatabase;
 let f: Fixtures;
 let r: RetailFixtures;
 
-useFixtureDatabase(async (database, fixtures) => {
+useRetailDatabase((database, fixtures, retail) => {
   db = database;
   f = fixtures;
-  r = await seedRetail(db, f);
+  r = retail;
 });
 
 type CastName = keyof ReturnType<typeof retailCast>;
