@@ -36,6 +36,7 @@ import pg from "pg";
 import { RESOLVE_ROLE, settingsStatement } from "../db/claims.js";
 import type { BenchContext } from "./context.js";
 import {
+  checkouts,
   explicitBegin,
   orgAdmin,
   PAGE_EXPLICIT,
@@ -122,12 +123,7 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
   const ta = tenantAdmin(ctx);
   const oa = orgAdmin(ctx, subtree);
   const cr = customRoleHolder(ctx, subtree);
-  const clients: pg.PoolClient[] = [];
-  const connect = async (pool: pg.Pool) => {
-    const c = await pool.connect();
-    clients.push(c);
-    return c;
-  };
+  const { connect, releaseAll } = checkouts();
   try {
     const [a, o] = [() => connect(auth), () => connect(owner)];
     const [cServer, cPre, cUnprep, cSwitch, cDedTa, cDedOa, cOa, cOaOnce] = [await a(), await a(), await a(), await a(), await a(), await a(), await a(), await a()];
@@ -258,7 +254,7 @@ export async function measureBreakdown(ctx: BenchContext, subtree: Subtree): Pro
     const sideUs = Object.fromEntries(sides.map((x) => [x.name, median(p50Us(s, x.name))]));
     return { sides: sideUs, pieces, perCall: per, plans };
   } finally {
-    for (const cl of clients) cl.release();
+    releaseAll();
   }
 }
 

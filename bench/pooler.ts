@@ -29,6 +29,7 @@ import type { MasterKey } from "../server/auth/masterKey.js";
 import { readConfig } from "../server/config.js";
 import { makeLogger } from "../server/logger.js";
 import { PGBOUNCER_MISSING, pgbouncerBinary, startPgBouncer } from "../test/helpers/pgbouncer.js";
+import { emptySample, percentile, throughput, type Sample } from "./stats.js";
 
 const RATIO_ROUNDS = 3;
 const RATIO_ROUND_MS = 1_500;
@@ -46,23 +47,16 @@ export interface PoolerRow {
   figures: Record<string, unknown>;
 }
 
-interface Run {
-  ms: number[];
-  count: number;
+/** A side's calls (bench/stats.ts's Sample) and the ones that failed. */
+interface Run extends Sample {
   errors: number;
   firstError: string | null;
-  elapsedMs: number;
 }
 
-const emptyRun = (): Run => ({ ms: [], count: 0, errors: 0, firstError: null, elapsedMs: 0 });
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-};
-const perSecond = (r: Run) => (r.count / r.elapsedMs) * 1000;
+const emptyRun = (): Run => ({ ...emptySample(), errors: 0, firstError: null });
 const describe = (r: Run) =>
-  `${perSecond(r).toFixed(0)}/s p50 ${pct(r.ms, 50).toFixed(2)} ms p99 ${pct(r.ms, 99).toFixed(2)} ms` + (r.errors ? ` (${r.errors} errors: ${r.firstError})` : "");
-const figures = (r: Run) => ({ perSecond: perSecond(r), p50: pct(r.ms, 50), p99: pct(r.ms, 99), requests: r.count, errors: r.errors });
+  `${throughput(r).toFixed(0)}/s p50 ${percentile(r.ms, 50).toFixed(2)} ms p99 ${percentile(r.ms, 99).toFixed(2)} ms` + (r.errors ? ` (${r.errors} errors: ${r.firstError})` : "");
+const figures = (r: Run) => ({ perSecond: throughput(r), p50: percentile(r.ms, 50), p99: percentile(r.ms, 99), requests: r.count, errors: r.errors });
 
 /** `concurrency` callers send `call(worker)` back to back for `ms` milliseconds. */
 async function runFor(ms: number, concurrency: number, call: (worker: number) => Promise<void>, into: Run): Promise<void> {
@@ -83,7 +77,7 @@ async function runFor(ms: number, concurrency: number, call: (worker: number) =>
       }
     }),
   );
-  into.elapsedMs += performance.now() - started;
+  into.totalMs += performance.now() - started;
 }
 
 export async function measurePooler(options: {
@@ -169,7 +163,7 @@ export async function measurePooler(options: {
     return [
       {
         benchmark: "Pooler: GraphQL page of 20 users, through PgBouncer (transaction mode, unnamed statements) ÷ direct (prepared), throughput",
-        ratio: perSecond(ratio.pooled) / perSecond(ratio.direct),
+        ratio: throughput(ratio.pooled) / throughput(ratio.direct),
         target: "report",
         pass: clean(ratio.pooled, ratio.direct),
         detail: `concurrency ${RATIO_CONCURRENCY}, ${RATIO_ROUNDS} alternating rounds of ${RATIO_ROUND_MS / 1000} s: pooled ${describe(ratio.pooled)}; direct ${describe(ratio.direct)}`,
@@ -177,7 +171,7 @@ export async function measurePooler(options: {
       },
       {
         benchmark: "Pooler: the same page without prepared statements ÷ with them, both direct (throughput)",
-        ratio: perSecond(ratio.unnamed) / perSecond(ratio.direct),
+        ratio: throughput(ratio.unnamed) / throughput(ratio.direct),
         target: "report",
         pass: clean(ratio.unnamed, ratio.direct),
         detail: `unnamed ${describe(ratio.unnamed)}; prepared ${describe(ratio.direct)}`,
@@ -185,7 +179,7 @@ export async function measurePooler(options: {
       },
       {
         benchmark: `Load: GraphQL reads (20 users) at concurrency ${LOAD_CONCURRENCY} for ${LOAD_MS / 1000} s, pooled ÷ direct (throughput)`,
-        ratio: perSecond(load.pooled.reads) / perSecond(load.direct.reads),
+        ratio: throughput(load.pooled.reads) / throughput(load.direct.reads),
         target: "report",
         pass: clean(load.pooled.reads, load.direct.reads),
         detail: `direct ${describe(load.direct.reads)}; pooled ${describe(load.pooled.reads)}`,
@@ -193,7 +187,7 @@ export async function measurePooler(options: {
       },
       {
         benchmark: `Load: GraphQL writes (updateUser) at concurrency ${LOAD_CONCURRENCY} for ${LOAD_MS / 1000} s, pooled ÷ direct (throughput)`,
-        ratio: perSecond(load.pooled.writes) / perSecond(load.direct.writes),
+        ratio: throughput(load.pooled.writes) / throughput(load.direct.writes),
         target: "report",
         pass: clean(load.pooled.writes, load.direct.writes),
         detail: `direct ${describe(load.direct.writes)}; pooled ${describe(load.pooled.writes)} (${took})`,

@@ -57,6 +57,7 @@ import { readConfig } from "../server/config.js";
 import { makeLogger } from "../server/logger.js";
 import { issueApiKey } from "../server/openapi/issue.js";
 import { startWorker } from "../worker/runner.js";
+import { prng } from "../test/helpers/prng.js";
 import { median, percentile, printRows, type Row } from "./stats.js";
 
 /** One result line before it becomes bench/stats.ts's Row. */
@@ -145,18 +146,6 @@ interface Order {
 }
 const orderTotal = (o: Order) => o.lines.reduce((n, l) => n + l.quantity * l.unitPriceMinor + l.taxMinor, 0);
 const counted = (o: Order) => o.status === "paid" || o.status === "fulfilled";
-
-/** A deterministic stream of pseudo-random numbers (mulberry32). */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A batch of new orders as a store's system sends them: 1–5 lines (3 on average), over the last 89 days. */
 function makeBatch(prefix: string, seed: number, currency: string, variants: { sku: string; price: number }[]): Order[] {
@@ -310,20 +299,10 @@ export async function measureRetail(options: RetailBenchOptions): Promise<Row[]>
     cleanups.push(() => owner.query("drop schema if exists bench_retail cascade"));
 
     // ---- The server and the worker, as `npm start` runs them.
-    const key = await issueApiKey(owner, options.masterKey, {
-      name: "bench till B",
-      tenantId: large.tenantId,
-      organizationId: ingestStore,
-      scopes: ["sync:write", "retail:read"],
-      rateLimitPerMinute: 1_000_000,
-    });
-    const plainKey = await issueApiKey(owner, options.masterKey, {
-      name: "bench till 3",
-      tenantId: large.tenantId,
-      organizationId: plainStore,
-      scopes: ["sync:write", "retail:read"],
-      rateLimitPerMinute: 1_000_000,
-    });
+    const tillKey = (name: string, organizationId: string) =>
+      issueApiKey(owner, options.masterKey, { name, tenantId: large.tenantId, organizationId, scopes: ["sync:write", "retail:read"], rateLimitPerMinute: 1_000_000 });
+    const key = await tillKey("bench till B", ingestStore);
+    const plainKey = await tillKey("bench till 3", plainStore);
     const config = readConfig({
       NODE_ENV: "production",
       DATABASE_URL: options.ownerUrl,

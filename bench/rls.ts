@@ -172,18 +172,28 @@ async function sameRows(label: string, a: Record<string, unknown>[], b: Record<s
   if (a.length !== 20 || JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`${label}: the RLS and explicit pages disagree (${a.length} vs ${b.length} rows)`);
 }
 
+/** Connections held for a measurement's length: `connect` checks one out, `releaseAll` gives every one back. */
+export function checkouts() {
+  const clients: pg.PoolClient[] = [];
+  return {
+    connect: async (pool: pg.Pool) => {
+      const c = await pool.connect();
+      clients.push(c);
+      return c;
+    },
+    releaseAll: () => {
+      for (const c of clients.splice(0)) c.release();
+    },
+  };
+}
+
 export async function measureRls(ctx: BenchContext, subtree: Subtree): Promise<Row[]> {
   const { auth, owner, small, sizes } = ctx;
   const ta = tenantAdmin(ctx);
   const taLarge = tenantAdmin(ctx, "large");
   const oa = orgAdmin(ctx, subtree);
   const cr = customRoleHolder(ctx, subtree);
-  const clients: pg.PoolClient[] = [];
-  const connect = async (pool: pg.Pool) => {
-    const c = await pool.connect();
-    clients.push(c);
-    return c;
-  };
+  const { connect, releaseAll } = checkouts();
   try {
     const [cTa, cLarge, cTenantOnly, cOa, cCr] = [await connect(auth), await connect(auth), await connect(auth), await connect(auth), await connect(auth)];
     const [eTa, eOa, eCr] = [await connect(owner), await connect(owner), await connect(owner)];
@@ -250,6 +260,6 @@ export async function measureRls(ctx: BenchContext, subtree: Subtree): Promise<R
       }),
     ];
   } finally {
-    for (const c of clients) c.release();
+    releaseAll();
   }
 }

@@ -81,7 +81,7 @@ const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(", ");
  * round, its own fields (figures…) kept in the results file.
  */
 function singleFigure<R extends { benchmark: string; ratio: number; target: string; pass: boolean; detail: string }>(r: R): Row {
-  return { ...r, value: r.ratio, unit: "ratio", spread: [r.ratio, r.ratio], perRound: [r.ratio] };
+  return { ...r, ...figure(r.benchmark, r.ratio, "ratio", r.target, r.pass, r.detail) };
 }
 
 /** A figure measured once (or as a median inside its module), as a row. */

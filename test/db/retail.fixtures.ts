@@ -12,7 +12,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Actor, TestDatabase } from "../helpers/db.js";
-import { identity, type Fixtures, type TenantFixture } from "../helpers/fixtures.js";
+import { identity, useFixtureDatabase, type Fixtures, type TenantFixture } from "../helpers/fixtures.js";
 
 export const STORE_CODES = ["berlin", "potsdam", "tokyo"] as const;
 export type StoreCode = (typeof STORE_CODES)[number];
@@ -156,6 +156,11 @@ async function seedRetailTenant(db: TestDatabase, t: TenantFixture): Promise<Ret
 
 export async function seedRetail(db: TestDatabase, f: Fixtures): Promise<RetailFixtures> {
   return { a: await seedRetailTenant(db, f.a), b: await seedRetailTenant(db, f.b) };
+}
+
+/** For a test file: useFixtureDatabase with the retail cast seeded on top of the identity fixtures; `ready` receives all three. */
+export function useRetailDatabase(ready: (db: TestDatabase, f: Fixtures, r: RetailFixtures) => void): void {
+  useFixtureDatabase(async (db, f) => ready(db, f, await seedRetail(db, f)));
 }
 
 /** The retail cast of a tenant as actors (users as their tokens would name them; keys as the Open API would). */
