@@ -15,7 +15,7 @@ import { Logger, makeWorkerUtils, runOnce } from "graphile-worker";
 import pg from "pg";
 import { parseMasterKey, type MasterKey } from "../../server/auth/masterKey.js";
 import { runCli } from "../../server/cli.js";
-import { registerSource } from "../../server/sync/sources.js";
+import { registerSource, SourceInputError } from "../../server/sync/sources.js";
 import request from "supertest";
 import { configureWorker } from "../../worker/context.js";
 import { tasks } from "../../worker/tasks/index.js";
@@ -196,6 +196,44 @@ describe("sync source add", () => {
     expect(stderr2).toContain("already has a pull source");
     expect(stderr2).not.toContain("S3cretPassw0rd");
     await db.owner.query("delete from retail_private.sync_sources where id = $1", [printed.id]);
+  });
+
+  test("two adds for one store at once: the second waits on the table's unique key and is refused as a usage error, not a raw violation", async () => {
+    const { url, pool } = await storeDatabase();
+    await pool.end();
+    const input = { tenantId: f.a.id, storeCode: "tokyo", url, schema: "shop" };
+    const first = await db.owner.connect();
+    const second = await db.owner.connect();
+    try {
+      await first.query("begin");
+      await second.query("begin");
+      const added = await registerSource(first, masterKey, input);
+      const pid = (await second.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]!.pid;
+      const racing = registerSource(second, masterKey, input).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      // The second add has passed every check of its own and waits on the first's uncommitted row.
+      for (let i = 0; ; i++) {
+        const { rows } = await db.owner.query<{ waiting: boolean }>("select wait_event_type = 'Lock' as waiting from pg_stat_activity where pid = $1", [pid]);
+        if (rows[0]?.waiting) break;
+        if (i > 600) throw new Error("the second add never waited on the first");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await first.query("commit");
+      const refused = await racing;
+      expect(refused).toBeInstanceOf(SourceInputError);
+      expect((refused as Error).message).toBe("Store tokyo already has a pull source.");
+      await second.query("rollback");
+      // The first add holds the store (the row the second was refused for is there).
+      const held = await db.owner.query("select id from retail_private.sync_sources where tenant_id = $1 and store_id = $2", [f.a.id, r.a.stores.tokyo]);
+      expect(held.rows).toEqual([{ id: added.id }]);
+      await db.owner.query("delete from retail_private.sync_sources where id = $1", [added.id]);
+    } finally {
+      await second.query("rollback").catch(() => undefined);
+      first.release();
+      second.release();
+    }
   });
 });
 
