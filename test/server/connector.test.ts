@@ -720,4 +720,35 @@ describe("bulk backfill", () => {
       await srv.close();
     }
   });
+
+  test("a load refused by the key's rate limit is recorded as used: the same signed request sent again is refused as a replay", async () => {
+    const srv = await startTestServer(db, { AUTHHUB_MASTER_KEY: keyText });
+    try {
+      const issued = await issueApiKey(db.owner, srv.masterKey, {
+        name: "Bulk limited",
+        scopes: ["sync:write"],
+        organizationId: r.b.stores.tokyo,
+        tenantId: f.b.id,
+        rateLimitPerMinute: 1,
+      });
+      const signed = (raw: string) => ({
+        raw,
+        headers: {
+          ...signRequest({ keyId: issued.keyId, secret: issued.secret, method: "POST", url: "/open/v1/sync/customers/bulk", body: raw }),
+          "Content-Type": "application/x-ndjson",
+        },
+      });
+      const send = (s: { raw: string; headers: Record<string, string> }) => request(srv.app).post("/open/v1/sync/customers/bulk").set(s.headers).send(s.raw);
+      expect((await send(signed(JSON.stringify({ externalId: "lim-1", version: 1, data: { email: "lim1@bulk.test" } })))).status).toBe(202);
+      const over = signed(JSON.stringify({ externalId: "lim-2", version: 1, data: { email: "lim2@bulk.test" } }));
+      const refused = await send(over);
+      expect(refused.status).toBe(429);
+      expect((refused.body as { error: { code: string } }).error.code).toBe("rate_limited");
+      const replayed = await send(over);
+      expect(replayed.status).toBe(401);
+      expect((replayed.body as { error: { code: string } }).error.code).toBe("unauthenticated");
+    } finally {
+      await srv.close();
+    }
+  });
 });
