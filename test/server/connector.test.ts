@@ -662,8 +662,9 @@ describe("bulk backfill", () => {
       const first = await post(body);
       expect(first.status).toBe(202);
       const jobId = (first.body as { jobId: string }).jobId;
-      // One bulk job per store at a time.
-      const second = await post(JSON.stringify({ externalId: "x", version: 1, data: { email: "x@bulk.test" } }));
+      // One bulk job per store at a time, whichever key of the store starts it (the unique index is per store, not per key).
+      const sibling = await issueApiKey(db.owner, srv.masterKey, { name: "Bulk 2", scopes: ["sync:write"], organizationId: r.b.stores.potsdam, tenantId: f.b.id });
+      const second = await post(JSON.stringify({ externalId: "x", version: 1, data: { email: "x@bulk.test" } }), { keyId: sibling.keyId, secret: sibling.secret });
       expect(second.status).toBe(409);
       expect((second.body as { error: { code: string } }).error.code).toBe("conflict");
       expect((await get(jobId)).body).toMatchObject({ id: jobId, state: "queued", received: 2504 });
@@ -695,6 +696,11 @@ describe("bulk backfill", () => {
         .get(`/open/v1/sync/jobs/${jobId}`)
         .set(signRequest({ keyId: other.keyId, secret: other.secret, method: "GET", url: `/open/v1/sync/jobs/${jobId}` }));
       expect(peek.status).toBe(404);
+      // Nor another key of the same tenant and store: a key reads the jobs it started (the job is there, read by its own key above).
+      const siblingPeek = await request(srv.app)
+        .get(`/open/v1/sync/jobs/${jobId}`)
+        .set(signRequest({ keyId: sibling.keyId, secret: sibling.secret, method: "GET", url: `/open/v1/sync/jobs/${jobId}` }));
+      expect(siblingPeek.status).toBe(404);
     } finally {
       await srv.close();
     }
