@@ -31,6 +31,7 @@ import { registerSource } from "../server/sync/sources.js";
 import { configureWorker } from "../worker/context.js";
 import { pullOnce, type Cursor, type Source } from "../worker/pull/pull.js";
 import { tasks } from "../worker/tasks/index.js";
+import { median, percentile } from "./stats.js";
 
 export interface ConnectorOptions {
   /** A superuser connection to the cluster (to create the store's database). */
@@ -59,9 +60,6 @@ export interface ConnectorResult {
   overWritePath: number;
   lag: { pollIntervalMs: number; perSecond: number; count: number; p50Ms: number; p95Ms: number; maxMs: number; targetMs: number };
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
 
 async function createStoreDatabase(rootUrl: string): Promise<{ name: string; url: string }> {
   const name = `authhub_bench_store_${randomBytes(4).toString("hex")}`;

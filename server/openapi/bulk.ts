@@ -96,12 +96,8 @@ export function syncBulkRouter(options: SyncBulkOptions): express.Router {
       state.via = "api_key";
       state.apiKey = { apiKeyId: key.id, tenantId: key.tenantId, orgId: key.organizationId };
       if (!key.scopes.includes("sync:write")) throw new AppError("insufficient_scope", "This key lacks the scope sync:write.");
-      const limit = await options.rateLimits.hitBatched("apikey", key.id, key.rateLimitPerMinute);
-      if (!limit.allowed) {
-        res.setHeader("Retry-After", String(limit.resetSeconds));
-        throw new AppError("rate_limited", "This key is over its rate limit; try again later.");
-      }
-      // The nonce's record and the key's liveness, committed on their own (as for every Open API request).
+      // The nonce's record and the key's liveness, committed on their own (as for every Open API request),
+      // before the rate limit: a refused request is recorded too, so it cannot be replayed once the window frees up.
       const accepted = await options.authPool.query<{ accepted: boolean }>("select authhub_private.begin_api_request($1, $2, $3, $4, to_timestamp($5)) as accepted", [
         key.id,
         key.tenantId,
@@ -110,6 +106,11 @@ export function syncBulkRouter(options: SyncBulkOptions): express.Router {
         Math.trunc(signedAt),
       ]);
       if (accepted.rows[0]?.accepted !== true) throw unauthenticated();
+      const limit = await options.rateLimits.hitBatched("apikey", key.id, key.rateLimitPerMinute);
+      if (!limit.allowed) {
+        res.setHeader("Retry-After", String(limit.resetSeconds));
+        throw new AppError("rate_limited", "This key is over its rate limit; try again later.");
+      }
 
       client = await options.authPool.connect();
       // The load's own transaction: staging many rows takes longer than a request's statement limit.

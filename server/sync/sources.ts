@@ -53,19 +53,24 @@ export async function registerSource(client: Pick<pg.PoolClient, "query">, maste
   const { rows } = await client.query<{ id: string }>("select s.id from retail.stores s where s.tenant_id = $1 and s.code = $2", [input.tenantId, input.storeCode]);
   const storeId = rows[0]?.id;
   if (!storeId) throw new SourceInputError(`No store ${input.storeCode} in that tenant.`);
-  const taken = await client.query("select 1 from retail_private.sync_sources where tenant_id = $1 and store_id = $2", [input.tenantId, storeId]);
-  if (taken.rowCount) throw new SourceInputError(`Store ${input.storeCode} already has a pull source.`);
   const key = await issueApiKey(client, masterKey, {
     name: `Pull connector: ${input.storeCode}`,
     scopes: ["sync:write"],
     organizationId: storeId,
     tenantId: input.tenantId,
   });
-  const inserted = await client.query<{ id: string; poll_interval_ms: number; lookback_ms: number }>(
-    `insert into retail_private.sync_sources (tenant_id, store_id, url_encrypted, schema_name, api_key_id, poll_interval_ms, lookback_ms)
-     values ($1, $2, $3, $4, $5, coalesce($6, 2000), coalesce($7, 60000)) returning id, poll_interval_ms, lookback_ms`,
-    [input.tenantId, storeId, masterKey.encrypt(input.url), schema, key.id, input.pollIntervalMs ?? null, input.lookbackMs ?? null],
-  );
+  // One source per store is the table's rule (sync_sources_store_key): a concurrent add waits on it and is refused here too.
+  const inserted = await client
+    .query<{ id: string; poll_interval_ms: number; lookback_ms: number }>(
+      `insert into retail_private.sync_sources (tenant_id, store_id, url_encrypted, schema_name, api_key_id, poll_interval_ms, lookback_ms)
+       values ($1, $2, $3, $4, $5, coalesce($6, 2000), coalesce($7, 60000)) returning id, poll_interval_ms, lookback_ms`,
+      [input.tenantId, storeId, masterKey.encrypt(input.url), schema, key.id, input.pollIntervalMs ?? null, input.lookbackMs ?? null],
+    )
+    .catch((err: unknown) => {
+      const e = err as { code?: string; constraint?: string };
+      if (e.code === "23505" && e.constraint === "sync_sources_store_key") throw new SourceInputError(`Store ${input.storeCode} already has a pull source.`);
+      throw err;
+    });
   const s = inserted.rows[0]!;
   return { id: s.id, tenantId: input.tenantId, storeId, storeCode: input.storeCode, schema, apiKeyId: key.id, pollIntervalMs: s.poll_interval_ms, lookbackMs: s.lookback_ms };
 }

@@ -114,8 +114,6 @@ describe("who reads sync health", () => {
           (await attemptQuery(c, "insert into retail.sync_statuses (tenant_id, store_id, entity, source_kind) values ($1, $2, 'orders', 'push')", [f.a.id, r.a.stores.berlin]))
             .code,
         ).toBe("42501");
-        // Nor move a pull's cursor: that takes the source's own key.
-        expect((await attemptQuery(c, "select retail_private.sync_source_advance(gen_random_uuid(), 'customers', now(), 'x', null)")).code).toMatch(/^(42501|AH403)$/);
       });
     }
     const { rows } = await db.owner.query("select applied_count::int as n from retail.sync_statuses where tenant_id = $1 and store_id = $2 and source_kind = 'push'", [
@@ -123,5 +121,41 @@ describe("who reads sync health", () => {
       r.a.stores.berlin,
     ]);
     expect(rows).toEqual([{ n: 2 }]);
+  });
+
+  test("a pull's cursor moves only by its source's own key: not a tenant admin, the store's admin or another store key", async () => {
+    const a = retailCast(f, r.a);
+    // tokyo's pull source, acting as tokyo's sync key.
+    const sourceId = (
+      await db.owner.query<{ id: string }>(
+        "insert into retail_private.sync_sources (tenant_id, store_id, url_encrypted, api_key_id) values ($1, $2, 'v1.x.y.z', $3) returning id",
+        [f.a.id, r.a.stores.tokyo, r.a.keys.tokyoSync.id],
+      )
+    ).rows[0]!.id;
+    const cursor = async () =>
+      (await db.owner.query<{ external_id: string }>("select external_id from retail_private.sync_source_cursors where tenant_id = $1 and source_id = $2", [f.a.id, sourceId]))
+        .rows;
+    const advance = (c: pg.PoolClient, externalId: string) =>
+      attemptQuery(c, "select retail_private.sync_source_advance($1, 'customers', now(), $2, null)", [sourceId, externalId]);
+    try {
+      for (const actor of [a.tenantAdmin, a.storeAdmin, a.berlinKey]) {
+        const refused = await asActor(db, actor, async (c) => {
+          const result = await advance(c, "intruder");
+          await c.query("commit").catch(() => undefined);
+          return result.code;
+        });
+        expect(refused).toMatch(/^(42501|AH403)$/);
+      }
+      expect(await cursor()).toEqual([]);
+      // The control: the source's own key moves it.
+      await asActor(db, a.tokyoKey, async (c) => {
+        expect((await advance(c, "t-1")).code).toBeNull();
+        await c.query("commit");
+      });
+      expect(await cursor()).toEqual([{ external_id: "t-1" }]);
+    } finally {
+      await db.owner.query("delete from retail_private.sync_sources where id = $1", [sourceId]);
+      await db.owner.query("delete from retail.sync_statuses where tenant_id = $1 and store_id = $2 and source_kind = 'pull'", [f.a.id, r.a.stores.tokyo]);
+    }
   });
 });

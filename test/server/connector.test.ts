@@ -15,7 +15,7 @@ import { Logger, makeWorkerUtils, runOnce } from "graphile-worker";
 import pg from "pg";
 import { parseMasterKey, type MasterKey } from "../../server/auth/masterKey.js";
 import { runCli } from "../../server/cli.js";
-import { registerSource } from "../../server/sync/sources.js";
+import { registerSource, SourceInputError } from "../../server/sync/sources.js";
 import request from "supertest";
 import { configureWorker } from "../../worker/context.js";
 import { tasks } from "../../worker/tasks/index.js";
@@ -196,6 +196,44 @@ describe("sync source add", () => {
     expect(stderr2).toContain("already has a pull source");
     expect(stderr2).not.toContain("S3cretPassw0rd");
     await db.owner.query("delete from retail_private.sync_sources where id = $1", [printed.id]);
+  });
+
+  test("two adds for one store at once: the second waits on the table's unique key and is refused as a usage error, not a raw violation", async () => {
+    const { url, pool } = await storeDatabase();
+    await pool.end();
+    const input = { tenantId: f.a.id, storeCode: "tokyo", url, schema: "shop" };
+    const first = await db.owner.connect();
+    const second = await db.owner.connect();
+    try {
+      await first.query("begin");
+      await second.query("begin");
+      const added = await registerSource(first, masterKey, input);
+      const pid = (await second.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]!.pid;
+      const racing = registerSource(second, masterKey, input).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      // The second add has passed every check of its own and waits on the first's uncommitted row.
+      for (let i = 0; ; i++) {
+        const { rows } = await db.owner.query<{ waiting: boolean }>("select wait_event_type = 'Lock' as waiting from pg_stat_activity where pid = $1", [pid]);
+        if (rows[0]?.waiting) break;
+        if (i > 600) throw new Error("the second add never waited on the first");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await first.query("commit");
+      const refused = await racing;
+      expect(refused).toBeInstanceOf(SourceInputError);
+      expect((refused as Error).message).toBe("Store tokyo already has a pull source.");
+      await second.query("rollback");
+      // The first add holds the store (the row the second was refused for is there).
+      const held = await db.owner.query("select id from retail_private.sync_sources where tenant_id = $1 and store_id = $2", [f.a.id, r.a.stores.tokyo]);
+      expect(held.rows).toEqual([{ id: added.id }]);
+      await db.owner.query("delete from retail_private.sync_sources where id = $1", [added.id]);
+    } finally {
+      await second.query("rollback").catch(() => undefined);
+      first.release();
+      second.release();
+    }
   });
 });
 
@@ -624,8 +662,9 @@ describe("bulk backfill", () => {
       const first = await post(body);
       expect(first.status).toBe(202);
       const jobId = (first.body as { jobId: string }).jobId;
-      // One bulk job per store at a time.
-      const second = await post(JSON.stringify({ externalId: "x", version: 1, data: { email: "x@bulk.test" } }));
+      // One bulk job per store at a time, whichever key of the store starts it (the unique index is per store, not per key).
+      const sibling = await issueApiKey(db.owner, srv.masterKey, { name: "Bulk 2", scopes: ["sync:write"], organizationId: r.b.stores.potsdam, tenantId: f.b.id });
+      const second = await post(JSON.stringify({ externalId: "x", version: 1, data: { email: "x@bulk.test" } }), { keyId: sibling.keyId, secret: sibling.secret });
       expect(second.status).toBe(409);
       expect((second.body as { error: { code: string } }).error.code).toBe("conflict");
       expect((await get(jobId)).body).toMatchObject({ id: jobId, state: "queued", received: 2504 });
@@ -657,6 +696,11 @@ describe("bulk backfill", () => {
         .get(`/open/v1/sync/jobs/${jobId}`)
         .set(signRequest({ keyId: other.keyId, secret: other.secret, method: "GET", url: `/open/v1/sync/jobs/${jobId}` }));
       expect(peek.status).toBe(404);
+      // Nor another key of the same tenant and store: a key reads the jobs it started (the job is there, read by its own key above).
+      const siblingPeek = await request(srv.app)
+        .get(`/open/v1/sync/jobs/${jobId}`)
+        .set(signRequest({ keyId: sibling.keyId, secret: sibling.secret, method: "GET", url: `/open/v1/sync/jobs/${jobId}` }));
+      expect(siblingPeek.status).toBe(404);
     } finally {
       await srv.close();
     }
@@ -678,6 +722,37 @@ describe("bulk backfill", () => {
       expect((res.body as { error: { code: string } }).error.code).toBe("payload_too_large");
       const jobs = await db.owner.query("select count(*)::int as n from retail_private.sync_bulk_jobs where tenant_id = $1 and store_id = $2", [f.b.id, r.b.stores.tokyo]);
       expect(jobs.rows).toEqual([{ n: 0 }]);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test("a load refused by the key's rate limit is recorded as used: the same signed request sent again is refused as a replay", async () => {
+    const srv = await startTestServer(db, { AUTHHUB_MASTER_KEY: keyText });
+    try {
+      const issued = await issueApiKey(db.owner, srv.masterKey, {
+        name: "Bulk limited",
+        scopes: ["sync:write"],
+        organizationId: r.b.stores.tokyo,
+        tenantId: f.b.id,
+        rateLimitPerMinute: 1,
+      });
+      const signed = (raw: string) => ({
+        raw,
+        headers: {
+          ...signRequest({ keyId: issued.keyId, secret: issued.secret, method: "POST", url: "/open/v1/sync/customers/bulk", body: raw }),
+          "Content-Type": "application/x-ndjson",
+        },
+      });
+      const send = (s: { raw: string; headers: Record<string, string> }) => request(srv.app).post("/open/v1/sync/customers/bulk").set(s.headers).send(s.raw);
+      expect((await send(signed(JSON.stringify({ externalId: "lim-1", version: 1, data: { email: "lim1@bulk.test" } })))).status).toBe(202);
+      const over = signed(JSON.stringify({ externalId: "lim-2", version: 1, data: { email: "lim2@bulk.test" } }));
+      const refused = await send(over);
+      expect(refused.status).toBe(429);
+      expect((refused.body as { error: { code: string } }).error.code).toBe("rate_limited");
+      const replayed = await send(over);
+      expect(replayed.status).toBe(401);
+      expect((replayed.body as { error: { code: string } }).error.code).toBe("unauthenticated");
     } finally {
       await srv.close();
     }

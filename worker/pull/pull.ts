@@ -16,8 +16,9 @@
  * scope sync:write) through the authenticator, exactly as a pushing store's
  * requests do: the same role, the same policies, the same write path.
  */
-import pg from "pg";
-import { beginRequestStatement, pgSettingsForApiKey } from "../../db/claims.js";
+import type pg from "pg";
+import { pgSettingsForApiKey } from "../../db/claims.js";
+import { KeySession } from "./keySession.js";
 import { ENTITIES, RECONCILABLE, StoreDatabase, toSyncRow, type Entity, type StoreRow } from "./store.js";
 
 export interface Source {
@@ -67,31 +68,24 @@ export class HubError extends Error {
 /** The hub, as the source's key: one authenticator connection for the poll. */
 class Hub {
   private constructor(
-    private readonly client: pg.Client,
+    private readonly session: KeySession,
     private readonly source: Source,
   ) {}
 
   static async open(authUrl: string, source: Source): Promise<Hub> {
-    const client = new pg.Client({ connectionString: authUrl, application_name: "authhub-pull" });
-    client.on("error", () => undefined);
-    await client.connect();
-    return new Hub(client, source);
+    const settings = pgSettingsForApiKey({ apiKeyId: source.api_key_id, tenantId: source.tenant_id, orgId: source.store_id }, `pull-${source.id}`);
+    return new Hub(await KeySession.open(authUrl, "authhub-pull", settings), source);
   }
 
   async close(): Promise<void> {
-    await this.client.end().catch(() => undefined);
+    await this.session.close();
   }
 
   /** One transaction as the source's key, as a request of that key would be. */
   async tx<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-    const settings = pgSettingsForApiKey({ apiKeyId: this.source.api_key_id, tenantId: this.source.tenant_id, orgId: this.source.store_id }, `pull-${this.source.id}`);
-    await this.client.query(beginRequestStatement(settings));
     try {
-      const result = await fn(this.client);
-      await this.client.query("commit");
-      return result;
+      return await this.session.tx(fn);
     } catch (err) {
-      await this.client.query("rollback").catch(() => undefined);
       throw err instanceof HubError ? err : new HubError(err);
     }
   }

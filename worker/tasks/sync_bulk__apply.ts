@@ -7,8 +7,8 @@
  * the next. One queue per store (`sync-bulk:<store>`).
  */
 import type { Task } from "graphile-worker";
-import pg from "pg";
-import { beginRequestStatement, pgSettingsForApiKey, UUID_RE } from "../../db/claims.js";
+import { pgSettingsForApiKey, UUID_RE } from "../../db/claims.js";
+import { KeySession } from "../pull/keySession.js";
 import { workerContext } from "../context.js";
 import { inJobTransaction } from "../jobTransaction.js";
 
@@ -43,35 +43,27 @@ export const sync_bulk__apply: Task = async (payload, helpers) => {
   }
   const { authUrl } = workerContext();
   if (!authUrl) throw new Error("sync_bulk__apply: the worker has no authenticator URL (configureWorker)");
-  const hub = new pg.Client({ connectionString: authUrl, application_name: "authhub-bulk" });
-  hub.on("error", () => undefined);
-  await hub.connect();
+  const settings = { ...pgSettingsForApiKey({ apiKeyId: job.api_key_id, tenantId: job.tenant_id, orgId: job.store_id }, `bulk-${job.id}`), "retail.sync_kind": "bulk" };
+  const hub = await KeySession.open(authUrl, "authhub-bulk", settings);
   let failure: string | null = null;
   try {
-    const settings = { ...pgSettingsForApiKey({ apiKeyId: job.api_key_id, tenantId: job.tenant_id, orgId: job.store_id }, `bulk-${job.id}`), "retail.sync_kind": "bulk" };
-    for (;;) {
-      await hub.query(beginRequestStatement(settings));
-      try {
-        const { rows } = await hub.query<{ seq: string; body: unknown }>("select seq::text, body from retail_private.sync_bulk_next($1, $2)", [job.id, BATCH]);
-        if (rows.length === 0) {
-          await hub.query("commit");
-          break;
-        }
-        const results = (await hub.query<{ r: unknown }>("select retail.sync($1, $2::jsonb) as r", [job.entity, JSON.stringify(rows.map((r) => r.body))])).rows[0]!.r;
-        await hub.query("select retail_private.sync_bulk_progress($1, $2::bigint, $3::jsonb)", [job.id, rows[rows.length - 1]!.seq, JSON.stringify(results)]);
-        await hub.query("commit");
-      } catch (err) {
-        await hub.query("rollback").catch(() => undefined);
-        throw err;
-      }
-    }
+    // A batch at a time, each with its progress, until none is left.
+    while (
+      await hub.tx(async (c) => {
+        const { rows } = await c.query<{ seq: string; body: unknown }>("select seq::text, body from retail_private.sync_bulk_next($1, $2)", [job.id, BATCH]);
+        if (rows.length === 0) return false;
+        const results = (await c.query<{ r: unknown }>("select retail.sync($1, $2::jsonb) as r", [job.entity, JSON.stringify(rows.map((r) => r.body))])).rows[0]!.r;
+        await c.query("select retail_private.sync_bulk_progress($1, $2::bigint, $3::jsonb)", [job.id, rows[rows.length - 1]!.seq, JSON.stringify(results)]);
+        return true;
+      })
+    );
   } catch (err) {
     const code = (err as { code?: unknown }).code;
     // A key revoked meanwhile, or the entity's rows refused as a whole: the job fails, visibly, and is not retried.
     failure = typeof code === "string" && /^(AH4|42501)/.test(code) ? `refused (${code})` : null;
     if (!failure) throw err;
   } finally {
-    await hub.end().catch(() => undefined);
+    await hub.close();
   }
   await inJobTransaction(helpers, "sync_bulk__apply", (c) => c.query("select retail_private.sync_bulk_finish($1, $2, $3)", [tenantId, jobId, failure]));
 };
