@@ -108,6 +108,8 @@ const CHECKS: Record<string, FieldProblem> = {
   products_source_version_range: { field: "sourceVersion", message: "must be at least 0" },
   products_synced_variants_array: { field: "variants", message: "must be a list" },
   event_endpoints_url: { field: "url", message: "must be an http(s) URL of at most 2000 characters, without spaces" },
+  sync_sources_poll_interval_range: { field: "pollInterval", message: "must be between 100 and 3600000 milliseconds" },
+  sync_sources_lookback_range: { field: "lookback", message: "must be between 0 and 86400000 milliseconds" },
   event_endpoints_event_types: {
     field: "eventTypes",
     message: "must be 1 to 50 event types such as retail.order.created, or patterns such as retail.* or * (one to three dot-separated segments)",

@@ -189,11 +189,15 @@ describe("sync source add", () => {
     try {
       expect(await runCli(["sync", "source", "add", "--tenant", f.a.slug, "--store", "tokyo", "--url", secretUrl, "--json"], env)).toBe(2);
       expect(await runCli(["sync", "source", "add", "--tenant", f.a.slug, "--store", "berlin", "--url", "mysql://x:S3cretPassw0rd@h/db", "--json"], env)).toBe(2);
+      // Intervals outside the table's checks: refused by SQL, the answer names the field and its range.
+      expect(await runCli(["sync", "source", "add", "--tenant", f.a.slug, "--store", "berlin", "--url", secretUrl, "--poll-interval", "50", "--json"], env)).toBe(1);
     } finally {
       err2.mockRestore();
       out2.mockRestore();
     }
     expect(stderr2).toContain("already has a pull source");
+    expect(stderr2).toMatch(/pollInterval.*must be between 100 and 3600000 milliseconds/);
+    expect((await db.owner.query("select count(*)::int as n from retail_private.sync_sources where store_id = $1", [r.a.stores.berlin])).rows[0].n).toBe(0);
     expect(stderr2).not.toContain("S3cretPassw0rd");
     await db.owner.query("delete from retail_private.sync_sources where id = $1", [printed.id]);
   });
