@@ -30,7 +30,17 @@ export function serverEnv(dataDir: string, extra: Record<string, string> = {}): 
   return { ...e, ...extra };
 }
 
-export async function startServer(env: NodeJS.ProcessEnv, entry = "server/main.ts"): Promise<RunningServer> {
+/**
+ * Spawns `entry` on the pinned Node, collects its output, and resolves once a
+ * JSON line satisfies `ready` (rejecting if the process exits first). The one
+ * spawner behind startServer and startWorkerProcess.
+ */
+async function spawnLogged(
+  entry: string,
+  env: NodeJS.ProcessEnv,
+  ready: (line: Record<string, unknown>) => boolean,
+  what: string,
+): Promise<RunningWorker & { readyLine: Record<string, unknown> }> {
   const child = spawn(process.execPath, ["--import", "tsx", entry], { env, stdio: ["ignore", "pipe", "pipe"] });
   children.push(child);
   let out = "";
@@ -43,25 +53,25 @@ export async function startServer(env: NodeJS.ProcessEnv, entry = "server/main.t
       .filter((l) => l.startsWith("{"))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const base = await new Promise<string>((resolve, reject) => {
+  const readyLine = await new Promise<Record<string, unknown>>((resolve, reject) => {
     const timer = setInterval(() => {
-      const ready = lines().find((l) => l.msg === "AuthHub is ready");
-      if (ready) {
+      const line = lines().find(ready);
+      if (line) {
         clearInterval(timer);
-        resolve(String(ready.graphql).replace(/\/graphql$/, ""));
+        resolve(line);
       }
     }, 50);
     void exited.then((code) => {
       clearInterval(timer);
-      reject(new Error(`server exited (${code}) before it was ready:\n${out}\n${err}`));
+      reject(new Error(`${what} exited (${code}) before it was ready:\n${out}\n${err}`));
     });
   });
   return {
     child,
-    base,
     lines,
     stderr: () => err,
     exited,
+    readyLine,
     stop(signal: NodeJS.Signals = "SIGTERM") {
       child.kill(signal);
       return exited;
@@ -69,12 +79,17 @@ export async function startServer(env: NodeJS.ProcessEnv, entry = "server/main.t
   };
 }
 
+export async function startServer(env: NodeJS.ProcessEnv, entry = "server/main.ts"): Promise<RunningServer> {
+  const { readyLine, ...running } = await spawnLogged(entry, env, (l) => l.msg === "AuthHub is ready", "server");
+  return { ...running, base: String(readyLine.graphql).replace(/\/graphql$/, "") };
+}
+
 /** Whether the embedded PostgreSQL of `dataDir` is running (its postmaster.pid exists). */
 export const embeddedRunning = (dataDir: string) => existsSync(path.join(dataDir, "pg", "postmaster.pid"));
 
 /** For afterAll: no server, no postmaster left behind by a failed test. */
 export function killLeftovers(dataDir: string): void {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  killChildren();
   const pidFile = path.join(dataDir, "pg", "postmaster.pid");
   if (existsSync(pidFile)) {
     const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
@@ -155,40 +170,8 @@ export interface RunningWorker {
 
 /** `worker/main.ts` (`npm run worker`) in a child process; resolves once its worker has started. */
 export async function startWorkerProcess(env: NodeJS.ProcessEnv): Promise<RunningWorker> {
-  const child = spawn(process.execPath, ["--import", "tsx", "worker/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (err += d));
-  const lines = () =>
-    out
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setInterval(() => {
-      if (lines().some((l) => l.msg === "worker started")) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, 50);
-    void exited.then((code) => {
-      clearInterval(timer);
-      reject(new Error(`worker exited (${code}) before it started:\n${out}\n${err}`));
-    });
-  });
-  return {
-    child,
-    lines,
-    stderr: () => err,
-    exited,
-    stop(signal: NodeJS.Signals = "SIGTERM") {
-      child.kill(signal);
-      return exited;
-    },
-  };
+  const { readyLine: _, ...running } = await spawnLogged("worker/main.ts", env, (l) => l.msg === "worker started", "worker");
+  return running;
 }
 
 /** For afterAll of tests on a test database: every child process started here that still runs is killed. */
