@@ -6,7 +6,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
+import { Webhook } from "svix";
 
 export interface RunningServer {
   child: ChildProcess;
@@ -178,3 +181,52 @@ export async function startWorkerProcess(env: NodeJS.ProcessEnv): Promise<Runnin
 export function killChildren(): void {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
 }
+
+/**
+ * For a test file of servers on their own embedded database: a fresh data
+ * directory (read it through the answered getter once beforeAll has run), and
+ * afterAll kills what is left and removes it.
+ */
+export function useDataDir(prefix: string): () => string {
+  let dataDir = "";
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), `authhub-${prefix}-`));
+  });
+  afterAll(async () => {
+    killLeftovers(dataDir);
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  return () => dataDir;
+}
+
+/** Posts `event` to a running server's webhook `endpoint` as Svix delivers it: signed now with the endpoint's secret. */
+export function deliverWebhook(base: string, endpoint: { path: string; secret: string }, event: unknown, id: string): Promise<Response> {
+  const body = JSON.stringify(event);
+  const now = new Date();
+  return fetch(`${base}${endpoint.path}`, {
+    method: "POST",
+    headers: {
+      "Content-Type": "application/json",
+      "svix-id": id,
+      "svix-timestamp": String(Math.floor(now.getTime() / 1000)),
+      "svix-signature": new Webhook(endpoint.secret).sign(id, now, body),
+    },
+    body,
+  });
+}
+
+/** A Clerk user event (`user.created`, `user.updated`) as Clerk's webhooks send it. */
+export const clerkUserEvent = (type: string, id: string, email: string, updatedAt = Date.now()) => ({
+  type,
+  object: "event",
+  timestamp: updatedAt,
+  data: {
+    id,
+    object: "user",
+    first_name: "Clerk",
+    last_name: id,
+    primary_email_address_id: `idn_${id}`,
+    email_addresses: [{ id: `idn_${id}`, email_address: email }],
+    updated_at: updatedAt,
+  },
+});
