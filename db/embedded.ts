@@ -103,12 +103,13 @@ async function checkTraversable(dir: string, asRoot: boolean): Promise<void> {
   }
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port free on `host` now (the embedded cluster's, the server's PORT=0, a test's PgBouncer). */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
     srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
+    srv.listen(0, host, () => {
       const { port } = srv.address() as net.AddressInfo;
       srv.close(() => resolve(port));
     });

@@ -7,6 +7,7 @@ import { isIP } from "node:net";
 import path from "node:path";
 import proxyAddr from "proxy-addr";
 import { ConfigError } from "../db/configError.js";
+import { checkIssuer } from "./auth/issuer.js";
 
 export type Env = "development" | "test" | "production";
 
@@ -319,9 +320,11 @@ function readSettings(env: Source): Config {
   const configuredIssuer = str(env, "AUTHHUB_ISSUER");
   const issuer = configuredIssuer ?? `http://${host}:${port}`;
   try {
-    new URL(issuer);
-  } catch {
-    throw new ConfigError("AUTHHUB_ISSUER", "must be a URL");
+    // The rule the remembered issuer is held to (server/auth/issuer.ts): one that passed here but not there would
+    // start a server whose issuer the database cannot remember, so the CLI could not mint for it.
+    checkIssuer(issuer);
+  } catch (err) {
+    throw new ConfigError("AUTHHUB_ISSUER", `must be an http(s) URL of at most 500 characters (${(err as Error).message})`);
   }
   const refreshTokenTtlSeconds = int(env, "AUTHHUB_REFRESH_TOKEN_TTL", 14 * 86400, 300, 365 * 86400);
   const sessionMaxAgeSeconds = int(env, "AUTHHUB_SESSION_MAX_AGE", 30 * 86400, 300, 365 * 86400);

@@ -10,10 +10,10 @@
 import "./env.js";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type http from "node:http";
-import net from "node:net";
 import path from "node:path";
 import { ConfigError } from "../db/configError.js";
 import { prepareDatabase } from "../db/database.js";
+import { freePort } from "../db/embedded.js";
 import { closePool, isConnectionError, makePool } from "../db/pools.js";
 import { startWorker } from "../worker/runner.js";
 import { makeApp } from "./app.js";
@@ -56,18 +56,6 @@ function closeHttpServer(server: http.Server, graceMs: number): Promise<void> {
   });
 }
 
-/** A port free on `host` now (PORT=0 asks for any): chosen before listening, so the issuer can name it. */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once("error", reject);
-    probe.listen(0, host, () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 /** The banner's line about the issuer: which one, and where it came from. */
 function issuerLine(i: ServerIssuer): string {
   const how =
@@ -97,7 +85,8 @@ async function main() {
   const ownerPool = makePool(db.ownerUrl, { name: "owner pool", max: 5, acquireTimeoutMs: config.database.acquireTimeoutMs, onError });
   const authPool = makePool(db.authUrl, { name: "authenticator pool", max: config.database.poolSize, acquireTimeoutMs: config.database.acquireTimeoutMs, onError });
   await ensureActiveSigningKey(ownerPool, masterKey);
-  // The issuer the CLI will mint for too (server/auth/issuer.ts): decided before the app is made.
+  // The issuer the CLI will mint for too (server/auth/issuer.ts): decided before the app is made, so with PORT=0
+  // the port is chosen before listening, for the issuer to name it.
   const listenPort = config.port === 0 ? await freePort(config.host) : config.port;
   const issuer = await issuerForServer(ownerPool, config, `http://${config.host}:${listenPort}`);
   if (!issuer.remembered) logger.warn(`The issuer ${issuer.issuer} is not remembered: ${issuer.problem}`);

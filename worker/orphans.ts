@@ -111,21 +111,16 @@ export class OrphanedJobs {
 
   /** Reaps now and then every interval (jittered), until stop(). */
   start(): void {
-    const next = () => {
-      if (this.stopped) return;
-      this.timer = setTimeout(
-        () => {
-          void this.reap()
-            .catch((err: unknown) => this.log.warn("could not look for the jobs of dead workers", { err }))
-            .finally(next);
-        },
-        this.intervalMs * (0.7 + Math.random() * 0.6),
-      );
-      this.timer.unref();
+    const tick = (): void => {
+      void this.reap()
+        .catch((err: unknown) => this.log.warn("could not look for the jobs of dead workers", { err }))
+        .finally(() => {
+          if (this.stopped) return;
+          this.timer = setTimeout(tick, this.intervalMs * (0.7 + Math.random() * 0.6));
+          this.timer.unref();
+        });
     };
-    void this.reap()
-      .catch((err: unknown) => this.log.warn("could not look for the jobs of dead workers", { err }))
-      .finally(next);
+    tick();
   }
 
   async stop(): Promise<void> {

@@ -24,6 +24,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import type pg from "pg";
+import { freePort } from "../../db/embedded.js";
 import { makePool } from "../../db/pools.js";
 import type { TestDatabase } from "./db.js";
 
@@ -67,17 +68,6 @@ export function pgbouncerBinary(): string | null {
 }
 
 export const PGBOUNCER_MISSING = "pgbouncer is not installed (apt-get install -y pgbouncer, or PGBOUNCER_BIN=<path>): the pooled tests are skipped";
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 /** The unprivileged user a root process hands PgBouncer to: uid and gid. */
 function runAsUser(): { name: string; uid: number; gid: number } {

@@ -6,7 +6,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
+import { Webhook } from "svix";
 
 export interface RunningServer {
   child: ChildProcess;
@@ -30,7 +33,17 @@ export function serverEnv(dataDir: string, extra: Record<string, string> = {}): 
   return { ...e, ...extra };
 }
 
-export async function startServer(env: NodeJS.ProcessEnv, entry = "server/main.ts"): Promise<RunningServer> {
+/**
+ * Spawns `entry` on the pinned Node, collects its output, and resolves once a
+ * JSON line satisfies `ready` (rejecting if the process exits first). The one
+ * spawner behind startServer and startWorkerProcess.
+ */
+async function spawnLogged(
+  entry: string,
+  env: NodeJS.ProcessEnv,
+  ready: (line: Record<string, unknown>) => boolean,
+  what: string,
+): Promise<RunningWorker & { readyLine: Record<string, unknown> }> {
   const child = spawn(process.execPath, ["--import", "tsx", entry], { env, stdio: ["ignore", "pipe", "pipe"] });
   children.push(child);
   let out = "";
@@ -43,25 +56,25 @@ export async function startServer(env: NodeJS.ProcessEnv, entry = "server/main.t
       .filter((l) => l.startsWith("{"))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const base = await new Promise<string>((resolve, reject) => {
+  const readyLine = await new Promise<Record<string, unknown>>((resolve, reject) => {
     const timer = setInterval(() => {
-      const ready = lines().find((l) => l.msg === "AuthHub is ready");
-      if (ready) {
+      const line = lines().find(ready);
+      if (line) {
         clearInterval(timer);
-        resolve(String(ready.graphql).replace(/\/graphql$/, ""));
+        resolve(line);
       }
     }, 50);
     void exited.then((code) => {
       clearInterval(timer);
-      reject(new Error(`server exited (${code}) before it was ready:\n${out}\n${err}`));
+      reject(new Error(`${what} exited (${code}) before it was ready:\n${out}\n${err}`));
     });
   });
   return {
     child,
-    base,
     lines,
     stderr: () => err,
     exited,
+    readyLine,
     stop(signal: NodeJS.Signals = "SIGTERM") {
       child.kill(signal);
       return exited;
@@ -69,12 +82,17 @@ export async function startServer(env: NodeJS.ProcessEnv, entry = "server/main.t
   };
 }
 
+export async function startServer(env: NodeJS.ProcessEnv, entry = "server/main.ts"): Promise<RunningServer> {
+  const { readyLine, ...running } = await spawnLogged(entry, env, (l) => l.msg === "AuthHub is ready", "server");
+  return { ...running, base: String(readyLine.graphql).replace(/\/graphql$/, "") };
+}
+
 /** Whether the embedded PostgreSQL of `dataDir` is running (its postmaster.pid exists). */
 export const embeddedRunning = (dataDir: string) => existsSync(path.join(dataDir, "pg", "postmaster.pid"));
 
 /** For afterAll: no server, no postmaster left behind by a failed test. */
 export function killLeftovers(dataDir: string): void {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  killChildren();
   const pidFile = path.join(dataDir, "pg", "postmaster.pid");
   if (existsSync(pidFile)) {
     const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
@@ -155,43 +173,60 @@ export interface RunningWorker {
 
 /** `worker/main.ts` (`npm run worker`) in a child process; resolves once its worker has started. */
 export async function startWorkerProcess(env: NodeJS.ProcessEnv): Promise<RunningWorker> {
-  const child = spawn(process.execPath, ["--import", "tsx", "worker/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (err += d));
-  const lines = () =>
-    out
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setInterval(() => {
-      if (lines().some((l) => l.msg === "worker started")) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, 50);
-    void exited.then((code) => {
-      clearInterval(timer);
-      reject(new Error(`worker exited (${code}) before it started:\n${out}\n${err}`));
-    });
-  });
-  return {
-    child,
-    lines,
-    stderr: () => err,
-    exited,
-    stop(signal: NodeJS.Signals = "SIGTERM") {
-      child.kill(signal);
-      return exited;
-    },
-  };
+  const { readyLine: _, ...running } = await spawnLogged("worker/main.ts", env, (l) => l.msg === "worker started", "worker");
+  return running;
 }
 
 /** For afterAll of tests on a test database: every child process started here that still runs is killed. */
 export function killChildren(): void {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
 }
+
+/**
+ * For a test file of servers on their own embedded database: a fresh data
+ * directory (read it through the answered getter once beforeAll has run), and
+ * afterAll kills what is left and removes it.
+ */
+export function useDataDir(prefix: string): () => string {
+  let dataDir = "";
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), `authhub-${prefix}-`));
+  });
+  afterAll(async () => {
+    killLeftovers(dataDir);
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  return () => dataDir;
+}
+
+/** Posts `event` to a running server's webhook `endpoint` as Svix delivers it: signed now with the endpoint's secret. */
+export function deliverWebhook(base: string, endpoint: { path: string; secret: string }, event: unknown, id: string): Promise<Response> {
+  const body = JSON.stringify(event);
+  const now = new Date();
+  return fetch(`${base}${endpoint.path}`, {
+    method: "POST",
+    headers: {
+      "Content-Type": "application/json",
+      "svix-id": id,
+      "svix-timestamp": String(Math.floor(now.getTime() / 1000)),
+      "svix-signature": new Webhook(endpoint.secret).sign(id, now, body),
+    },
+    body,
+  });
+}
+
+/** A Clerk user event (`user.created`, `user.updated`) as Clerk's webhooks send it. */
+export const clerkUserEvent = (type: string, id: string, email: string, updatedAt = Date.now()) => ({
+  type,
+  object: "event",
+  timestamp: updatedAt,
+  data: {
+    id,
+    object: "user",
+    first_name: "Clerk",
+    last_name: id,
+    primary_email_address_id: `idn_${id}`,
+    email_addresses: [{ id: `idn_${id}`, email_address: email }],
+    updated_at: updatedAt,
+  },
+});

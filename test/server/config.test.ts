@@ -63,3 +63,11 @@ test("every AUTHHUB_* variable the README documents is one AuthHub reads", async
     expect(String(error)).not.toMatch(/is not a setting/);
   }
 });
+
+test("AUTHHUB_ISSUER is held to the rule of the issuer the database remembers: an http(s) URL of at most 500 characters", () => {
+  expect(read({ AUTHHUB_ISSUER: "https://auth.example" }).issuer).toBe("https://auth.example");
+  // URLs, but not ones `npx authhub issuer set` (server/auth/issuer.ts) would remember.
+  for (const bad of ["urn:authhub", "ftp://auth.example", `https://auth.example/${"x".repeat(500)}`, "not a url"]) {
+    expect(() => read({ AUTHHUB_ISSUER: bad })).toThrow(/AUTHHUB_ISSUER must be an http\(s\) URL/);
+  }
+});

@@ -12,14 +12,13 @@
 import { randomBytes } from "node:crypto";
 import { jest } from "@jest/globals";
 import pg from "pg";
-import { Webhook } from "svix";
 import { signRequest } from "../../client/index.js";
 import { parseMasterKey } from "../../server/auth/masterKey.js";
 import { issueApiKey } from "../../server/openapi/issue.js";
 import { createWebhookEndpoint } from "../../server/webhooks/endpoints.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
-import { cliJson, databaseEnv, eventually, killChildren, startServer, type RunningServer } from "../helpers/process.js";
+import { clerkUserEvent, cliJson, databaseEnv, deliverWebhook, eventually, killChildren, startServer, type RunningServer } from "../helpers/process.js";
 
 jest.setTimeout(300_000);
 
@@ -96,20 +95,7 @@ function signed(method: string, url: string, body: unknown, headers: Record<stri
     body: raw,
   });
 }
-function deliver(event: unknown, id: string) {
-  const body = JSON.stringify(event);
-  const now = new Date();
-  return fetch(`${server.base}${endpoint.path}`, {
-    method: "POST",
-    headers: {
-      "Content-Type": "application/json",
-      "svix-id": id,
-      "svix-timestamp": String(Math.floor(now.getTime() / 1000)),
-      "svix-signature": new Webhook(endpoint.secret).sign(id, now, body),
-    },
-    body,
-  });
-}
+const deliver = (event: unknown, id: string) => deliverWebhook(server.base, endpoint, event, id);
 
 /** Sends one write and records whether it was acknowledged: `ok` reads the answer (a fetch that fails means no answer). */
 async function attempt(kind: string, name: string, send: () => Promise<Response>, ok: (res: Response, body: unknown) => boolean): Promise<void> {
@@ -126,20 +112,7 @@ async function attempt(kind: string, name: string, send: () => Promise<Response>
   }
 }
 
-const clerkUser = (id: string, email: string) => ({
-  type: "user.created",
-  object: "event",
-  timestamp: Date.now(),
-  data: {
-    id,
-    object: "user",
-    first_name: "Crash",
-    last_name: id,
-    primary_email_address_id: `idn_${id}`,
-    email_addresses: [{ id: `idn_${id}`, email_address: email }],
-    updated_at: Date.now(),
-  },
-});
+const clerkUser = (id: string, email: string) => clerkUserEvent("user.created", id, email);
 const clerkOrg = (id: string, slug: string) => ({
   type: "organization.created",
   object: "event",

@@ -7,11 +7,13 @@
  */
 import { readFileSync } from "node:fs";
 import request from "supertest";
+import { signRequest } from "../../client/index.js";
+import { makePool } from "../../db/pools.js";
 import { REQUEST_ROLES, AUTHENTICATOR_ROLE } from "../../db/setup.js";
 import { fromDatabaseError, NAMED_CHECKS } from "../../server/errors.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { cast, type Fixtures } from "../helpers/fixtures.js";
-import { useFixtureServer, type TestServer } from "../helpers/server.js";
+import { startTestServer, useFixtureServer, type TestServer } from "../helpers/server.js";
 
 let db: TestDatabase;
 let f: Fixtures;
@@ -147,9 +149,6 @@ test("a user-writable check answers with its field: an API key's rate limit out 
 });
 
 test("the database out of reach is 503 unavailable with Retry-After on the Auth API and the Open API, never internal", async () => {
-  const { makePool } = await import("../../db/pools.js");
-  const { startTestServer } = await import("../helpers/server.js");
-  const { signRequest } = await import("../../client/index.js");
   // Nothing listens on port 1: every connection is refused.
   const unreachable = makePool("postgres://authhub_authenticator@127.0.0.1:1/authhub", { name: "unreachable", max: 2, acquireTimeoutMs: 2_000 });
   const down = await startTestServer(db, {}, unreachable);

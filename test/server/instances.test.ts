@@ -12,14 +12,24 @@
 import { randomBytes } from "node:crypto";
 import { jest } from "@jest/globals";
 import { decodeProtectedHeader } from "jose";
-import { Webhook } from "svix";
 import { signRequest } from "../../client/index.js";
 import { parseMasterKey } from "../../server/auth/masterKey.js";
 import { issueApiKey } from "../../server/openapi/issue.js";
 import { createWebhookEndpoint } from "../../server/webhooks/endpoints.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { useFixtureDatabase, type Fixtures } from "../helpers/fixtures.js";
-import { cliJson, databaseEnv, eventually, killChildren, startServer, startWorkerProcess, type RunningServer, type RunningWorker } from "../helpers/process.js";
+import {
+  clerkUserEvent,
+  cliJson,
+  databaseEnv,
+  deliverWebhook,
+  eventually,
+  killChildren,
+  startServer,
+  startWorkerProcess,
+  type RunningServer,
+  type RunningWorker,
+} from "../helpers/process.js";
 
 jest.setTimeout(180_000);
 
@@ -48,34 +58,7 @@ function signed(base: string, key: { keyId: string; secret: string }, method: st
   if (raw !== undefined) h["Content-Type"] = "application/json";
   return fetch(`${base}${url}`, { method, headers: h, body: raw });
 }
-function deliver(base: string, event: unknown, id: string) {
-  const body = JSON.stringify(event);
-  const now = new Date();
-  return fetch(`${base}${endpoint.path}`, {
-    method: "POST",
-    headers: {
-      "Content-Type": "application/json",
-      "svix-id": id,
-      "svix-timestamp": String(Math.floor(now.getTime() / 1000)),
-      "svix-signature": new Webhook(endpoint.secret).sign(id, now, body),
-    },
-    body,
-  });
-}
-const clerkUser = (type: string, id: string, email: string, updatedAt: number) => ({
-  type,
-  object: "event",
-  timestamp: updatedAt,
-  data: {
-    id,
-    object: "user",
-    first_name: "Many",
-    last_name: id,
-    primary_email_address_id: `idn_${id}`,
-    email_addresses: [{ id: `idn_${id}`, email_address: email }],
-    updated_at: updatedAt,
-  },
-});
+const deliver = (base: string, event: unknown, id: string) => deliverWebhook(base, endpoint, event, id);
 
 beforeAll(async () => {
   env = databaseEnv(db, masterKey, { AUTHHUB_WORKER: "off", AUTHHUB_STATEMENT_TIMEOUT_MS: "60000" });
@@ -114,10 +97,10 @@ test("a mixed load over two servers and two workers: every answer a success, eac
     (async () => {
       for (let i = 0; i < USERS; i++) {
         const at = t0 + i;
-        await check("user.created", deliver(base(i), clerkUser("user.created", `user_many_${i}`, `many-${i}@many.test`, at), `msg_many_c_${i}`), [202]);
-        await check("user.updated", deliver(base(i + 1), clerkUser("user.updated", `user_many_${i}`, `many-${i}@many.test`, at + 1000), `msg_many_u_${i}`), [202]);
+        await check("user.created", deliver(base(i), clerkUserEvent("user.created", `user_many_${i}`, `many-${i}@many.test`, at), `msg_many_c_${i}`), [202]);
+        await check("user.updated", deliver(base(i + 1), clerkUserEvent("user.updated", `user_many_${i}`, `many-${i}@many.test`, at + 1000), `msg_many_u_${i}`), [202]);
         // A redelivery, to the other server: a no-op.
-        if (i % 5 === 0) await check("redelivery", deliver(base(i + 1), clerkUser("user.created", `user_many_${i}`, `many-${i}@many.test`, at), `msg_many_c_${i}`), [200]);
+        if (i % 5 === 0) await check("redelivery", deliver(base(i + 1), clerkUserEvent("user.created", `user_many_${i}`, `many-${i}@many.test`, at), `msg_many_c_${i}`), [200]);
       }
     })(),
     // Order syncs, one order each, alternating servers.
@@ -259,7 +242,7 @@ test("a worker killed in the middle of a drain: the other worker takes its job o
       )
     ).rows[0]?.locked_by;
   try {
-    expect((await deliver(servers[0]!.base, clerkUser("user.created", "user_held", "held-user@many.test", Date.now()), "msg_many_held")).status).toBe(202);
+    expect((await deliver(servers[0]!.base, clerkUserEvent("user.created", "user_held", "held-user@many.test", Date.now()), "msg_many_held")).status).toBe(202);
     expect(await eventually(async () => (await held()) !== undefined, 30_000)).toBe(true);
     const pool = (await held())!;
     const victim = workers.find((w) => w.lines().some((l) => l.msg === "worker started" && l.pool === pool));

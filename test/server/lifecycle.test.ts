@@ -7,28 +7,18 @@
  * start, naming it.
  */
 import { jest } from "@jest/globals";
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import { signRequest } from "../../client/index.js";
-import { cliJson, killLeftovers, serverEnv, startServer } from "../helpers/process.js";
+import { cliJson, serverEnv, startServer, useDataDir } from "../helpers/process.js";
 
 jest.setTimeout(180_000);
 
-let dataDir: string;
-beforeAll(async () => {
-  dataDir = await mkdtemp(path.join(os.tmpdir(), "authhub-lifecycle-"));
-});
-afterAll(async () => {
-  killLeftovers(dataDir);
-  await rm(dataDir, { recursive: true, force: true });
-});
+const dataDir = useDataDir("lifecycle");
 
 /** The server: any free port, the worker left out (nothing here needs it, and the stop is quicker). */
-const serverEnvironment = () => serverEnv(dataDir, { AUTHHUB_WORKER: "off" });
+const serverEnvironment = () => serverEnv(dataDir(), { AUTHHUB_WORKER: "off" });
 /** Another terminal: the same data directory, and no PORT at all. */
 function cliEnvironment(): NodeJS.ProcessEnv {
-  const env = serverEnv(dataDir);
+  const env = serverEnv(dataDir());
   delete env.PORT;
   delete env.AUTHHUB_ISSUER;
   return env;
@@ -113,7 +103,7 @@ test("API-key use counted in memory is recorded by the shutdown on SIGTERM", asy
 });
 
 test("an unknown AUTHHUB_* variable stops the start with a message naming it", async () => {
-  await expect(startServer(serverEnv(dataDir, { AUTHHUB_SHUTDOWN_GRACE: "5000" }))).rejects.toThrow(
+  await expect(startServer(serverEnv(dataDir(), { AUTHHUB_SHUTDOWN_GRACE: "5000" }))).rejects.toThrow(
     /AuthHub failed to start: Invalid configuration: AUTHHUB_SHUTDOWN_GRACE is not a setting AuthHub knows \(did you mean AUTHHUB_SHUTDOWN_GRACE_MS\?\)/,
   );
 });
