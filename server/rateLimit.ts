@@ -126,15 +126,13 @@ export class RateLimits {
   }
 
   /**
-   * Whether `key` has used up `limit` in its current window, without counting
-   * anything: for limits that count only failures (hit() on failure), asked
-   * before the attempt.
+   * Gives back one point `hit()` counted for `key`: for limits that count only
+   * failures, each attempt is counted before it is tried (so a concurrent burst
+   * cannot all pass a check made before any is counted) and a success gives its
+   * point back.
    */
-  async isOver(kind: string, key: string, limit: number, durationSeconds = 60): Promise<RateLimitDecision | null> {
-    const res = await this.limiter(kind, limit, durationSeconds).get(key);
-    if (!res || res.consumedPoints < limit) return null;
-    rateLimited.inc({ limit: kind });
-    return { allowed: false, limit, remaining: 0, resetSeconds: Math.max(1, Math.ceil(res.msBeforeNext / 1000)) };
+  async giveBack(kind: string, key: string, limit: number, durationSeconds = 60): Promise<void> {
+    await this.limiter(kind, limit, durationSeconds).reward(key, 1);
   }
 
   /** Counts one request for `key` against `limit` per `durationSeconds` (default a minute). */

@@ -289,16 +289,17 @@ export function authApiRouter(deps: AuthApiDeps): express.Router {
     // Failures are counted per client address and key id: guesses from one
     // address slow that address down, and can never lock the key's owner
     // (elsewhere) out; successes count only towards the address's own limit.
+    // Each attempt is counted before it is tried and a success gives its point
+    // back, so a concurrent burst of guesses cannot pass a check made before any
+    // of them was counted.
     const failureKey = digest(`${clientAddress(req)} ${clientId}`);
-    const over = await deps.rateLimits.isOver("auth-client-failure", failureKey, config.tokenRateLimit.perSubject);
-    if (over) throw new OAuthError("rate_limited", "Too many failed attempts for this client; try again later.", 429, over.resetSeconds);
+    const attempt = await deps.rateLimits.hit("auth-client-failure", failureKey, config.tokenRateLimit.perSubject);
+    if (!attempt.allowed) throw new OAuthError("rate_limited", "Too many failed attempts for this client; try again later.", 429, attempt.resetSeconds);
     const key = await apiKeys.get(clientId);
     // Every secret the key may be used with is compared, in constant time; an unknown key costs the same.
     const valid = anySecretMatches(key, (secret) => createHash("sha256").update(secret).digest(), sha256(clientSecret));
-    if (!valid || !key) {
-      await deps.rateLimits.hit("auth-client-failure", failureKey, config.tokenRateLimit.perSubject);
-      throw invalidClient;
-    }
+    if (!valid || !key) throw invalidClient;
+    await deps.rateLimits.giveBack("auth-client-failure", failureKey, config.tokenRateLimit.perSubject);
     const { token } = await signer.signApiKeyWithActive({ apiKeyId: key.id, tenantId: key.tenantId, orgId: key.organizationId, keyId: key.keyId, scopes: key.scopes });
     res.json({ access_token: token, token_type: "Bearer", expires_in: config.accessTokenTtlSeconds, scope: key.scopes.join(" ") });
   }

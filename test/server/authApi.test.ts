@@ -318,6 +318,36 @@ describe("client credentials failures", () => {
   });
 });
 
+describe("client_credentials guesses at once", () => {
+  test("a concurrent burst of wrong secrets from one address gets no more tries than the limit; a right secret gives its count back", async () => {
+    const { issueApiKey } = await import("../../server/openapi/issue.js");
+    const key = await issueApiKey(db.owner, srv.masterKey, { name: "burst", scopes: ["user:read"], tenantId: f.a.id });
+    const limited = await startTestServer(db, { AUTHHUB_TOKEN_RATE_LIMIT_SUBJECT: "3", AUTHHUB_TOKEN_RATE_LIMIT_IP: "1000", AUTHHUB_TRUST_PROXY: "loopback" });
+    try {
+      const left = 60_000 - (Date.now() % 60_000);
+      if (left < 10_000) await new Promise((r) => setTimeout(r, left + 100));
+      const from = (address: string, secret: string) =>
+        request(limited.app)
+          .post("/auth/token")
+          .set("X-Forwarded-For", address)
+          .type("form")
+          .send({ grant_type: "client_credentials", client_id: key.keyId, client_secret: secret });
+      // Successes from an address leave its failure count as it was: five of them, then three wrong tries still answer 401.
+      for (let i = 0; i < 5; i++) expect((await from("198.51.100.77", key.secret)).status).toBe(200);
+      // Twelve wrong secrets at once: each is counted before it is tried, so at most three are tried.
+      const statuses = (await Promise.all(Array.from({ length: 12 }, () => from("198.51.100.78", `sk_${"y".repeat(43)}`)))).map((r) => r.status);
+      expect(statuses.filter((s) => s === 401)).toHaveLength(3);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(9);
+      const wrongAfterSuccesses: number[] = [];
+      for (let i = 0; i < 4; i++) wrongAfterSuccesses.push((await from("198.51.100.77", `sk_${"y".repeat(43)}`)).status);
+      expect(wrongAfterSuccesses).toEqual([401, 401, 401, 429]);
+    } finally {
+      await limited.close();
+      await db.owner.query("delete from authhub_private.rate_limits");
+    }
+  });
+});
+
 describe("authorized parties (Clerk's default session tokens carry azp, no aud)", () => {
   const clerkLike = (app: TestServer, subjectToken: string) =>
     request(app.app).post("/auth/token").type("form").send({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, tenant: f.a.slug });
