@@ -24,7 +24,7 @@ useFixtureServer((database, fixtures, server) => {
   srv = server;
 });
 
-const SCHEMAS = ["authhub", "authhub_private", "retail"];
+const SCHEMAS = ["authhub", "authhub_private", "retail", "retail_private"];
 /** Everyone a request can act as, and the login role that calls the Auth API's and webhooks' functions. */
 const CALLERS = [...REQUEST_ROLES, AUTHENTICATOR_ROLE];
 
@@ -43,6 +43,12 @@ const NOT_FROM_CALLERS: Record<string, string> = {
   refresh_families_revoked_reason: "the reasons the session functions write",
   refresh_tokens_hash_length: "SHA-256 hashes the server computes",
   refresh_tokens_rotation: "rotate_refresh_token's own bookkeeping",
+  sync_bulk_jobs_entity: "the bulk route refuses an unknown entity first, with the same list (SYNC_ENTITIES)",
+  sync_bulk_jobs_state: "the bulk functions' own state machine",
+  sync_rejects_source_kind: "push, pull or bulk, chosen by sync_kind(), never from input",
+  sync_source_cursors_entity: "the pull job's own list of entities",
+  sync_statuses_entity: "the entity retail.sync was called for, refused first by sync_rows when unknown",
+  sync_statuses_source_kind: "push, pull or bulk, chosen by sync_kind(), never from input",
 };
 
 const docs = readFileSync(new URL("../../docs/errors.md", import.meta.url), "utf8");
